@@ -1,0 +1,311 @@
+//! The gauge: at most `limit` units held at once; callers over the limit wait
+//! in FIFO order.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::waiter::{Notify, Waiter};
+use super::waitlist::Waitlist;
+
+/// How often a parked thread looks up to see if it was interrupted.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+
+pub struct Gauge<F> {
+    state: Mutex<State<F>>,
+    counters: Counters,
+}
+
+struct State<F> {
+    limit: u64,
+    in_flight: u64,
+    waiters: Waitlist<Arc<Waiter<F>>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    acquired: AtomicU64,
+    waited: AtomicU64,
+    rejected: AtomicU64,
+    timed_out: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+/// The answer of a call that never waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Acquired,
+    Busy,
+    /// `n` exceeds a non-zero limit: waiting would hang until the limit rises.
+    TooLarge { limit: u64 },
+}
+
+/// Where a waiter stands after `enqueue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Capacity came free between the caller's check and the queue: no wait.
+    Acquired,
+    Queued(u64),
+    TooLarge { limit: u64 },
+}
+
+/// The answer of a thread that waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocking {
+    Acquired,
+    TimedOut,
+    Interrupted,
+    TooLarge { limit: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverRelease {
+    pub held: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub limit: u64,
+    pub in_flight: u64,
+    pub waiting: u64,
+    pub acquired: u64,
+    pub waited: u64,
+    pub rejected: u64,
+    pub timed_out: u64,
+    pub cancelled: u64,
+}
+
+impl<F> State<F> {
+    fn admits_now(&self, n: u64) -> bool {
+        self.waiters.is_empty() && self.in_flight + n <= self.limit
+    }
+
+    fn too_large(&self, n: u64) -> Option<u64> {
+        (self.limit > 0 && n > self.limit).then_some(self.limit)
+    }
+
+    /// Moves waiters from the head of the list to `in_flight` while they fit.
+    fn grant_waiters(&mut self) -> Vec<Arc<Waiter<F>>> {
+        let limit = self.limit;
+        let in_flight = &mut self.in_flight;
+        self.waiters.pop_front_while(|weight| {
+            let fits = *in_flight + weight <= limit;
+            if fits {
+                *in_flight += weight;
+            }
+            fits
+        })
+    }
+}
+
+impl<F: Notify> Gauge<F> {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            state: Mutex::new(State {
+                limit,
+                in_flight: 0,
+                waiters: Waitlist::new(),
+            }),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn try_acquire(&self, n: u64) -> Admission {
+        let mut state = self.state.lock();
+        if let Some(limit) = state.too_large(n) {
+            return Admission::TooLarge { limit };
+        }
+        if !state.admits_now(n) {
+            return Admission::Busy;
+        }
+        state.in_flight += n;
+        drop(state);
+        self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+        Admission::Acquired
+    }
+
+    /// Counts a call that gave up without waiting (`try_acquire` said no, or
+    /// the caller allowed no wait).
+    pub fn count_rejected(&self) {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Queues `waiter`, unless capacity is free now (then it is held at once).
+    pub fn enqueue(&self, waiter: &Arc<Waiter<F>>) -> Enqueued {
+        let n = waiter.weight;
+        let mut state = self.state.lock();
+        if let Some(limit) = state.too_large(n) {
+            return Enqueued::TooLarge { limit };
+        }
+        if state.admits_now(n) {
+            state.in_flight += n;
+            drop(state);
+            self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+            return Enqueued::Acquired;
+        }
+        Enqueued::Queued(state.waiters.push(n, Arc::clone(waiter)))
+    }
+
+    /// Claims a waiter's grant for its caller once it was woken.
+    pub fn take_granted(&self, waiter: &Waiter<F>) -> bool {
+        let taken = waiter.take();
+        if taken {
+            self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+            self.counters.waited.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// A waiter's time ran out. Returns true if it was granted meanwhile and
+    /// now holds its permits after all (the grant won the race).
+    pub fn settle_timeout(&self, id: u64, waiter: &Waiter<F>) -> bool {
+        if self.withdraw(id) {
+            self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+            false
+        } else {
+            self.take_granted(waiter)
+        }
+    }
+
+    /// A waiter is cancelled (task cancelled, coroutine closed or dropped,
+    /// thread interrupted). If it was granted meanwhile, the grant goes back.
+    pub fn abandon(&self, id: u64, waiter: &Waiter<F>) {
+        self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+        if !self.withdraw(id) && waiter.give_back() {
+            self.give_back_weight(waiter.weight);
+        }
+    }
+
+    /// Takes a waiter out of the list; false if a grant already took it out.
+    fn withdraw(&self, id: u64) -> bool {
+        let mut state = self.state.lock();
+        let Some(removed) = state.waiters.remove(id) else {
+            return false;
+        };
+        // The one leaving may have been the head that blocked lighter waiters.
+        let granted = state.grant_waiters();
+        drop(state);
+        drop(removed);
+        self.wake(granted);
+        true
+    }
+
+    pub fn release(&self, n: u64) -> Result<(), OverRelease> {
+        let mut state = self.state.lock();
+        if n > state.in_flight {
+            return Err(OverRelease {
+                held: state.in_flight,
+            });
+        }
+        state.in_flight -= n;
+        let granted = state.grant_waiters();
+        drop(state);
+        self.wake(granted);
+        Ok(())
+    }
+
+    /// Raising the limit admits waiters at once; lowering it takes effect as
+    /// permits come back.
+    pub fn set_limit(&self, limit: u64) {
+        let mut state = self.state.lock();
+        state.limit = limit;
+        let granted = state.grant_waiters();
+        drop(state);
+        self.wake(granted);
+    }
+
+    fn give_back_weight(&self, weight: u64) {
+        let mut state = self.state.lock();
+        state.in_flight -= weight;
+        let granted = state.grant_waiters();
+        drop(state);
+        self.wake(granted);
+    }
+
+    /// Wakes granted waiters with no lock held; the weight of any that can no
+    /// longer be reached goes back and may grant others in turn.
+    fn wake(&self, mut granted: Vec<Arc<Waiter<F>>>) {
+        while !granted.is_empty() {
+            let unreachable: u64 = granted.iter().map(|w| w.wake_granted()).sum();
+            drop(std::mem::take(&mut granted));
+            if unreachable == 0 {
+                break;
+            }
+            let mut state = self.state.lock();
+            state.in_flight -= unreachable;
+            granted = state.grant_waiters();
+        }
+    }
+
+    /// Waits in this thread until `n` is held, `deadline` passes, or
+    /// `interrupted` (asked every few milliseconds) says to stop.
+    pub fn acquire_blocking(
+        &self,
+        n: u64,
+        deadline: Option<Instant>,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Blocking {
+        match self.try_acquire(n) {
+            Admission::Acquired => return Blocking::Acquired,
+            Admission::TooLarge { limit } => return Blocking::TooLarge { limit },
+            Admission::Busy => {}
+        }
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            self.count_rejected();
+            return Blocking::TimedOut;
+        }
+        let waiter = Waiter::for_this_thread(n);
+        let id = match self.enqueue(&waiter) {
+            Enqueued::Acquired => return Blocking::Acquired,
+            Enqueued::TooLarge { limit } => return Blocking::TooLarge { limit },
+            Enqueued::Queued(id) => id,
+        };
+        loop {
+            if waiter.is_granted() && self.take_granted(&waiter) {
+                return Blocking::Acquired;
+            }
+            let now = Instant::now();
+            let mut slice = INTERRUPT_POLL;
+            if let Some(deadline) = deadline {
+                if deadline <= now {
+                    return if self.settle_timeout(id, &waiter) {
+                        Blocking::Acquired
+                    } else {
+                        Blocking::TimedOut
+                    };
+                }
+                slice = slice.min(deadline - now);
+            }
+            std::thread::park_timeout(slice);
+            if !waiter.is_granted() && interrupted() {
+                self.abandon(id, &waiter);
+                return Blocking::Interrupted;
+            }
+        }
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.state.lock().limit
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.state.lock();
+        let c = &self.counters;
+        Snapshot {
+            limit: state.limit,
+            in_flight: state.in_flight,
+            waiting: state.waiters.len() as u64,
+            acquired: c.acquired.load(Ordering::Relaxed),
+            waited: c.waited.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            timed_out: c.timed_out.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "gauge_tests.rs"]
+mod tests;

@@ -1,0 +1,208 @@
+use super::*;
+use std::sync::atomic::AtomicI64;
+use std::sync::Barrier;
+use std::thread;
+
+type ThreadGauge = Gauge<()>;
+
+fn forever() -> Option<Instant> {
+    None
+}
+
+#[test]
+fn admits_up_to_the_limit_then_reports_busy() {
+    let gauge = ThreadGauge::new(2);
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire(1), Admission::Busy);
+    assert_eq!(gauge.snapshot().in_flight, 2);
+}
+
+#[test]
+fn weight_above_a_nonzero_limit_is_refused_but_a_closed_gauge_waits() {
+    let gauge = ThreadGauge::new(3);
+    assert_eq!(gauge.try_acquire(4), Admission::TooLarge { limit: 3 });
+    let closed = ThreadGauge::new(0);
+    assert_eq!(closed.try_acquire(1), Admission::Busy);
+}
+
+#[test]
+fn releasing_more_than_is_held_is_an_error_and_changes_nothing() {
+    let gauge = ThreadGauge::new(2);
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.release(2), Err(OverRelease { held: 1 }));
+    assert_eq!(gauge.snapshot().in_flight, 1);
+}
+
+#[test]
+fn a_heavy_waiter_at_the_head_is_not_overtaken() {
+    let gauge = ThreadGauge::new(3);
+    assert_eq!(gauge.try_acquire(2), Admission::Acquired);
+    let heavy = Waiter::for_this_thread(3);
+    let light = Waiter::for_this_thread(1);
+    assert!(matches!(gauge.enqueue(&heavy), Enqueued::Queued(_)));
+    assert!(matches!(gauge.enqueue(&light), Enqueued::Queued(_)));
+    // One permit is free, but the light waiter must stay behind the heavy one.
+    assert_eq!(gauge.try_acquire(1), Admission::Busy);
+    assert!(!light.is_granted());
+    gauge.release(2).unwrap();
+    assert!(heavy.is_granted());
+    assert!(!light.is_granted());
+}
+
+#[test]
+fn withdrawing_a_blocking_head_grants_those_behind_it() {
+    let gauge = ThreadGauge::new(3);
+    assert_eq!(gauge.try_acquire(2), Admission::Acquired);
+    let heavy = Waiter::for_this_thread(3);
+    let light = Waiter::for_this_thread(1);
+    let Enqueued::Queued(heavy_id) = gauge.enqueue(&heavy) else {
+        panic!("heavy should queue")
+    };
+    gauge.enqueue(&light);
+    gauge.abandon(heavy_id, &heavy);
+    assert!(light.is_granted());
+    assert_eq!(gauge.snapshot().in_flight, 3);
+}
+
+#[test]
+fn a_grant_that_loses_to_a_cancellation_comes_back() {
+    let gauge = ThreadGauge::new(1);
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    let waiter = Waiter::for_this_thread(1);
+    let Enqueued::Queued(id) = gauge.enqueue(&waiter) else {
+        panic!("should queue")
+    };
+    gauge.release(1).unwrap();
+    assert!(waiter.is_granted());
+    gauge.abandon(id, &waiter);
+    let snap = gauge.snapshot();
+    assert_eq!((snap.in_flight, snap.waiting, snap.cancelled), (0, 0, 1));
+}
+
+#[test]
+fn a_timeout_that_loses_to_the_grant_keeps_the_permit() {
+    let gauge = ThreadGauge::new(1);
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    let waiter = Waiter::for_this_thread(1);
+    let Enqueued::Queued(id) = gauge.enqueue(&waiter) else {
+        panic!("should queue")
+    };
+    gauge.release(1).unwrap();
+    assert!(gauge.settle_timeout(id, &waiter));
+    assert_eq!(gauge.snapshot().in_flight, 1);
+}
+
+#[test]
+fn raising_the_limit_grants_waiters_at_once_and_lowering_waits_for_releases() {
+    let gauge = ThreadGauge::new(1);
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    let waiter = Waiter::for_this_thread(1);
+    gauge.enqueue(&waiter);
+    gauge.set_limit(2);
+    assert!(waiter.is_granted());
+    gauge.set_limit(1);
+    assert_eq!(gauge.snapshot().in_flight, 2);
+    gauge.release(1).unwrap();
+    assert_eq!(gauge.try_acquire(1), Admission::Busy);
+    gauge.release(1).unwrap();
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+}
+
+struct Closed;
+impl Notify for Closed {
+    fn notify(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn an_unreachable_waiter_passes_its_grant_to_the_next() {
+    let gauge = Gauge::<Closed>::new(1);
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    let dead = Waiter::for_future(1, Closed);
+    let alive = Waiter::for_this_thread(1);
+    gauge.enqueue(&dead);
+    gauge.enqueue(&alive);
+    gauge.release(1).unwrap();
+    assert!(alive.is_granted());
+    assert!(!dead.take());
+    assert_eq!(gauge.snapshot().in_flight, 1);
+}
+
+#[test]
+fn blocking_waiters_are_served_in_arrival_order() {
+    let gauge = Arc::new(ThreadGauge::new(1));
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let (g, o) = (Arc::clone(&gauge), Arc::clone(&order));
+        handles.push(thread::spawn(move || {
+            assert_eq!(g.acquire_blocking(1, forever(), || false), Blocking::Acquired);
+            o.lock().push(i);
+            g.release(1).unwrap();
+        }));
+        // Each thread must be queued before the next one starts.
+        while gauge.snapshot().waiting < i + 1 {
+            thread::yield_now();
+        }
+    }
+    gauge.release(1).unwrap();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(*order.lock(), (0..8).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_blocking_wait_times_out_and_leaves_nothing_behind() {
+    let gauge = ThreadGauge::new(1);
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    let deadline = Some(Instant::now() + Duration::from_millis(20));
+    assert_eq!(gauge.acquire_blocking(1, deadline, || false), Blocking::TimedOut);
+    let snap = gauge.snapshot();
+    assert_eq!((snap.in_flight, snap.waiting, snap.timed_out), (1, 0, 1));
+}
+
+#[test]
+fn an_interrupted_blocking_wait_leaves_the_queue() {
+    let gauge = ThreadGauge::new(1);
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.acquire_blocking(1, forever(), || true), Blocking::Interrupted);
+    assert_eq!(gauge.snapshot().waiting, 0);
+}
+
+#[test]
+fn threads_hammering_with_timeouts_never_exceed_the_limit_nor_leak() {
+    const LIMIT: u64 = 3;
+    let gauge = Arc::new(ThreadGauge::new(LIMIT));
+    let inside = Arc::new(AtomicI64::new(0));
+    let peak = Arc::new(AtomicI64::new(0));
+    let start = Arc::new(Barrier::new(6));
+    let handles: Vec<_> = (0..6)
+        .map(|t| {
+            let (g, inside, peak, start) = (gauge.clone(), inside.clone(), peak.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                for i in 0..2000u64 {
+                    let n = 1 + (i + t) % 2;
+                    let deadline = (i % 3 == 0).then(|| Instant::now() + Duration::from_micros(50));
+                    if g.acquire_blocking(n, deadline, || false) == Blocking::Acquired {
+                        let now = inside.fetch_add(n as i64, Ordering::SeqCst) + n as i64;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        inside.fetch_sub(n as i64, Ordering::SeqCst);
+                        g.release(n).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let snap = gauge.snapshot();
+    assert_eq!((snap.in_flight, snap.waiting), (0, 0));
+    assert!(peak.load(Ordering::SeqCst) <= LIMIT as i64);
+    assert!(peak.load(Ordering::SeqCst) >= 2);
+}

@@ -1,0 +1,5 @@
+//! Pure Rust: the algorithms, with no knowledge of Python.
+
+pub mod gauge;
+pub mod waiter;
+pub mod waitlist;
