@@ -1,4 +1,15 @@
+//! The native module `brakes._brakes`: registers classes and exceptions.
+
 mod core;
+mod py;
+
 use pyo3::prelude::*;
-#[pymodule]
-fn _brakes(_m: &Bound<'_, PyModule>) -> PyResult<()> { Ok(()) }
+
+#[pymodule(gil_used = false)]
+fn _brakes(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    py::errors::register(module)?;
+    py::awaitable::register(module)?;
+    module.add_class::<py::gauge::Gauge>()?;
+    module.add_class::<py::gauge::GaugeStats>()?;
+    Ok(())
+}

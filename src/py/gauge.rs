@@ -1,0 +1,331 @@
+//! `brakes.Gauge`: the Python face of the core gauge.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyTuple;
+
+use super::arguments::{deadline_after, limit as check_limit, wait_seconds, weight};
+use super::awaitable::{ready, Acquiring, FutureHandle, FutureWaiter, Ready, WaitSource};
+use super::errors::{overloaded, value_error};
+use crate::core::gauge::{Admission, Blocking, Enqueued, Gauge as CoreGauge, Snapshot};
+
+type Core = CoreGauge<FutureHandle>;
+
+impl WaitSource for Core {
+    fn try_now(&self, n: u64) -> Admission {
+        self.try_acquire(n)
+    }
+    fn enqueue(&self, waiter: &Arc<FutureWaiter>) -> Enqueued {
+        CoreGauge::enqueue(self, waiter)
+    }
+    fn take_granted(&self, waiter: &FutureWaiter) -> bool {
+        CoreGauge::take_granted(self, waiter)
+    }
+    fn settle_timeout(&self, id: u64, waiter: &FutureWaiter) -> bool {
+        CoreGauge::settle_timeout(self, id, waiter)
+    }
+    fn abandon(&self, id: u64, waiter: &FutureWaiter) {
+        CoreGauge::abandon(self, id, waiter)
+    }
+    fn count_rejected(&self) {
+        CoreGauge::count_rejected(self)
+    }
+    fn gave_up(&self, waited: f64) -> PyErr {
+        let s = self.snapshot();
+        let within = if waited > 0.0 {
+            format!("within {waited} s")
+        } else {
+            "without waiting".to_owned()
+        };
+        overloaded(format!(
+            "gauge is full: no permit {within} ({} of {} in flight, {} waiting)",
+            s.in_flight, s.limit, s.waiting
+        ))
+    }
+    fn too_large(&self, n: u64, limit: u64) -> PyErr {
+        value_error(format!(
+            "n={n} is more than the gauge's limit of {limit}: it could never be granted"
+        ))
+    }
+    fn method_name(&self) -> &'static str {
+        "Gauge.acquire()"
+    }
+}
+
+/// A concurrency limiter: at most `limit` permits are held at once, and the
+/// callers over the limit wait their turn in FIFO order, from threads and
+/// asyncio tasks alike.
+///
+/// `max_wait` sets how long `with`, `async with` and `@gauge` wait for a
+/// permit: None waits as long as it takes, 0 fails at once, 0.2 waits up to
+/// 200 ms. Giving up raises `brakes.Overloaded`.
+///
+/// >>> gauge = Gauge(10, max_wait=0)
+/// >>> with gauge:
+/// ...     gauge.in_flight
+/// 1
+#[pyclass(frozen, subclass, module = "brakes")]
+pub struct Gauge {
+    core: Arc<Core>,
+    max_wait: Option<f64>,
+}
+
+impl Gauge {
+    fn check_admission(&self, n: u64, admission: Admission) -> PyResult<bool> {
+        match admission {
+            Admission::Acquired => Ok(true),
+            Admission::Busy => Ok(false),
+            Admission::TooLarge { limit } => Err(self.core.too_large(n, limit)),
+        }
+    }
+
+    /// Waits in this thread, with the GIL released while parked.
+    fn block(&self, py: Python<'_>, n: u64, timeout: Option<f64>) -> PyResult<bool> {
+        if self.check_admission(n, self.core.try_acquire(n))? {
+            return Ok(true);
+        }
+        if timeout == Some(0.0) {
+            self.core.count_rejected();
+            return Err(self.core.gave_up(0.0));
+        }
+        let deadline = deadline_after(timeout);
+        let mut interruption: Option<PyErr> = None;
+        let outcome = py.detach(|| {
+            self.core.acquire_blocking(n, deadline, || {
+                // Lets Ctrl-C (or any signal handler that raises) stop the wait.
+                Python::attach(|py| py.check_signals())
+                    .map_err(|err| interruption = Some(err))
+                    .is_err()
+            })
+        });
+        match outcome {
+            Blocking::Acquired => Ok(true),
+            Blocking::TimedOut => Err(self.core.gave_up(timeout.unwrap_or(0.0))),
+            Blocking::TooLarge { limit } => Err(self.core.too_large(n, limit)),
+            Blocking::Interrupted => Err(interruption
+                .unwrap_or_else(|| PyRuntimeError::new_err("wait interrupted"))),
+        }
+    }
+
+    fn release_checked(&self, n: u64) -> PyResult<()> {
+        self.core.release(n).map_err(|over| {
+            value_error(format!(
+                "release(n={n}) is more than the {} permits held",
+                over.held
+            ))
+        })
+    }
+
+    fn source(&self) -> Arc<dyn WaitSource> {
+        self.core.clone()
+    }
+}
+
+#[pymethods]
+impl Gauge {
+    #[new]
+    #[pyo3(signature = (limit = 1, *, max_wait = None))]
+    fn new(limit: i64, max_wait: Option<f64>) -> PyResult<Self> {
+        Ok(Self {
+            core: Arc::new(Core::new(check_limit(limit)?)),
+            max_wait: wait_seconds("max_wait", max_wait)?,
+        })
+    }
+
+    /// The number of permits; raising it admits waiters at once, lowering it
+    /// takes effect as permits come back. A limit of 0 closes the gauge.
+    #[getter]
+    fn get_limit(&self) -> u64 {
+        self.core.limit()
+    }
+
+    #[setter]
+    fn set_limit(&self, limit: i64) -> PyResult<()> {
+        self.core.set_limit(check_limit(limit)?);
+        Ok(())
+    }
+
+    /// How long `with`, `async with` and `@gauge` wait; None is without bound.
+    #[getter]
+    fn max_wait(&self) -> Option<f64> {
+        self.max_wait
+    }
+
+    /// Permits held now.
+    #[getter]
+    fn in_flight(&self) -> u64 {
+        self.core.snapshot().in_flight
+    }
+
+    /// Permits free now (0 while more are held than a lowered limit allows).
+    #[getter]
+    fn available(&self) -> u64 {
+        let s = self.core.snapshot();
+        s.limit.saturating_sub(s.in_flight)
+    }
+
+    /// Threads and tasks queued for a permit.
+    #[getter]
+    fn waiting(&self) -> u64 {
+        self.core.snapshot().waiting
+    }
+
+    /// Takes `n` permits if they are free now and nobody is queued; never waits.
+    #[pyo3(signature = (n = 1))]
+    fn try_acquire(&self, n: i64) -> PyResult<bool> {
+        let n = weight(n)?;
+        let acquired = self.check_admission(n, self.core.try_acquire(n))?;
+        if !acquired {
+            self.core.count_rejected();
+        }
+        Ok(acquired)
+    }
+
+    /// Waits on the running event loop for `n` permits and returns True.
+    /// Raises `Overloaded` if `timeout` seconds pass first.
+    #[pyo3(signature = (n = 1, *, timeout = None))]
+    fn acquire(&self, n: i64, timeout: Option<f64>) -> PyResult<Acquiring> {
+        let n = weight(n)?;
+        let timeout = wait_seconds("timeout", timeout)?;
+        Ok(Acquiring::new(self.source(), n, timeout, true))
+    }
+
+    /// Waits in this thread, with the GIL released, for `n` permits and
+    /// returns True. Raises `Overloaded` if `timeout` seconds pass first.
+    #[pyo3(signature = (n = 1, *, timeout = None))]
+    fn acquire_blocking(&self, py: Python<'_>, n: i64, timeout: Option<f64>) -> PyResult<bool> {
+        let n = weight(n)?;
+        let timeout = wait_seconds("timeout", timeout)?;
+        self.block(py, n, timeout)
+    }
+
+    /// Gives back `n` permits; more than are held is a `ValueError`.
+    #[pyo3(signature = (n = 1))]
+    fn release(&self, n: i64) -> PyResult<()> {
+        self.release_checked(weight(n)?)
+    }
+
+    /// True when an `acquire()` of one permit would have to wait.
+    fn locked(&self) -> bool {
+        let s = self.core.snapshot();
+        s.waiting > 0 || s.in_flight >= s.limit
+    }
+
+    /// A frozen snapshot of the gauge's state and counters.
+    fn stats(&self) -> GaugeStats {
+        GaugeStats::from(self.core.snapshot())
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        self.block(py, 1, self.max_wait)
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.release_checked(1)
+    }
+
+    fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        // Acting at call time lets the free case return the shared, finished
+        // awaitable: no allocation per `async with`.
+        if self.check_admission(1, self.core.try_acquire(1))? {
+            return Ok(ready(py)?.into_any());
+        }
+        let waiting = Acquiring::new(self.source(), 1, self.max_wait, false);
+        Ok(Py::new(py, waiting)?.into_any())
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<Py<Ready>> {
+        self.release_checked(1)?;
+        ready(py)
+    }
+
+    /// `@gauge` on a def or async def: each call holds a permit, waiting as
+    /// `max_wait` allows.
+    fn __call__(slf: &Bound<'_, Self>, func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        static DECORATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let decorate = DECORATE.import(slf.py(), "brakes._decorate", "limit_calls")?;
+        Ok(decorate.call1((slf, func))?.unbind())
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let this = slf.get();
+        let s = this.core.snapshot();
+        let max_wait = match this.max_wait {
+            None => "None".to_owned(),
+            Some(w) => format!("{w:?}"),
+        };
+        Ok(format!(
+            "<{}.{} limit={} in_flight={} waiting={} max_wait={max_wait}>",
+            slf.get_type().module()?,
+            slf.get_type().qualname()?,
+            s.limit,
+            s.in_flight,
+            s.waiting
+        ))
+    }
+}
+
+/// A frozen snapshot of a gauge: its state and what it has done so far.
+#[pyclass(frozen, eq, get_all, module = "brakes")]
+#[derive(PartialEq, Eq)]
+pub struct GaugeStats {
+    /// The limit at the time of the snapshot.
+    limit: u64,
+    /// Permits held.
+    in_flight: u64,
+    /// Threads and tasks queued.
+    waiting: u64,
+    /// Acquisitions that succeeded, at once or after waiting.
+    acquired: u64,
+    /// Of those, the ones that had to wait.
+    waited: u64,
+    /// Refusals without waiting: `try_acquire` said no, or no wait was allowed.
+    rejected: u64,
+    /// Waits that ran out of time.
+    timed_out: u64,
+    /// Waits that were cancelled or interrupted.
+    cancelled: u64,
+}
+
+impl From<Snapshot> for GaugeStats {
+    fn from(s: Snapshot) -> Self {
+        Self {
+            limit: s.limit,
+            in_flight: s.in_flight,
+            waiting: s.waiting,
+            acquired: s.acquired,
+            waited: s.waited,
+            rejected: s.rejected,
+            timed_out: s.timed_out,
+            cancelled: s.cancelled,
+        }
+    }
+}
+
+#[pymethods]
+impl GaugeStats {
+    /// Permits free at the time of the snapshot.
+    #[getter]
+    fn available(&self) -> u64 {
+        self.limit.saturating_sub(self.in_flight)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "GaugeStats(limit={}, in_flight={}, waiting={}, acquired={}, waited={}, rejected={}, timed_out={}, cancelled={})",
+            self.limit,
+            self.in_flight,
+            self.waiting,
+            self.acquired,
+            self.waited,
+            self.rejected,
+            self.timed_out,
+            self.cancelled
+        )
+    }
+}

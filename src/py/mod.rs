@@ -1,0 +1,6 @@
+//! The thin PyO3 layer: argument checks, the GIL, awaitables.
+
+pub mod arguments;
+pub mod awaitable;
+pub mod errors;
+pub mod gauge;
