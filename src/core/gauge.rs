@@ -22,6 +22,10 @@ struct State<F> {
     limit: u64,
     in_flight: u64,
     waiters: Waitlist<Arc<Waiter<F>>>,
+    /// Waiters granted but not yet back in their caller's hands. A newcomer
+    /// queues behind them, so callers resume in the order they arrived (as
+    /// asyncio's Semaphore does), not just receive grants in that order.
+    resuming: u64,
 }
 
 #[derive(Default)]
@@ -79,7 +83,7 @@ pub struct Snapshot {
 
 impl<F> State<F> {
     fn admits_now(&self, n: u64) -> bool {
-        self.waiters.is_empty() && self.in_flight + n <= self.limit
+        self.waiters.is_empty() && self.resuming == 0 && self.in_flight + n <= self.limit
     }
 
     fn too_large(&self, n: u64) -> Option<u64> {
@@ -90,13 +94,22 @@ impl<F> State<F> {
     fn grant_waiters(&mut self) -> Vec<Arc<Waiter<F>>> {
         let limit = self.limit;
         let in_flight = &mut self.in_flight;
-        self.waiters.pop_front_while(|weight| {
+        let granted = self.waiters.pop_front_while(|weight| {
             let fits = *in_flight + weight <= limit;
             if fits {
                 *in_flight += weight;
             }
             fits
-        })
+        });
+        self.resuming += granted.len() as u64;
+        granted
+    }
+
+    /// A granted waiter settled: its caller took the grant, or it went back.
+    fn settled(&mut self, returned_weight: u64, count: u64) -> Vec<Arc<Waiter<F>>> {
+        self.resuming -= count;
+        self.in_flight -= returned_weight;
+        self.grant_waiters()
     }
 }
 
@@ -107,6 +120,7 @@ impl<F: Notify> Gauge<F> {
                 limit,
                 in_flight: 0,
                 waiters: Waitlist::new(),
+                resuming: 0,
             }),
             counters: Counters::default(),
         }
@@ -133,6 +147,7 @@ impl<F: Notify> Gauge<F> {
     }
 
     /// Queues `waiter`, unless capacity is free now (then it is held at once).
+    /// A queued waiter may be granted at once, behind others still resuming.
     pub fn enqueue(&self, waiter: &Arc<Waiter<F>>) -> Enqueued {
         let n = waiter.weight;
         let mut state = self.state.lock();
@@ -145,13 +160,19 @@ impl<F: Notify> Gauge<F> {
             self.counters.acquired.fetch_add(1, Ordering::Relaxed);
             return Enqueued::Acquired;
         }
-        Enqueued::Queued(state.waiters.push(n, Arc::clone(waiter)))
+        let id = state.waiters.push(n, Arc::clone(waiter));
+        let granted = state.grant_waiters();
+        drop(state);
+        self.wake(granted);
+        Enqueued::Queued(id)
     }
 
     /// Claims a waiter's grant for its caller once it was woken.
     pub fn take_granted(&self, waiter: &Waiter<F>) -> bool {
         let taken = waiter.take();
         if taken {
+            let granted = self.state.lock().settled(0, 1);
+            self.wake(granted);
             self.counters.acquired.fetch_add(1, Ordering::Relaxed);
             self.counters.waited.fetch_add(1, Ordering::Relaxed);
         }
@@ -217,10 +238,7 @@ impl<F: Notify> Gauge<F> {
     }
 
     fn give_back_weight(&self, weight: u64) {
-        let mut state = self.state.lock();
-        state.in_flight -= weight;
-        let granted = state.grant_waiters();
-        drop(state);
+        let granted = self.state.lock().settled(weight, 1);
         self.wake(granted);
     }
 
@@ -228,14 +246,18 @@ impl<F: Notify> Gauge<F> {
     /// longer be reached goes back and may grant others in turn.
     fn wake(&self, mut granted: Vec<Arc<Waiter<F>>>) {
         while !granted.is_empty() {
-            let unreachable: u64 = granted.iter().map(|w| w.wake_granted()).sum();
-            drop(std::mem::take(&mut granted));
-            if unreachable == 0 {
+            let (mut weight, mut count) = (0, 0);
+            for waiter in granted.drain(..) {
+                let returned = waiter.wake_granted();
+                if returned > 0 {
+                    weight += returned;
+                    count += 1;
+                }
+            }
+            if count == 0 {
                 break;
             }
-            let mut state = self.state.lock();
-            state.in_flight -= unreachable;
-            granted = state.grant_waiters();
+            granted = self.state.lock().settled(weight, count);
         }
     }
 

@@ -101,11 +101,30 @@ fn raising_the_limit_grants_waiters_at_once_and_lowering_waits_for_releases() {
     gauge.enqueue(&waiter);
     gauge.set_limit(2);
     assert!(waiter.is_granted());
+    assert!(gauge.take_granted(&waiter));
     gauge.set_limit(1);
     assert_eq!(gauge.snapshot().in_flight, 2);
     gauge.release(1).unwrap();
     assert_eq!(gauge.try_acquire(1), Admission::Busy);
     gauge.release(1).unwrap();
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+}
+
+#[test]
+fn a_newcomer_queues_behind_granted_waiters_that_have_not_resumed() {
+    let gauge = ThreadGauge::new(2);
+    assert_eq!(gauge.try_acquire(2), Admission::Acquired);
+    let early = Waiter::for_this_thread(1);
+    gauge.enqueue(&early);
+    gauge.release(2).unwrap();
+    assert!(early.is_granted());
+    // One permit is free, but `early` has not resumed yet: no barging past it.
+    assert_eq!(gauge.try_acquire(1), Admission::Busy);
+    let late = Waiter::for_this_thread(1);
+    assert!(matches!(gauge.enqueue(&late), Enqueued::Queued(_)));
+    assert!(late.is_granted(), "granted at once, to resume after `early`");
+    assert!(gauge.take_granted(&early) && gauge.take_granted(&late));
+    assert_eq!(gauge.release(2), Ok(()));
     assert_eq!(gauge.try_acquire(1), Admission::Acquired);
 }
 

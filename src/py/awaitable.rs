@@ -328,6 +328,7 @@ impl Acquiring {
         self.advance(py)
     }
 
+    #[pyo3(signature = (value, /))]
     fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         let _ = value;
         match self.advance(py)? {
@@ -336,7 +337,7 @@ impl Acquiring {
         }
     }
 
-    #[pyo3(signature = (typ, val=None, tb=None))]
+    #[pyo3(signature = (typ, val=None, tb=None, /))]
     fn throw(
         &self,
         py: Python<'_>,
@@ -415,12 +416,13 @@ impl Ready {
         None
     }
 
+    #[pyo3(signature = (value, /))]
     fn send(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let _ = value;
         Err(PyStopIteration::new_err(()))
     }
 
-    #[pyo3(signature = (typ, val=None, tb=None))]
+    #[pyo3(signature = (typ, val=None, tb=None, /))]
     fn throw(
         &self,
         py: Python<'_>,
