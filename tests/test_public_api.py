@@ -1,0 +1,49 @@
+"""The public surface: names, stubs and types."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import brakes
+
+TESTS = pathlib.Path(__file__).parent
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(brakes.__all__) == [
+        "BrakesError",
+        "Gauge",
+        "GaugeStats",
+        "Overloaded",
+        "RateLimited",
+    ]
+    for name in brakes.__all__:
+        assert getattr(brakes, name).__module__ == "brakes", name
+
+
+def test_package_ships_its_type_information() -> None:
+    package = pathlib.Path(brakes.__file__).parent
+    assert (package / "py.typed").exists()
+    assert (package / "_brakes.pyi").exists()
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, cwd=TESTS.parent
+    )
+
+
+@pytest.mark.slow
+def test_a_file_using_every_public_name_passes_mypy_strict() -> None:
+    result = _run("mypy", "--strict", "--no-incremental", str(TESTS / "typing_usage.py"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_stubs_match_the_native_module() -> None:
+    result = _run("mypy.stubtest", "brakes._brakes")
+    assert result.returncode == 0, result.stdout + result.stderr
