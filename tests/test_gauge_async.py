@@ -132,7 +132,7 @@ def test_a_timeout_raises_overloaded_and_leaves_the_queue() -> None:
     async def main() -> None:
         gauge = Gauge(1)
         await gauge.acquire()
-        with pytest.raises(Overloaded, match="within 0.01 s") as info:
+        with pytest.raises(Overloaded, match=r"within 0\.01 s") as info:
             await gauge.acquire(timeout=0.01)
         assert info.value.retry_after is None
         assert gauge.waiting == 0 and gauge.in_flight == 1
@@ -190,7 +190,7 @@ def test_grant_from_another_thread_racing_a_cancel_never_leaks(loop_thread: Loop
     for round_ in range(200):
         gauge.acquire_blocking()
 
-        async def wait_then_maybe_cancel() -> bool:
+        async def wait_then_maybe_cancel(round_: int = round_) -> bool:
             task = asyncio.create_task(gauge.acquire())
             await wait_until_async(lambda: gauge.waiting == 1)
             releaser = threading.Thread(target=gauge.release)
@@ -390,10 +390,11 @@ def test_a_waiter_whose_loop_closed_passes_its_grant_on() -> None:
 def test_a_waiter_whose_loop_closed_in_another_thread_passes_its_grant_on() -> None:
     gauge = Gauge(1)
     gauge.acquire_blocking()
+    orphans: list[asyncio.Task[bool]] = []
 
     def run_and_abandon_a_loop() -> None:
         dead_loop = asyncio.new_event_loop()
-        dead_loop.create_task(gauge.acquire())
+        orphans.append(dead_loop.create_task(gauge.acquire()))
         dead_loop.run_until_complete(asyncio.sleep(0))
         dead_loop.close()
 

@@ -23,7 +23,7 @@ def test_acquire_blocking_gives_up_after_its_timeout() -> None:
     gauge = Gauge(1)
     gauge.acquire_blocking()
     started = time.monotonic()
-    with pytest.raises(Overloaded, match="within 0.05 s"):
+    with pytest.raises(Overloaded, match=r"within 0\.05 s"):
         gauge.acquire_blocking(timeout=0.05)
     assert time.monotonic() - started >= 0.045
     assert gauge.waiting == 0 and gauge.stats().timed_out == 1
@@ -130,7 +130,12 @@ def test_with_max_wait_zero_rejects_at_once_when_full() -> None:
 def test_with_max_wait_admits_a_permit_that_comes_back_in_time() -> None:
     gauge = Gauge(1, max_wait=5)
     gauge.acquire_blocking()
-    queued = threading.Thread(target=lambda: (wait_until(lambda: gauge.waiting == 1), gauge.release()))
+
+    def release_once_queued() -> None:
+        wait_until(lambda: gauge.waiting == 1)
+        gauge.release()
+
+    queued = threading.Thread(target=release_once_queued)
     queued.start()
     with gauge:
         assert gauge.in_flight == 1

@@ -43,7 +43,9 @@ pub enum Admission {
     Acquired,
     Busy,
     /// `n` exceeds a non-zero limit: waiting would hang until the limit rises.
-    TooLarge { limit: u64 },
+    TooLarge {
+        limit: u64,
+    },
 }
 
 /// Where a waiter stands after `enqueue`.
@@ -52,7 +54,9 @@ pub enum Enqueued {
     /// Capacity came free between the caller's check and the queue: no wait.
     Acquired,
     Queued(u64),
-    TooLarge { limit: u64 },
+    TooLarge {
+        limit: u64,
+    },
 }
 
 /// The answer of a thread that waited.

@@ -122,7 +122,10 @@ fn a_newcomer_queues_behind_granted_waiters_that_have_not_resumed() {
     assert_eq!(gauge.try_acquire(1), Admission::Busy);
     let late = Waiter::for_this_thread(1);
     assert!(matches!(gauge.enqueue(&late), Enqueued::Queued(_)));
-    assert!(late.is_granted(), "granted at once, to resume after `early`");
+    assert!(
+        late.is_granted(),
+        "granted at once, to resume after `early`"
+    );
     assert!(gauge.take_granted(&early) && gauge.take_granted(&late));
     assert_eq!(gauge.release(2), Ok(()));
     assert_eq!(gauge.try_acquire(1), Admission::Acquired);
@@ -158,7 +161,10 @@ fn blocking_waiters_are_served_in_arrival_order() {
     for i in 0..8 {
         let (g, o) = (Arc::clone(&gauge), Arc::clone(&order));
         handles.push(thread::spawn(move || {
-            assert_eq!(g.acquire_blocking(1, forever(), || false), Blocking::Acquired);
+            assert_eq!(
+                g.acquire_blocking(1, forever(), || false),
+                Blocking::Acquired
+            );
             o.lock().push(i);
             g.release(1).unwrap();
         }));
@@ -179,7 +185,10 @@ fn a_blocking_wait_times_out_and_leaves_nothing_behind() {
     let gauge = ThreadGauge::new(1);
     assert_eq!(gauge.try_acquire(1), Admission::Acquired);
     let deadline = Some(Instant::now() + Duration::from_millis(20));
-    assert_eq!(gauge.acquire_blocking(1, deadline, || false), Blocking::TimedOut);
+    assert_eq!(
+        gauge.acquire_blocking(1, deadline, || false),
+        Blocking::TimedOut
+    );
     let snap = gauge.snapshot();
     assert_eq!((snap.in_flight, snap.waiting, snap.timed_out), (1, 0, 1));
 }
@@ -188,7 +197,10 @@ fn a_blocking_wait_times_out_and_leaves_nothing_behind() {
 fn an_interrupted_blocking_wait_leaves_the_queue() {
     let gauge = ThreadGauge::new(1);
     assert_eq!(gauge.try_acquire(1), Admission::Acquired);
-    assert_eq!(gauge.acquire_blocking(1, forever(), || true), Blocking::Interrupted);
+    assert_eq!(
+        gauge.acquire_blocking(1, forever(), || true),
+        Blocking::Interrupted
+    );
     assert_eq!(gauge.snapshot().waiting, 0);
 }
 
@@ -201,7 +213,8 @@ fn threads_hammering_with_timeouts_never_exceed_the_limit_nor_leak() {
     let start = Arc::new(Barrier::new(6));
     let handles: Vec<_> = (0..6)
         .map(|t| {
-            let (g, inside, peak, start) = (gauge.clone(), inside.clone(), peak.clone(), start.clone());
+            let (g, inside, peak, start) =
+                (gauge.clone(), inside.clone(), peak.clone(), start.clone());
             thread::spawn(move || {
                 start.wait();
                 for i in 0..2000u64 {

@@ -10,7 +10,9 @@ use super::errors::value_error;
 /// `OverflowError`.
 pub fn weight(n: i64) -> PyResult<u64> {
     if n < 1 {
-        return Err(value_error(format!("n must be a positive integer, got {n}")));
+        return Err(value_error(format!(
+            "n must be a positive integer, got {n}"
+        )));
     }
     Ok(n as u64)
 }

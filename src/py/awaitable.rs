@@ -2,14 +2,13 @@
 //! coroutine to asyncio, and the future handle the core wakes.
 
 use std::sync::Arc;
-use std::thread::ThreadId;
 
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
-use pyo3::{intern, PyTraverseError, PyVisit};
+use pyo3::types::{PyString, PyType};
+use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
 use crate::core::gauge::{Admission, Enqueued};
 use crate::core::waiter::{Notify, Waiter};
@@ -18,7 +17,42 @@ use crate::core::waiter::{Notify, Waiter};
 pub struct FutureHandle {
     event_loop: Py<PyAny>,
     future: Py<PyAny>,
-    loop_thread: ThreadId,
+    loop_thread: usize,
+}
+
+/// A cheap identity of the current thread (the address of a thread local).
+fn thread_key() -> usize {
+    thread_local!(static KEY: u8 = const { 0 });
+    KEY.with(|key| key as *const u8 as usize)
+}
+
+/// `obj.name(arg)` without building a bound method or an argument tuple,
+/// which pyo3's `call_method1` does under the 3.11 stable ABI.
+fn call_method_one<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyString>,
+    arg: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: all three pointers are live references held by the caller, and
+    // the argument list ends with the NULL the C API requires.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            obj.py(),
+            ffi::PyObject_CallMethodObjArgs(
+                obj.as_ptr(),
+                name.as_ptr(),
+                arg.as_ptr(),
+                std::ptr::null_mut::<ffi::PyObject>(),
+            ),
+        )
+    }
+}
+
+fn is_invalid_state(py: Python<'_>, err: &PyErr) -> bool {
+    static INVALID_STATE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    INVALID_STATE
+        .import(py, "asyncio", "InvalidStateError")
+        .is_ok_and(|t| err.is_instance(py, t))
 }
 
 pub type FutureWaiter = Waiter<FutureHandle>;
@@ -27,21 +61,26 @@ impl Notify for FutureHandle {
     fn notify(&self) -> bool {
         Python::attach(|py| {
             let future = self.future.bind(py);
-            let delivered = if std::thread::current().id() == self.loop_thread {
-                resolve_future(future)
-            } else {
-                self.event_loop
-                    .bind(py)
-                    .call_method1(
-                        intern!(py, "call_soon_threadsafe"),
-                        (resolver(py)?, future),
-                    )
-                    .map(drop)
+            if thread_key() == self.loop_thread {
+                return match call_method_one(
+                    future,
+                    intern!(py, "set_result"),
+                    &py.None().into_bound(py),
+                ) {
+                    Ok(_) => true,
+                    // Already cancelled: its canceller finds the grant and gives it back.
+                    Err(err) => is_invalid_state(py, &err),
+                };
+            }
+            let Ok(resolve) = resolver(py) else {
+                return false;
             };
-            // The loop has closed: the waiter is gone, and its grant goes back.
-            Ok::<bool, PyErr>(delivered.is_ok())
+            // Fails when the loop has closed: the waiter is gone, its grant goes back.
+            self.event_loop
+                .bind(py)
+                .call_method1(intern!(py, "call_soon_threadsafe"), (resolve, future))
+                .is_ok()
         })
-        .unwrap_or(false)
     }
 }
 
@@ -101,6 +140,8 @@ struct Wait {
     waiter: Arc<FutureWaiter>,
     future: Py<PyAny>,
     timer: Option<Py<PyAny>>,
+    /// False until the future has been handed to the task once.
+    yielded: bool,
 }
 
 /// The awaitable returned by `acquire()`: it does its work when first
@@ -116,7 +157,12 @@ pub struct Acquiring {
 }
 
 impl Acquiring {
-    pub fn new(source: Arc<dyn WaitSource>, n: u64, timeout: Option<f64>, returns_true: bool) -> Self {
+    pub fn new(
+        source: Arc<dyn WaitSource>,
+        n: u64,
+        timeout: Option<f64>,
+        returns_true: bool,
+    ) -> Self {
         Self {
             source,
             n,
@@ -126,11 +172,32 @@ impl Acquiring {
         }
     }
 
-    fn finished(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    /// For `__aenter__`, which has just found the gauge busy and is awaited at
+    /// once: queues now, and returns the shared finished awaitable if capacity
+    /// came free meanwhile.
+    pub fn enter(
+        py: Python<'_>,
+        source: Arc<dyn WaitSource>,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        if timeout == Some(0.0) {
+            source.count_rejected();
+            return Err(source.gave_up(0.0));
+        }
+        let mut this = Self::new(source, 1, timeout, false);
+        match this.start_waiting(py)? {
+            None => Ok(ready(py)?.into_any()),
+            Some(wait) => {
+                *this.step.get_mut() = Step::Waiting(wait);
+                Ok(Py::new(py, this)?.into_any())
+            }
+        }
+    }
+
+    fn finished(&self) -> PyResult<Option<Py<PyAny>>> {
         if self.returns_true {
             Err(PyStopIteration::new_err((true,)))
         } else {
-            let _ = py;
             Ok(None)
         }
     }
@@ -157,7 +224,7 @@ impl Acquiring {
 
     fn begin(&self, py: Python<'_>) -> (Step, PyResult<Option<Py<PyAny>>>) {
         match self.source.try_now(self.n) {
-            Admission::Acquired => return (Step::Done, self.finished(py)),
+            Admission::Acquired => return (Step::Done, self.finished()),
             Admission::TooLarge { limit } => {
                 return (Step::Done, Err(self.source.too_large(self.n, limit)))
             }
@@ -168,11 +235,12 @@ impl Acquiring {
             return (Step::Done, Err(self.source.gave_up(0.0)));
         }
         match self.start_waiting(py) {
-            Ok(Some(wait)) => {
+            Ok(Some(mut wait)) => {
+                wait.yielded = true;
                 let future = wait.future.clone_ref(py);
                 (Step::Waiting(wait), Ok(Some(future)))
             }
-            Ok(None) => (Step::Done, self.finished(py)),
+            Ok(None) => (Step::Done, self.finished()),
             Err(err) => (Step::Done, Err(err)),
         }
     }
@@ -190,7 +258,7 @@ impl Acquiring {
         let handle = FutureHandle {
             event_loop: event_loop.clone().unbind(),
             future: future.clone().unbind(),
-            loop_thread: std::thread::current().id(),
+            loop_thread: thread_key(),
         };
         let waiter = Waiter::for_future(self.n, handle);
         let id = match self.source.enqueue(&waiter) {
@@ -201,10 +269,8 @@ impl Acquiring {
         let timer = match self.timeout {
             None => None,
             Some(seconds) => {
-                let scheduled = event_loop.call_method1(
-                    intern!(py, "call_later"),
-                    (seconds, resolver(py)?, &future),
-                );
+                let scheduled = event_loop
+                    .call_method1(intern!(py, "call_later"), (seconds, resolver(py)?, &future));
                 match scheduled {
                     Ok(timer) => Some(timer.unbind()),
                     Err(err) => {
@@ -220,20 +286,29 @@ impl Acquiring {
             waiter,
             future: future.unbind(),
             timer,
+            yielded: false,
         }))
     }
 
-    fn resume(&self, py: Python<'_>, wait: Wait) -> (Step, PyResult<Option<Py<PyAny>>>) {
+    fn resume(&self, py: Python<'_>, mut wait: Wait) -> (Step, PyResult<Option<Py<PyAny>>>) {
         if wait.waiter.is_granted() && self.source.take_granted(&wait.waiter) {
             cancel_timer(py, &wait);
-            return (Step::Done, self.finished(py));
+            return (Step::Done, self.finished());
+        }
+        if !wait.yielded {
+            wait.yielded = true;
+            let future = wait.future.clone_ref(py);
+            return (Step::Waiting(wait), Ok(Some(future)));
         }
         let future = wait.future.bind(py);
-        match future.call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()) {
+        match future
+            .call_method0(intern!(py, "done"))
+            .and_then(|d| d.is_truthy())
+        {
             Ok(true) => {
                 // Only the timer completes the future without a grant.
                 if self.source.settle_timeout(wait.id, &wait.waiter) {
-                    (Step::Done, self.finished(py))
+                    (Step::Done, self.finished())
                 } else {
                     let waited = self.timeout.unwrap_or(0.0);
                     (Step::Done, Err(self.source.gave_up(waited)))
@@ -380,7 +455,10 @@ impl Acquiring {
     }
 
     fn __clear__(&self) {
-        let current = self.step.try_lock().map(|mut s| std::mem::replace(&mut *s, Step::Done));
+        let current = self
+            .step
+            .try_lock()
+            .map(|mut s| std::mem::replace(&mut *s, Step::Done));
         if let Some(Step::Waiting(wait)) = current {
             self.source.abandon(wait.id, &wait.waiter);
         }

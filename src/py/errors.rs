@@ -27,7 +27,8 @@ create_exception!(
 /// user code answers it too.
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
-    py.get_type::<Overloaded>().setattr("retry_after", py.None())?;
+    py.get_type::<Overloaded>()
+        .setattr("retry_after", py.None())?;
     module.add("BrakesError", py.get_type::<BrakesError>())?;
     module.add("Overloaded", py.get_type::<Overloaded>())?;
     module.add("RateLimited", py.get_type::<RateLimited>())?;

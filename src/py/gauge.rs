@@ -105,8 +105,9 @@ impl Gauge {
             Blocking::Acquired => Ok(true),
             Blocking::TimedOut => Err(self.core.gave_up(timeout.unwrap_or(0.0))),
             Blocking::TooLarge { limit } => Err(self.core.too_large(n, limit)),
-            Blocking::Interrupted => Err(interruption
-                .unwrap_or_else(|| PyRuntimeError::new_err("wait interrupted"))),
+            Blocking::Interrupted => {
+                Err(interruption.unwrap_or_else(|| PyRuntimeError::new_err("wait interrupted")))
+            }
         }
     }
 
@@ -234,8 +235,7 @@ impl Gauge {
         if self.check_admission(1, self.core.try_acquire(1))? {
             return Ok(ready(py)?.into_any());
         }
-        let waiting = Acquiring::new(self.source(), 1, self.max_wait, false);
-        Ok(Py::new(py, waiting)?.into_any())
+        Acquiring::enter(py, self.source(), self.max_wait)
     }
 
     #[pyo3(signature = (*_exc_info))]

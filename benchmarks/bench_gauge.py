@@ -1,0 +1,204 @@
+"""Gauge against asyncio, threading and anyio on the same work, side by side.
+
+Each scenario runs brakes and its peers in alternation for several rounds, in
+one process, and reports the ratio of median times (brakes / peer): below 1.0
+means brakes is faster. Run with `python benchmarks/bench_gauge.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+import brakes
+
+# -- the work, written once per form and given any limiter -------------------
+
+
+def async_with_free(make: Callable[[], Any], iterations: int) -> float:
+    async def main() -> float:
+        limiter = make()
+        started = time.perf_counter()
+        for _ in range(iterations):
+            async with limiter:
+                pass
+        return time.perf_counter() - started
+
+    return asyncio.run(main())
+
+
+def with_free(make: Callable[[], Any], iterations: int) -> float:
+    limiter = make()
+    started = time.perf_counter()
+    for _ in range(iterations):
+        with limiter:
+            pass
+    return time.perf_counter() - started
+
+
+def tasks_contending(make: Callable[[], Any], tasks: int, rounds: int) -> float:
+    async def main() -> float:
+        limiter = make()
+
+        async def worker() -> None:
+            for _ in range(rounds):
+                async with limiter:
+                    await asyncio.sleep(0)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(tasks)))
+        return time.perf_counter() - started
+
+    return asyncio.run(main())
+
+
+def threads_contending(make: Callable[[], Any], threads: int, rounds: int) -> float:
+    limiter = make()
+    start = threading.Barrier(threads + 1)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(rounds):
+            with limiter:
+                pass
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    started = time.perf_counter()
+    start.wait()
+    for t in pool:
+        t.join()
+    return time.perf_counter() - started
+
+
+# -- scenarios ----------------------------------------------------------------
+
+
+Scenario = tuple[str, Callable[..., float], dict[str, Any], dict[str, Callable[[], Any]]]
+
+
+def scenarios(scale: float) -> list[Scenario]:
+    n = max(1, int(100_000 * scale))
+    return [
+        (
+            f"`async with` on a free gauge, {n:,} times",
+            pinned_to_one_cpu(async_with_free),
+            {"iterations": n},
+            {
+                "brakes": lambda: brakes.Gauge(1),
+                "asyncio.Semaphore": lambda: asyncio.Semaphore(1),
+                "anyio.CapacityLimiter": lambda: anyio.CapacityLimiter(1),
+            },
+        ),
+        (
+            f"`with` on a free gauge, {n:,} times",
+            pinned_to_one_cpu(with_free),
+            {"iterations": n},
+            {
+                "brakes": lambda: brakes.Gauge(1),
+                "threading.Semaphore": lambda: threading.Semaphore(1),
+            },
+        ),
+        (
+            "100 tasks, limit 10, `await asyncio.sleep(0)` inside",
+            pinned_to_one_cpu(tasks_contending),
+            {"tasks": 100, "rounds": max(1, int(500 * scale))},
+            {
+                "brakes": lambda: brakes.Gauge(10),
+                "asyncio.Semaphore": lambda: asyncio.Semaphore(10),
+                "anyio.CapacityLimiter": lambda: anyio.CapacityLimiter(10),
+            },
+        ),
+        (
+            "8 threads, limit 2, `with` in a loop",
+            threads_contending,
+            {"threads": 8, "rounds": max(1, int(5_000 * scale))},
+            {
+                "brakes": lambda: brakes.Gauge(2),
+                "threading.Semaphore": lambda: threading.Semaphore(2),
+            },
+        ),
+    ]
+
+
+def pinned_to_one_cpu(work: Callable[..., float]) -> Callable[..., float]:
+    """Runs a single-threaded scenario on one CPU: moves between cores are the
+    largest source of noise on a small machine, and both sides get the same."""
+
+    def run(*args: Any, **kwargs: Any) -> float:
+        if not hasattr(os, "sched_setaffinity"):
+            return work(*args, **kwargs)
+        allowed = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {max(allowed)})
+        try:
+            return work(*args, **kwargs)
+        finally:
+            os.sched_setaffinity(0, allowed)
+
+    return run
+
+
+def measure(rounds: int, scale: float) -> list[tuple[str, str, float, float]]:
+    """Returns (scenario, peer, median ratio, spread) rows.
+
+    Each round runs every contender once, back to back, in alternating order;
+    the ratio of a round compares brakes with a peer measured moments apart,
+    so drift in the machine's speed hits both sides of it alike. The spread is
+    the interquartile range of the per-round ratios.
+    """
+    rows = []
+    for title, work, kwargs, contenders in scenarios(scale):
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        names = list(contenders)
+        for name in names:
+            work(contenders[name], **kwargs)  # warm up: imports, caches, allocator
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else reversed(names):
+                times[name].append(work(contenders[name], **kwargs))
+        for name in names[1:]:
+            pairs = zip(times["brakes"], times[name], strict=True)
+            ratios = [ours / theirs for ours, theirs in pairs]
+            quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [0, 0, 0]
+            rows.append((title, name, statistics.median(ratios), quartiles[2] - quartiles[0]))
+    return rows
+
+
+def table(rows: list[tuple[str, str, float, float]]) -> str:
+    lines = [
+        "| scenario | peer | brakes / peer (median) | spread (IQR) |",
+        "|---|---|---|---|",
+    ]
+    for title, peer, ratio, spread in rows:
+        lines.append(f"| {title} | `{peer}` | {ratio:.2f} | {spread:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=15, help="alternating rounds per scenario")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the iteration counts")
+    args = parser.parse_args()
+    rows = measure(args.rounds, args.scale)
+    print(
+        f"brakes {getattr(brakes, '__version__', '')} on CPython {platform.python_version()}, "
+        f"{platform.machine()}, {datetime.date.today().isoformat()}; "
+        f"median of {args.rounds} paired rounds\n",
+        file=sys.stderr,
+    )
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The ported seed servers behave as the seeds describe, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import pathlib
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+
+from brakes import Gauge
+
+from .conftest import wait_until, wait_until_async
+
+EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_pressure_gauge_serves_ten_at_once_and_answers_429_to_the_rest() -> None:
+    example = load("pressure_gauge_server")
+    release_work = threading.Event()
+    gauge = Gauge(10, max_wait=0)
+
+    def work() -> str:
+        release_work.wait(timeout=10)
+        return "done"
+
+    server = example.make_server(port=0, work=work, gauge=gauge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/request"
+    try:
+        with ThreadPoolExecutor(max_workers=15) as pool:
+            first_ten = [pool.submit(get, url) for _ in range(10)]
+            wait_until(lambda: gauge.in_flight == 10)
+            turned_away = [pool.submit(get, url) for _ in range(5)]
+            # The refusals come back while all ten slots are still busy.
+            assert [f.result(timeout=10) for f in turned_away] == [(429, "Too many requests")] * 5
+            release_work.set()
+            assert [f.result(timeout=10) for f in first_ten] == [(200, "done")] * 10
+        assert get(url) == (200, "done")
+        assert gauge.in_flight == 0
+    finally:
+        release_work.set()
+        server.shutdown()
+        server.server_close()
+
+
+async def http_get(port: int) -> tuple[int, str, float]:
+    started = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    response = await reader.read()
+    writer.close()
+    head, _, body = response.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body, time.monotonic() - started
+
+
+def test_semaphore_server_serves_a_request_that_gets_a_slot_within_200_ms() -> None:
+    example = load("semaphore_server")
+
+    async def main() -> None:
+        release_work = asyncio.Event()
+
+        async def work() -> str:
+            await release_work.wait()
+            return "done"
+
+        app = example.RateLimitedServer(limit=2, max_wait=0.2, work=work)
+        server = await app.serve(port=0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            busy = [asyncio.create_task(http_get(port)) for _ in range(2)]
+            await wait_until_async(lambda: app.gauge.in_flight == 2)
+            late = asyncio.create_task(http_get(port))
+            # Both slots stay busy: the third request waits 200 ms, then 503.
+            status, body, elapsed = await late
+            assert (status, body) == (503, "server busy")
+            assert elapsed >= 0.19
+            # A slot that frees up within the wait lets the request through.
+            waiting = asyncio.create_task(http_get(port))
+            await wait_until_async(lambda: app.gauge.waiting == 1)
+            release_work.set()
+            assert (await waiting)[:2] == (200, "done")
+            assert [(await t)[:2] for t in busy] == [(200, "done")] * 2
+            assert app.gauge.in_flight == 0
+
+    asyncio.run(main())
