@@ -192,7 +192,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = measure(args.rounds, args.scale)
     print(
-        f"brakes {getattr(brakes, '__version__', '')} on CPython {platform.python_version()}, "
+        f"brakes on CPython {platform.python_version()}, "
         f"{platform.machine()}, {datetime.date.today().isoformat()}; "
         f"median of {args.rounds} paired rounds\n",
         file=sys.stderr,
