@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
-from typing import Any, Literal, TypeVar, final
+from typing import Any, Literal, Self, TypeVar, final, type_check_only
 
 from typing_extensions import disjoint_base
 
@@ -19,39 +19,32 @@ class Overloaded(BrakesError):
 class RateLimited(Overloaded):
     """A rate limiter said no; `retry_after` is always known."""
 
+_T_co = TypeVar("_T_co", covariant=True)
+
+@type_check_only
+class _NativeCoroutine(Coroutine[Any, Any, _T_co]):
+    """The coroutine protocol the native awaitables implement."""
+
+    def __await__(self) -> Generator[Any, None, _T_co]: ...
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any, /) -> Any: ...
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+        /,
+    ) -> Any: ...
+    def close(self) -> None: ...
+
 @final
-class Acquiring(Coroutine[Any, Any, Literal[True] | None]):
+class Acquiring(_NativeCoroutine[Literal[True] | None]):
     """The awaitable `acquire()` returns: a coroutine to asyncio."""
 
-    def __await__(self) -> Generator[Any, None, Literal[True] | None]: ...
-    def __iter__(self) -> Acquiring: ...
-    def __next__(self) -> Any: ...
-    def send(self, value: Any, /) -> Any: ...
-    def throw(
-        self,
-        typ: type[BaseException] | BaseException,
-        val: object = None,
-        tb: TracebackType | None = None,
-        /,
-    ) -> Any: ...
-    def close(self) -> None: ...
-
 @final
-class Ready(Coroutine[Any, Any, None]):
+class Ready(_NativeCoroutine[None]):
     """The finished awaitable `__aenter__`/`__aexit__` return on the fast path."""
-
-    def __await__(self) -> Generator[Any]: ...
-    def __iter__(self) -> Ready: ...
-    def __next__(self) -> Any: ...
-    def send(self, value: Any, /) -> Any: ...
-    def throw(
-        self,
-        typ: type[BaseException] | BaseException,
-        val: object = None,
-        tb: TracebackType | None = None,
-        /,
-    ) -> Any: ...
-    def close(self) -> None: ...
 
 @disjoint_base
 class Gauge:

@@ -316,6 +316,11 @@ impl<F: Notify> Gauge<F> {
         self.state.lock().limit
     }
 
+    /// True when a caller asking for `n` now would have to wait.
+    pub fn would_wait(&self, n: u64) -> bool {
+        !self.state.lock().admits_now(n)
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let state = self.state.lock();
         let c = &self.counters;

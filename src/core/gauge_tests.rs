@@ -9,6 +9,15 @@ fn forever() -> Option<Instant> {
     None
 }
 
+/// Queues a thread waiter of `weight`; the test fails if it was not queued.
+fn queue(gauge: &ThreadGauge, weight: u64) -> (u64, Arc<Waiter<()>>) {
+    let waiter = Waiter::for_this_thread(weight);
+    match gauge.enqueue(&waiter) {
+        Enqueued::Queued(id) => (id, waiter),
+        other => panic!("expected the waiter to queue, got {other:?}"),
+    }
+}
+
 #[test]
 fn admits_up_to_the_limit_then_reports_busy() {
     let gauge = ThreadGauge::new(2);
@@ -38,10 +47,8 @@ fn releasing_more_than_is_held_is_an_error_and_changes_nothing() {
 fn a_heavy_waiter_at_the_head_is_not_overtaken() {
     let gauge = ThreadGauge::new(3);
     assert_eq!(gauge.try_acquire(2), Admission::Acquired);
-    let heavy = Waiter::for_this_thread(3);
-    let light = Waiter::for_this_thread(1);
-    assert!(matches!(gauge.enqueue(&heavy), Enqueued::Queued(_)));
-    assert!(matches!(gauge.enqueue(&light), Enqueued::Queued(_)));
+    let (_, heavy) = queue(&gauge, 3);
+    let (_, light) = queue(&gauge, 1);
     // One permit is free, but the light waiter must stay behind the heavy one.
     assert_eq!(gauge.try_acquire(1), Admission::Busy);
     assert!(!light.is_granted());
@@ -54,12 +61,8 @@ fn a_heavy_waiter_at_the_head_is_not_overtaken() {
 fn withdrawing_a_blocking_head_grants_those_behind_it() {
     let gauge = ThreadGauge::new(3);
     assert_eq!(gauge.try_acquire(2), Admission::Acquired);
-    let heavy = Waiter::for_this_thread(3);
-    let light = Waiter::for_this_thread(1);
-    let Enqueued::Queued(heavy_id) = gauge.enqueue(&heavy) else {
-        panic!("heavy should queue")
-    };
-    gauge.enqueue(&light);
+    let (heavy_id, heavy) = queue(&gauge, 3);
+    let (_, light) = queue(&gauge, 1);
     gauge.abandon(heavy_id, &heavy);
     assert!(light.is_granted());
     assert_eq!(gauge.snapshot().in_flight, 3);
@@ -69,10 +72,7 @@ fn withdrawing_a_blocking_head_grants_those_behind_it() {
 fn a_grant_that_loses_to_a_cancellation_comes_back() {
     let gauge = ThreadGauge::new(1);
     assert_eq!(gauge.try_acquire(1), Admission::Acquired);
-    let waiter = Waiter::for_this_thread(1);
-    let Enqueued::Queued(id) = gauge.enqueue(&waiter) else {
-        panic!("should queue")
-    };
+    let (id, waiter) = queue(&gauge, 1);
     gauge.release(1).unwrap();
     assert!(waiter.is_granted());
     gauge.abandon(id, &waiter);
@@ -84,10 +84,7 @@ fn a_grant_that_loses_to_a_cancellation_comes_back() {
 fn a_timeout_that_loses_to_the_grant_keeps_the_permit() {
     let gauge = ThreadGauge::new(1);
     assert_eq!(gauge.try_acquire(1), Admission::Acquired);
-    let waiter = Waiter::for_this_thread(1);
-    let Enqueued::Queued(id) = gauge.enqueue(&waiter) else {
-        panic!("should queue")
-    };
+    let (id, waiter) = queue(&gauge, 1);
     gauge.release(1).unwrap();
     assert!(gauge.settle_timeout(id, &waiter));
     assert_eq!(gauge.snapshot().in_flight, 1);
@@ -97,8 +94,7 @@ fn a_timeout_that_loses_to_the_grant_keeps_the_permit() {
 fn raising_the_limit_grants_waiters_at_once_and_lowering_waits_for_releases() {
     let gauge = ThreadGauge::new(1);
     assert_eq!(gauge.try_acquire(1), Admission::Acquired);
-    let waiter = Waiter::for_this_thread(1);
-    gauge.enqueue(&waiter);
+    let (_, waiter) = queue(&gauge, 1);
     gauge.set_limit(2);
     assert!(waiter.is_granted());
     assert!(gauge.take_granted(&waiter));
@@ -114,12 +110,12 @@ fn raising_the_limit_grants_waiters_at_once_and_lowering_waits_for_releases() {
 fn a_newcomer_queues_behind_granted_waiters_that_have_not_resumed() {
     let gauge = ThreadGauge::new(2);
     assert_eq!(gauge.try_acquire(2), Admission::Acquired);
-    let early = Waiter::for_this_thread(1);
-    gauge.enqueue(&early);
+    let (_, early) = queue(&gauge, 1);
     gauge.release(2).unwrap();
     assert!(early.is_granted());
     // One permit is free, but `early` has not resumed yet: no barging past it.
     assert_eq!(gauge.try_acquire(1), Admission::Busy);
+    assert!(gauge.would_wait(1));
     let late = Waiter::for_this_thread(1);
     assert!(matches!(gauge.enqueue(&late), Enqueued::Queued(_)));
     assert!(

@@ -2,6 +2,7 @@
 //! coroutine to asyncio, and the future handle the core wakes.
 
 use std::sync::Arc;
+use std::thread::ThreadId;
 
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
@@ -17,13 +18,14 @@ use crate::core::waiter::{Notify, Waiter};
 pub struct FutureHandle {
     event_loop: Py<PyAny>,
     future: Py<PyAny>,
-    loop_thread: usize,
+    loop_thread: ThreadId,
 }
 
-/// A cheap identity of the current thread (the address of a thread local).
-fn thread_key() -> usize {
-    thread_local!(static KEY: u8 = const { 0 });
-    KEY.with(|key| key as *const u8 as usize)
+/// The current thread's id, without the reference count traffic of
+/// `thread::current()`. Ids are never reused, unlike thread-local addresses.
+fn current_thread() -> ThreadId {
+    thread_local!(static ID: ThreadId = std::thread::current().id());
+    ID.with(|id| *id)
 }
 
 /// `obj.name(arg)` without building a bound method or an argument tuple,
@@ -61,7 +63,7 @@ impl Notify for FutureHandle {
     fn notify(&self) -> bool {
         Python::attach(|py| {
             let future = self.future.bind(py);
-            if thread_key() == self.loop_thread {
+            if current_thread() == self.loop_thread {
                 return match call_method_one(
                     future,
                     intern!(py, "set_result"),
@@ -90,7 +92,7 @@ impl Notify for FutureHandle {
 fn resolve_future(future: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = future.py();
     if !future.call_method0(intern!(py, "done"))?.is_truthy()? {
-        future.call_method1(intern!(py, "set_result"), (py.None(),))?;
+        call_method_one(future, intern!(py, "set_result"), &py.None().into_bound(py))?;
     }
     Ok(())
 }
@@ -254,11 +256,19 @@ impl Acquiring {
                 self.source.method_name()
             )));
         };
+        // Everything that can fail happens before the waiter is queued, but for
+        // the timer, which must follow it and takes the waiter out if it fails.
         let future = event_loop.call_method0(intern!(py, "create_future"))?;
+        future.setattr(intern!(py, "_asyncio_future_blocking"), true)?;
+        let resolve = if self.timeout.is_some() {
+            Some(resolver(py)?)
+        } else {
+            None
+        };
         let handle = FutureHandle {
             event_loop: event_loop.clone().unbind(),
             future: future.clone().unbind(),
-            loop_thread: thread_key(),
+            loop_thread: current_thread(),
         };
         let waiter = Waiter::for_future(self.n, handle);
         let id = match self.source.enqueue(&waiter) {
@@ -266,11 +276,10 @@ impl Acquiring {
             Enqueued::TooLarge { limit } => return Err(self.source.too_large(self.n, limit)),
             Enqueued::Queued(id) => id,
         };
-        let timer = match self.timeout {
-            None => None,
-            Some(seconds) => {
-                let scheduled = event_loop
-                    .call_method1(intern!(py, "call_later"), (seconds, resolver(py)?, &future));
+        let timer = match (self.timeout, resolve) {
+            (Some(seconds), Some(resolve)) => {
+                let scheduled =
+                    event_loop.call_method1(intern!(py, "call_later"), (seconds, resolve, &future));
                 match scheduled {
                     Ok(timer) => Some(timer.unbind()),
                     Err(err) => {
@@ -279,8 +288,8 @@ impl Acquiring {
                     }
                 }
             }
+            _ => None,
         };
-        future.setattr(intern!(py, "_asyncio_future_blocking"), true)?;
         Ok(Some(Wait {
             id,
             waiter,

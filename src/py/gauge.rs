@@ -211,8 +211,7 @@ impl Gauge {
 
     /// True when an `acquire()` of one permit would have to wait.
     fn locked(&self) -> bool {
-        let s = self.core.snapshot();
-        s.waiting > 0 || s.in_flight >= s.limit
+        self.core.would_wait(1)
     }
 
     /// A frozen snapshot of the gauge's state and counters.
