@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 import threading
+import types
 
 import pytest
 
@@ -185,6 +187,14 @@ def test_stats_is_a_frozen_snapshot() -> None:
     with pytest.raises(AttributeError):
         before.in_flight = 5  # type: ignore[misc]
     assert "in_flight=1" in repr(before)
+    assert hash(gauge.stats()) == hash(gauge.stats())
+
+
+def test_the_gauge_docstring_example_runs() -> None:
+    failures, tried = doctest.testmod(
+        types.ModuleType("gauge_doc", Gauge.__doc__), extraglobs={"Gauge": Gauge}
+    )
+    assert tried > 0 and failures == 0
 
 
 def test_exception_hierarchy() -> None:

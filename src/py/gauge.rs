@@ -270,8 +270,8 @@ impl Gauge {
 }
 
 /// A frozen snapshot of a gauge: its state and what it has done so far.
-#[pyclass(frozen, eq, get_all, module = "brakes")]
-#[derive(PartialEq, Eq)]
+#[pyclass(frozen, eq, hash, get_all, module = "brakes")]
+#[derive(PartialEq, Eq, Hash)]
 pub struct GaugeStats {
     /// The limit at the time of the snapshot.
     limit: u64,
