@@ -111,8 +111,10 @@ impl<F> State<F> {
 
     /// A granted waiter settled: its caller took the grant, or it went back.
     fn settled(&mut self, returned_weight: u64, count: u64) -> Vec<Arc<Waiter<F>>> {
-        self.resuming -= count;
-        self.in_flight -= returned_weight;
+        self.resuming = self.resuming.saturating_sub(count);
+        // Saturating: user code may already have released these permits on
+        // the waiter's behalf (release() cannot tell whose permit it returns).
+        self.in_flight = self.in_flight.saturating_sub(returned_weight);
         self.grant_waiters()
     }
 }

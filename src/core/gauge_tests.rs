@@ -81,6 +81,21 @@ fn a_grant_that_loses_to_a_cancellation_comes_back() {
 }
 
 #[test]
+fn a_grant_given_back_after_someone_released_it_does_not_underflow() {
+    let gauge = ThreadGauge::new(1);
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    let (id, waiter) = queue(&gauge, 1);
+    gauge.release(1).unwrap();
+    // The waiter's permit is released by someone else before it resumes ...
+    gauge.release(1).unwrap();
+    // ... and then the waiter is cancelled and gives it back again.
+    gauge.abandon(id, &waiter);
+    let snap = gauge.snapshot();
+    assert_eq!((snap.in_flight, snap.waiting), (0, 0));
+    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+}
+
+#[test]
 fn a_timeout_that_loses_to_the_grant_keeps_the_permit() {
     let gauge = ThreadGauge::new(1);
     assert_eq!(gauge.try_acquire(1), Admission::Acquired);
