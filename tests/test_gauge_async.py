@@ -405,3 +405,21 @@ def test_a_waiter_whose_loop_closed_in_another_thread_passes_its_grant_on() -> N
     gauge.release()  # call_soon_threadsafe finds the loop closed
     assert gauge.waiting == 0 and gauge.in_flight == 0
     assert gauge.try_acquire()
+
+
+def test_fail_fast_callers_take_free_permits_while_a_granted_task_resumes() -> None:
+    async def main() -> None:
+        gauge = Gauge(3)
+        await gauge.acquire(3)
+        waiter = asyncio.create_task(gauge.acquire())
+        await wait_until_async(lambda: gauge.waiting == 1)
+        gauge.release(3)  # the waiter is granted but has not run yet
+        # An acquire() that would wait goes behind it, as with asyncio ...
+        assert gauge.locked()
+        # ... but a caller that never waits takes a free permit: it passes nobody.
+        assert gauge.try_acquire()
+        assert gauge.acquire_blocking(timeout=0)
+        assert await waiter is True
+        assert gauge.in_flight == 3
+
+    asyncio.run(main())

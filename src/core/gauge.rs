@@ -37,7 +37,19 @@ struct Counters {
     cancelled: AtomicU64,
 }
 
-/// The answer of a call that never waits.
+/// Whether a caller that finds no capacity free will wait for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// Gives up at once: needs the permits free and nobody queued. Granted
+    /// waiters that have not resumed yet hold their own permits already, so
+    /// a caller that takes a free one passes nobody.
+    FailFast,
+    /// Waits otherwise: also goes behind granted waiters that have not
+    /// resumed yet, so that callers resume in the order they arrived.
+    Waits,
+}
+
+/// The answer of an attempt that does not wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     Acquired,
@@ -86,8 +98,9 @@ pub struct Snapshot {
 }
 
 impl<F> State<F> {
-    fn admits_now(&self, n: u64) -> bool {
-        self.waiters.is_empty() && self.resuming == 0 && self.in_flight + n <= self.limit
+    fn admits_now(&self, n: u64, patience: Patience) -> bool {
+        let in_turn = patience == Patience::FailFast || self.resuming == 0;
+        self.waiters.is_empty() && in_turn && self.in_flight + n <= self.limit
     }
 
     fn too_large(&self, n: u64) -> Option<u64> {
@@ -132,12 +145,12 @@ impl<F: Notify> Gauge<F> {
         }
     }
 
-    pub fn try_acquire(&self, n: u64) -> Admission {
+    pub fn try_acquire(&self, n: u64, patience: Patience) -> Admission {
         let mut state = self.state.lock();
         if let Some(limit) = state.too_large(n) {
             return Admission::TooLarge { limit };
         }
-        if !state.admits_now(n) {
+        if !state.admits_now(n, patience) {
             return Admission::Busy;
         }
         state.in_flight += n;
@@ -160,7 +173,7 @@ impl<F: Notify> Gauge<F> {
         if let Some(limit) = state.too_large(n) {
             return Enqueued::TooLarge { limit };
         }
-        if state.admits_now(n) {
+        if state.admits_now(n, Patience::Waits) {
             state.in_flight += n;
             drop(state);
             self.counters.acquired.fetch_add(1, Ordering::Relaxed);
@@ -275,14 +288,20 @@ impl<F: Notify> Gauge<F> {
         deadline: Option<Instant>,
         mut interrupted: impl FnMut() -> bool,
     ) -> Blocking {
-        match self.try_acquire(n) {
+        let expired = deadline.is_some_and(|d| d <= Instant::now());
+        let patience = if expired {
+            Patience::FailFast
+        } else {
+            Patience::Waits
+        };
+        match self.try_acquire(n, patience) {
             Admission::Acquired => return Blocking::Acquired,
             Admission::TooLarge { limit } => return Blocking::TooLarge { limit },
+            Admission::Busy if expired => {
+                self.count_rejected();
+                return Blocking::TimedOut;
+            }
             Admission::Busy => {}
-        }
-        if deadline.is_some_and(|d| d <= Instant::now()) {
-            self.count_rejected();
-            return Blocking::TimedOut;
         }
         let waiter = Waiter::for_this_thread(n);
         let id = match self.enqueue(&waiter) {
@@ -318,9 +337,9 @@ impl<F: Notify> Gauge<F> {
         self.state.lock().limit
     }
 
-    /// True when a caller asking for `n` now would have to wait.
+    /// True when a caller asking for `n` now, willing to wait, would wait.
     pub fn would_wait(&self, n: u64) -> bool {
-        !self.state.lock().admits_now(n)
+        !self.state.lock().admits_now(n, Patience::Waits)
     }
 
     pub fn snapshot(&self) -> Snapshot {

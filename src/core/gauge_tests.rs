@@ -5,6 +5,13 @@ use std::thread;
 
 type ThreadGauge = Gauge<()>;
 
+impl<F: Notify> Gauge<F> {
+    /// An attempt by a caller that would wait if it failed.
+    fn try_acquire_waiting(&self, n: u64) -> Admission {
+        self.try_acquire(n, Patience::Waits)
+    }
+}
+
 fn forever() -> Option<Instant> {
     None
 }
@@ -21,24 +28,27 @@ fn queue(gauge: &ThreadGauge, weight: u64) -> (u64, Arc<Waiter<()>>) {
 #[test]
 fn admits_up_to_the_limit_then_reports_busy() {
     let gauge = ThreadGauge::new(2);
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
-    assert_eq!(gauge.try_acquire(1), Admission::Busy);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Busy);
     assert_eq!(gauge.snapshot().in_flight, 2);
 }
 
 #[test]
 fn weight_above_a_nonzero_limit_is_refused_but_a_closed_gauge_waits() {
     let gauge = ThreadGauge::new(3);
-    assert_eq!(gauge.try_acquire(4), Admission::TooLarge { limit: 3 });
+    assert_eq!(
+        gauge.try_acquire_waiting(4),
+        Admission::TooLarge { limit: 3 }
+    );
     let closed = ThreadGauge::new(0);
-    assert_eq!(closed.try_acquire(1), Admission::Busy);
+    assert_eq!(closed.try_acquire_waiting(1), Admission::Busy);
 }
 
 #[test]
 fn releasing_more_than_is_held_is_an_error_and_changes_nothing() {
     let gauge = ThreadGauge::new(2);
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
     assert_eq!(gauge.release(2), Err(OverRelease { held: 1 }));
     assert_eq!(gauge.snapshot().in_flight, 1);
 }
@@ -46,11 +56,11 @@ fn releasing_more_than_is_held_is_an_error_and_changes_nothing() {
 #[test]
 fn a_heavy_waiter_at_the_head_is_not_overtaken() {
     let gauge = ThreadGauge::new(3);
-    assert_eq!(gauge.try_acquire(2), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(2), Admission::Acquired);
     let (_, heavy) = queue(&gauge, 3);
     let (_, light) = queue(&gauge, 1);
     // One permit is free, but the light waiter must stay behind the heavy one.
-    assert_eq!(gauge.try_acquire(1), Admission::Busy);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Busy);
     assert!(!light.is_granted());
     gauge.release(2).unwrap();
     assert!(heavy.is_granted());
@@ -60,7 +70,7 @@ fn a_heavy_waiter_at_the_head_is_not_overtaken() {
 #[test]
 fn withdrawing_a_blocking_head_grants_those_behind_it() {
     let gauge = ThreadGauge::new(3);
-    assert_eq!(gauge.try_acquire(2), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(2), Admission::Acquired);
     let (heavy_id, heavy) = queue(&gauge, 3);
     let (_, light) = queue(&gauge, 1);
     gauge.abandon(heavy_id, &heavy);
@@ -71,7 +81,7 @@ fn withdrawing_a_blocking_head_grants_those_behind_it() {
 #[test]
 fn a_grant_that_loses_to_a_cancellation_comes_back() {
     let gauge = ThreadGauge::new(1);
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
     let (id, waiter) = queue(&gauge, 1);
     gauge.release(1).unwrap();
     assert!(waiter.is_granted());
@@ -83,7 +93,7 @@ fn a_grant_that_loses_to_a_cancellation_comes_back() {
 #[test]
 fn a_grant_given_back_after_someone_released_it_does_not_underflow() {
     let gauge = ThreadGauge::new(1);
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
     let (id, waiter) = queue(&gauge, 1);
     gauge.release(1).unwrap();
     // The waiter's permit is released by someone else before it resumes ...
@@ -92,13 +102,13 @@ fn a_grant_given_back_after_someone_released_it_does_not_underflow() {
     gauge.abandon(id, &waiter);
     let snap = gauge.snapshot();
     assert_eq!((snap.in_flight, snap.waiting), (0, 0));
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
 }
 
 #[test]
 fn a_timeout_that_loses_to_the_grant_keeps_the_permit() {
     let gauge = ThreadGauge::new(1);
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
     let (id, waiter) = queue(&gauge, 1);
     gauge.release(1).unwrap();
     assert!(gauge.settle_timeout(id, &waiter));
@@ -108,7 +118,7 @@ fn a_timeout_that_loses_to_the_grant_keeps_the_permit() {
 #[test]
 fn raising_the_limit_grants_waiters_at_once_and_lowering_waits_for_releases() {
     let gauge = ThreadGauge::new(1);
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
     let (_, waiter) = queue(&gauge, 1);
     gauge.set_limit(2);
     assert!(waiter.is_granted());
@@ -116,30 +126,45 @@ fn raising_the_limit_grants_waiters_at_once_and_lowering_waits_for_releases() {
     gauge.set_limit(1);
     assert_eq!(gauge.snapshot().in_flight, 2);
     gauge.release(1).unwrap();
-    assert_eq!(gauge.try_acquire(1), Admission::Busy);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Busy);
     gauge.release(1).unwrap();
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
 }
 
 #[test]
 fn a_newcomer_queues_behind_granted_waiters_that_have_not_resumed() {
     let gauge = ThreadGauge::new(2);
-    assert_eq!(gauge.try_acquire(2), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(2), Admission::Acquired);
     let (_, early) = queue(&gauge, 1);
     gauge.release(2).unwrap();
     assert!(early.is_granted());
-    // One permit is free, but `early` has not resumed yet: no barging past it.
-    assert_eq!(gauge.try_acquire(1), Admission::Busy);
+    // One permit is free, but `early` has not resumed yet: a caller that
+    // would wait goes behind it.
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Busy);
     assert!(gauge.would_wait(1));
-    let late = Waiter::for_this_thread(1);
-    assert!(matches!(gauge.enqueue(&late), Enqueued::Queued(_)));
+    let (_, late) = queue(&gauge, 1);
     assert!(
         late.is_granted(),
         "granted at once, to resume after `early`"
     );
     assert!(gauge.take_granted(&early) && gauge.take_granted(&late));
     assert_eq!(gauge.release(2), Ok(()));
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
+}
+
+#[test]
+fn a_fail_fast_caller_takes_a_free_permit_while_a_granted_waiter_resumes() {
+    let gauge = ThreadGauge::new(2);
+    assert_eq!(gauge.try_acquire_waiting(2), Admission::Acquired);
+    let (_, early) = queue(&gauge, 1);
+    gauge.release(2).unwrap();
+    // `early` holds its own permit already: taking the free one passes nobody.
+    assert_eq!(
+        gauge.try_acquire(1, Patience::FailFast),
+        Admission::Acquired
+    );
+    assert!(gauge.take_granted(&early));
+    assert_eq!(gauge.snapshot().in_flight, 2);
 }
 
 struct Closed;
@@ -152,7 +177,7 @@ impl Notify for Closed {
 #[test]
 fn an_unreachable_waiter_passes_its_grant_to_the_next() {
     let gauge = Gauge::<Closed>::new(1);
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
     let dead = Waiter::for_future(1, Closed);
     let alive = Waiter::for_this_thread(1);
     gauge.enqueue(&dead);
@@ -166,7 +191,7 @@ fn an_unreachable_waiter_passes_its_grant_to_the_next() {
 #[test]
 fn blocking_waiters_are_served_in_arrival_order() {
     let gauge = Arc::new(ThreadGauge::new(1));
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut handles = Vec::new();
     for i in 0..8 {
@@ -194,7 +219,7 @@ fn blocking_waiters_are_served_in_arrival_order() {
 #[test]
 fn a_blocking_wait_times_out_and_leaves_nothing_behind() {
     let gauge = ThreadGauge::new(1);
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
     let deadline = Some(Instant::now() + Duration::from_millis(20));
     assert_eq!(
         gauge.acquire_blocking(1, deadline, || false),
@@ -207,7 +232,7 @@ fn a_blocking_wait_times_out_and_leaves_nothing_behind() {
 #[test]
 fn an_interrupted_blocking_wait_leaves_the_queue() {
     let gauge = ThreadGauge::new(1);
-    assert_eq!(gauge.try_acquire(1), Admission::Acquired);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
     assert_eq!(
         gauge.acquire_blocking(1, forever(), || true),
         Blocking::Interrupted

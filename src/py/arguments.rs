@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 
 use super::errors::value_error;
+use crate::core::gauge::Patience;
 
 /// A weight `n`: taken as signed so that `-1` is a `ValueError`, not an
 /// `OverflowError`.
@@ -33,6 +34,15 @@ pub fn wait_seconds(name: &str, seconds: Option<f64>) -> PyResult<Option<f64>> {
         ))),
         Some(s) if s.is_infinite() => Ok(None),
         Some(s) => Ok(Some(s)),
+    }
+}
+
+/// How a caller allowed to wait `seconds` (already checked) behaves when busy.
+pub fn patience(seconds: Option<f64>) -> Patience {
+    if seconds == Some(0.0) {
+        Patience::FailFast
+    } else {
+        Patience::Waits
     }
 }
 

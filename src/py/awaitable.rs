@@ -11,7 +11,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
-use crate::core::gauge::{Admission, Enqueued};
+use super::arguments::patience;
+use crate::core::gauge::{Admission, Enqueued, Patience};
 use crate::core::waiter::{Notify, Waiter};
 
 /// An asyncio future a waiting task sleeps on, with the loop that owns it.
@@ -115,7 +116,7 @@ fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
 
 /// What an awaitable waits on: a primitive built on the core wait list.
 pub trait WaitSource: Send + Sync {
-    fn try_now(&self, n: u64) -> Admission;
+    fn try_now(&self, n: u64, patience: Patience) -> Admission;
     fn enqueue(&self, waiter: &Arc<FutureWaiter>) -> Enqueued;
     fn take_granted(&self, waiter: &FutureWaiter) -> bool;
     fn settle_timeout(&self, id: u64, waiter: &FutureWaiter) -> bool;
@@ -225,7 +226,7 @@ impl Acquiring {
     }
 
     fn begin(&self, py: Python<'_>) -> (Step, PyResult<Option<Py<PyAny>>>) {
-        match self.source.try_now(self.n) {
+        match self.source.try_now(self.n, patience(self.timeout)) {
             Admission::Acquired => return (Step::Done, self.finished()),
             Admission::TooLarge { limit } => {
                 return (Step::Done, Err(self.source.too_large(self.n, limit)))

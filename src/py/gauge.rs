@@ -7,16 +7,16 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 
-use super::arguments::{deadline_after, limit as check_limit, wait_seconds, weight};
+use super::arguments::{deadline_after, limit as check_limit, patience, wait_seconds, weight};
 use super::awaitable::{ready, Acquiring, FutureHandle, FutureWaiter, Ready, WaitSource};
 use super::errors::{overloaded, value_error};
-use crate::core::gauge::{Admission, Blocking, Enqueued, Gauge as CoreGauge, Snapshot};
+use crate::core::gauge::{Admission, Blocking, Enqueued, Gauge as CoreGauge, Patience, Snapshot};
 
 type Core = CoreGauge<FutureHandle>;
 
 impl WaitSource for Core {
-    fn try_now(&self, n: u64) -> Admission {
-        self.try_acquire(n)
+    fn try_now(&self, n: u64, patience: Patience) -> Admission {
+        self.try_acquire(n, patience)
     }
     fn enqueue(&self, waiter: &Arc<FutureWaiter>) -> Enqueued {
         CoreGauge::enqueue(self, waiter)
@@ -84,7 +84,7 @@ impl Gauge {
 
     /// Waits in this thread, with the GIL released while parked.
     fn block(&self, py: Python<'_>, n: u64, timeout: Option<f64>) -> PyResult<bool> {
-        if self.check_admission(n, self.core.try_acquire(n))? {
+        if self.check_admission(n, self.core.try_acquire(n, patience(timeout)))? {
             return Ok(true);
         }
         if timeout == Some(0.0) {
@@ -174,11 +174,12 @@ impl Gauge {
         self.core.snapshot().waiting
     }
 
-    /// Takes `n` permits if they are free now and nobody is queued; never waits.
+    /// Takes `n` permits if they are free now and nobody is queued for them;
+    /// never waits.
     #[pyo3(signature = (n = 1))]
     fn try_acquire(&self, n: i64) -> PyResult<bool> {
         let n = weight(n)?;
-        let acquired = self.check_admission(n, self.core.try_acquire(n))?;
+        let acquired = self.check_admission(n, self.core.try_acquire(n, Patience::FailFast))?;
         if !acquired {
             self.core.count_rejected();
         }
@@ -231,7 +232,7 @@ impl Gauge {
     fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         // Acting at call time lets the free case return the shared, finished
         // awaitable: no allocation per `async with`.
-        if self.check_admission(1, self.core.try_acquire(1))? {
+        if self.check_admission(1, self.core.try_acquire(1, patience(self.max_wait)))? {
             return Ok(ready(py)?.into_any());
         }
         Acquiring::enter(py, self.source(), self.max_wait)
