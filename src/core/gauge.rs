@@ -122,8 +122,8 @@ impl<F> State<F> {
         granted
     }
 
-    /// A granted waiter settled: its caller took the grant, or it went back.
-    fn settled(&mut self, returned_weight: u64, count: u64) -> Vec<Arc<Waiter<F>>> {
+    /// Granted waiters gave their grants back (cancelled, or unreachable).
+    fn grants_returned(&mut self, returned_weight: u64, count: u64) -> Vec<Arc<Waiter<F>>> {
         self.resuming = self.resuming.saturating_sub(count);
         // Saturating: user code may already have released these permits on
         // the waiter's behalf (release() cannot tell whose permit it returns).
@@ -190,8 +190,10 @@ impl<F: Notify> Gauge<F> {
     pub fn take_granted(&self, waiter: &Waiter<F>) -> bool {
         let taken = waiter.take();
         if taken {
-            let granted = self.state.lock().settled(0, 1);
-            self.wake(granted);
+            // No capacity changes hands, so nobody new can be granted here.
+            let mut state = self.state.lock();
+            state.resuming = state.resuming.saturating_sub(1);
+            drop(state);
             self.counters.acquired.fetch_add(1, Ordering::Relaxed);
             self.counters.waited.fetch_add(1, Ordering::Relaxed);
         }
@@ -257,7 +259,7 @@ impl<F: Notify> Gauge<F> {
     }
 
     fn give_back_weight(&self, weight: u64) {
-        let granted = self.state.lock().settled(weight, 1);
+        let granted = self.state.lock().grants_returned(weight, 1);
         self.wake(granted);
     }
 
@@ -276,7 +278,7 @@ impl<F: Notify> Gauge<F> {
             if count == 0 {
                 break;
             }
-            granted = self.state.lock().settled(weight, count);
+            granted = self.state.lock().grants_returned(weight, count);
         }
     }
 
