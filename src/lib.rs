@@ -11,5 +11,10 @@ fn _brakes(module: &Bound<'_, PyModule>) -> PyResult<()> {
     py::awaitable::register(module)?;
     module.add_class::<py::gauge::Gauge>()?;
     module.add_class::<py::gauge::GaugeStats>()?;
+    module.add_class::<py::bucket::Bucket>()?;
+    module.add_class::<py::bucket::TokenBucket>()?;
+    module.add_class::<py::bucket::LeakyBucket>()?;
+    module.add_class::<py::bucket::BucketStats>()?;
+    module.add_class::<py::clock::ManualClock>()?;
     Ok(())
 }

@@ -288,7 +288,12 @@ def test_async_with_max_wait_zero_fails_fast_when_full() -> None:
             with pytest.raises(Overloaded):
                 async with gauge:
                     pytest.fail("entered a full gauge")
+            # The refusal comes at call time: nothing is queued, no timer runs.
+            with pytest.raises(Overloaded):
+                gauge.__aenter__()
         assert gauge.in_flight == 0 and gauge.waiting == 0
+        stats = gauge.stats()
+        assert (stats.rejected, stats.waited, stats.timed_out) == (2, 0, 0)
 
     asyncio.run(main())
 

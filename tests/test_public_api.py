@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import brakes
+import brakes.testing
 
 TESTS = pathlib.Path(__file__).parent
 
@@ -16,13 +17,18 @@ TESTS = pathlib.Path(__file__).parent
 def test_public_names_are_pinned() -> None:
     assert sorted(brakes.__all__) == [
         "BrakesError",
+        "BucketStats",
         "Gauge",
         "GaugeStats",
+        "LeakyBucket",
         "Overloaded",
         "RateLimited",
+        "TokenBucket",
     ]
     for name in brakes.__all__:
         assert getattr(brakes, name).__module__ == "brakes", name
+    assert brakes.testing.__all__ == ["ManualClock"]
+    assert brakes.testing.ManualClock.__module__ == "brakes.testing"
 
 
 def test_package_ships_its_type_information() -> None:

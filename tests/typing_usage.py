@@ -5,7 +5,17 @@ from __future__ import annotations
 import asyncio
 
 import brakes
-from brakes import BrakesError, Gauge, GaugeStats, Overloaded, RateLimited
+from brakes import (
+    BrakesError,
+    BucketStats,
+    Gauge,
+    GaugeStats,
+    LeakyBucket,
+    Overloaded,
+    RateLimited,
+    TokenBucket,
+)
+from brakes.testing import ManualClock
 
 gauge: Gauge = Gauge(10, max_wait=0.2)
 gauge.limit = 12
@@ -55,5 +65,38 @@ except Overloaded as err:
     retry_after: float | None = err.retry_after
 except (RateLimited, BrakesError):
     pass
+
+clock = ManualClock(start=1.0)
+bucket = TokenBucket(10, per=1.0, burst=5, max_wait=0.5, clock=clock, max_keys=1000)
+leaky = LeakyBucket(2.5, per=0.5, capacity=3, max_wait=None, clock=None)
+took_token: bool = bucket.try_acquire(2, key="client-1") and leaky.try_acquire(key=b"k")
+wait: float = bucket.retry_after(1, key=7) + clock.now()
+clock.advance(wait)
+left: float = bucket.tokens("client-1")
+burst: int = bucket.burst
+capacity: int | None = leaky.capacity
+bucket_stats: BucketStats = bucket.stats()
+totals: int = bucket_stats.keys + bucket_stats.waiting + bucket_stats.acquired
+totals += bucket_stats.waited + bucket_stats.rejected + bucket_stats.cancelled
+rate: float = bucket.rate * bucket.per
+bucket_wait: float | None = bucket.max_wait
+bucket.acquire_blocking(1, timeout=1.0, key=None)
+with bucket:
+    pass
+
+
+@leaky
+async def paced(x: int) -> int:
+    return x
+
+
+async def use_buckets() -> None:
+    got: bool = await bucket.acquire(1, timeout=None, key="k")
+    assert got
+    async with bucket:
+        pass
+    value: int = await paced(1)
+    del value
+
 
 public: list[str] = brakes.__all__

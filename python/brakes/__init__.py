@@ -2,9 +2,28 @@
 
 Put the brakes on producers when consumers can't keep up: a `Gauge` lets at
 most N calls in at once and makes the rest wait, wait up to a bound, or fail
-at once, from threads and asyncio tasks alike.
+at once; a `TokenBucket` or `LeakyBucket` limits the rate of calls, per key
+when needed. All of them work from threads and asyncio tasks alike.
 """
 
-from brakes._brakes import BrakesError, Gauge, GaugeStats, Overloaded, RateLimited
+from brakes._brakes import (
+    BrakesError,
+    BucketStats,
+    Gauge,
+    GaugeStats,
+    LeakyBucket,
+    Overloaded,
+    RateLimited,
+    TokenBucket,
+)
 
-__all__ = ["BrakesError", "Gauge", "GaugeStats", "Overloaded", "RateLimited"]
+__all__ = [
+    "BrakesError",
+    "BucketStats",
+    "Gauge",
+    "GaugeStats",
+    "LeakyBucket",
+    "Overloaded",
+    "RateLimited",
+    "TokenBucket",
+]

@@ -7,6 +7,7 @@ from typing import Any, Literal, Self, TypeVar, final, type_check_only
 from typing_extensions import disjoint_base
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_Key = str | bytes | int | None
 
 class BrakesError(Exception):
     """Base class of every error that brakes raises on purpose."""
@@ -100,12 +101,102 @@ class GaugeStats:
     @property
     def cancelled(self) -> int: ...
 
+@disjoint_base
+class _Bucket:
+    """The limiter protocol both buckets share."""
+
+    @property
+    def rate(self) -> float: ...
+    @property
+    def per(self) -> float: ...
+    @property
+    def max_wait(self) -> float | None: ...
+    def try_acquire(self, n: int = 1, *, key: _Key = None) -> bool: ...
+    def acquire(
+        self, n: int = 1, *, timeout: float | None = None, key: _Key = None
+    ) -> Coroutine[Any, Any, Literal[True]]: ...
+    def acquire_blocking(
+        self, n: int = 1, *, timeout: float | None = None, key: _Key = None
+    ) -> Literal[True]: ...
+    def retry_after(self, n: int = 1, *, key: _Key = None) -> float: ...
+    def stats(self) -> BucketStats: ...
+    def __enter__(self) -> Literal[True]: ...
+    def __exit__(self, *_exc_info: object) -> None: ...
+    def __aenter__(self) -> Coroutine[Any, Any, None]: ...
+    def __aexit__(self, *_exc_info: object) -> Ready: ...
+    def __call__(self, func: _F, /) -> _F: ...
+
+@disjoint_base
+class TokenBucket(_Bucket):
+    """Refills `rate` tokens every `per` seconds; holds at most `burst`."""
+
+    def __new__(
+        cls,
+        rate: float,
+        *,
+        per: float = 1.0,
+        burst: int | None = None,
+        max_wait: float | None = None,
+        clock: ManualClock | None = None,
+        max_keys: int | None = None,
+    ) -> TokenBucket: ...
+    @property
+    def burst(self) -> int: ...
+    def tokens(self, key: _Key = None) -> float: ...
+
+@disjoint_base
+class LeakyBucket(_Bucket):
+    """Grants exactly `per / rate` seconds apart; at most `capacity` wait."""
+
+    def __new__(
+        cls,
+        rate: float,
+        *,
+        per: float = 1.0,
+        capacity: int | None = None,
+        max_wait: float | None = None,
+        clock: ManualClock | None = None,
+        max_keys: int | None = None,
+    ) -> LeakyBucket: ...
+    @property
+    def capacity(self) -> int | None: ...
+
+@final
+class BucketStats:
+    """A frozen snapshot of a bucket's counters."""
+
+    @property
+    def keys(self) -> int: ...
+    @property
+    def waiting(self) -> int: ...
+    @property
+    def acquired(self) -> int: ...
+    @property
+    def waited(self) -> int: ...
+    @property
+    def rejected(self) -> int: ...
+    @property
+    def cancelled(self) -> int: ...
+
+@final
+class ManualClock:
+    """A clock that moves only when told to."""
+
+    def __new__(cls, start: float = 0.0) -> ManualClock: ...
+    def now(self) -> float: ...
+    def advance(self, seconds: float) -> None: ...
+
 __all__ = [
     "Acquiring",
     "BrakesError",
+    "BucketStats",
     "Gauge",
     "GaugeStats",
+    "LeakyBucket",
+    "ManualClock",
     "Overloaded",
     "RateLimited",
     "Ready",
+    "TokenBucket",
+    "_Bucket",
 ]

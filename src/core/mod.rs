@@ -1,5 +1,9 @@
 //! Pure Rust: the algorithms, with no knowledge of Python.
 
+pub mod bucket;
+pub mod clock;
 pub mod gauge;
+pub mod keys;
+pub mod pace;
 pub mod waiter;
 pub mod waitlist;

@@ -87,6 +87,20 @@ impl<F> Waiter<F> {
 }
 
 impl<F: Notify> Waiter<F> {
+    /// Wakes a waiter that is still waiting so that it looks again (its turn
+    /// may have moved); it is not granted anything.
+    pub fn kick(&self) {
+        if self.state.load(Ordering::Acquire) != WAITING {
+            return;
+        }
+        match &self.wake {
+            Wake::Thread(thread) => thread.unpark(),
+            Wake::Future(future) => {
+                future.notify();
+            }
+        }
+    }
+
     /// Marks a granted waiter and wakes it. Returns the weight to give back
     /// when the waiter could not be reached.
     pub fn wake_granted(&self) -> u64 {

@@ -57,12 +57,33 @@ impl<T> Waitlist<T> {
         popped
     }
 
+    /// Total weight of the waiters ahead of `id`; `None` if `id` left.
+    pub fn weight_before(&self, id: u64) -> Option<u64> {
+        self.entries
+            .contains_key(&id)
+            .then(|| self.entries.range(..id).map(|(_, e)| e.weight).sum())
+    }
+
+    pub fn weight_of(&self, id: u64) -> Option<u64> {
+        self.entries.get(&id).map(|entry| entry.weight)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+impl<T: Clone> Waitlist<T> {
+    /// The waiters that arrived after `id`, in order.
+    pub fn after(&self, id: u64) -> Vec<T> {
+        self.entries
+            .range(id + 1..)
+            .map(|(_, e)| e.item.clone())
+            .collect()
     }
 }
 

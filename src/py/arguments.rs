@@ -51,3 +51,11 @@ pub fn deadline_after(seconds: Option<f64>) -> Option<Instant> {
     let wait = Duration::try_from_secs_f64(seconds?).ok()?;
     Instant::now().checked_add(wait)
 }
+
+/// A wait as Python would print it: `None` or the float's repr.
+pub fn wait_repr(seconds: Option<f64>) -> String {
+    match seconds {
+        None => "None".to_owned(),
+        Some(s) => format!("{s:?}"),
+    }
+}

@@ -11,14 +11,15 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
-use super::arguments::patience;
-use crate::core::gauge::{Admission, Enqueued, Patience};
-use crate::core::waiter::{Notify, Waiter};
+use crate::core::keys::Key;
+use crate::core::waiter::{Notify, Waiter, Wake};
 
 /// An asyncio future a waiting task sleeps on, with the loop that owns it.
 pub struct FutureHandle {
     event_loop: Py<PyAny>,
-    future: Py<PyAny>,
+    /// The future the task sleeps on now; a waiter that must wait again
+    /// (a bucket whose turn moved) sleeps on a new one.
+    future: Mutex<Py<PyAny>>,
     loop_thread: ThreadId,
 }
 
@@ -63,7 +64,8 @@ pub type FutureWaiter = Waiter<FutureHandle>;
 impl Notify for FutureHandle {
     fn notify(&self) -> bool {
         Python::attach(|py| {
-            let future = self.future.bind(py);
+            let future = self.future.lock().clone_ref(py).into_bound(py);
+            let future = &future;
             if current_thread() == self.loop_thread {
                 return match call_method_one(
                     future,
@@ -114,18 +116,41 @@ fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
     Ok((!event_loop.is_none()).then_some(event_loop))
 }
 
+/// The answer of a first attempt, before any future exists.
+pub enum Now {
+    Acquired,
+    MustWait,
+    Failed(PyErr),
+}
+
+/// The answer of asking to wait with a waiter in hand.
+pub enum Queued {
+    Acquired,
+    /// Queued as `id`; look again after `wake_in` seconds if given.
+    Waiting {
+        id: u64,
+        wake_in: Option<f64>,
+    },
+    Failed(PyErr),
+}
+
+/// What a waiter woken without a grant does next.
+pub enum Woken {
+    Acquired,
+    Failed(PyErr),
+    WaitMore { wake_in: Option<f64> },
+}
+
 /// What an awaitable waits on: a primitive built on the core wait list.
+/// `key` is the per-key bucket (`Key::Shared` for a gauge).
 pub trait WaitSource: Send + Sync {
-    fn try_now(&self, n: u64, patience: Patience) -> Admission;
-    fn enqueue(&self, waiter: &Arc<FutureWaiter>) -> Enqueued;
+    /// Takes `n` now if possible; fails at once if `timeout` allows no wait.
+    fn try_now(&self, key: &Key, n: u64, timeout: Option<f64>) -> Now;
+    fn enqueue(&self, key: &Key, waiter: &Arc<FutureWaiter>, timeout: Option<f64>) -> Queued;
     fn take_granted(&self, waiter: &FutureWaiter) -> bool;
-    fn settle_timeout(&self, id: u64, waiter: &FutureWaiter) -> bool;
-    fn abandon(&self, id: u64, waiter: &FutureWaiter);
-    fn count_rejected(&self);
-    /// The error for a caller that gave up after `waited` seconds.
-    fn gave_up(&self, waited: f64) -> PyErr;
-    /// The error for a weight the primitive can never hold at its current limit.
-    fn too_large(&self, n: u64, limit: u64) -> PyErr;
+    /// The waiter's future completed without a grant (a timer, or a kick).
+    fn woken(&self, key: &Key, id: u64, waiter: &FutureWaiter, timeout: Option<f64>) -> Woken;
+    fn abandon(&self, key: &Key, id: u64, waiter: &FutureWaiter);
     /// The name callers know the awaiting method by, for error messages.
     fn method_name(&self) -> &'static str;
 }
@@ -152,6 +177,7 @@ struct Wait {
 #[pyclass(frozen, module = "brakes._brakes")]
 pub struct Acquiring {
     source: Arc<dyn WaitSource>,
+    key: Key,
     n: u64,
     timeout: Option<f64>,
     /// `acquire()` returns True, as asyncio's does; `__aenter__` returns None.
@@ -162,12 +188,14 @@ pub struct Acquiring {
 impl Acquiring {
     pub fn new(
         source: Arc<dyn WaitSource>,
+        key: Key,
         n: u64,
         timeout: Option<f64>,
         returns_true: bool,
     ) -> Self {
         Self {
             source,
+            key,
             n,
             timeout,
             returns_true,
@@ -181,13 +209,10 @@ impl Acquiring {
     pub fn enter(
         py: Python<'_>,
         source: Arc<dyn WaitSource>,
+        key: Key,
         timeout: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
-        if timeout == Some(0.0) {
-            source.count_rejected();
-            return Err(source.gave_up(0.0));
-        }
-        let mut this = Self::new(source, 1, timeout, false);
+        let mut this = Self::new(source, key, 1, timeout, false);
         match this.start_waiting(py)? {
             None => Ok(ready(py)?.into_any()),
             Some(wait) => {
@@ -226,16 +251,10 @@ impl Acquiring {
     }
 
     fn begin(&self, py: Python<'_>) -> (Step, PyResult<Option<Py<PyAny>>>) {
-        match self.source.try_now(self.n, patience(self.timeout)) {
-            Admission::Acquired => return (Step::Done, self.finished()),
-            Admission::TooLarge { limit } => {
-                return (Step::Done, Err(self.source.too_large(self.n, limit)))
-            }
-            Admission::Busy => {}
-        }
-        if self.timeout == Some(0.0) {
-            self.source.count_rejected();
-            return (Step::Done, Err(self.source.gave_up(0.0)));
+        match self.source.try_now(&self.key, self.n, self.timeout) {
+            Now::Acquired => return (Step::Done, self.finished()),
+            Now::Failed(err) => return (Step::Done, Err(err)),
+            Now::MustWait => {}
         }
         match self.start_waiting(py) {
             Ok(Some(mut wait)) => {
@@ -259,37 +278,25 @@ impl Acquiring {
         };
         // Everything that can fail happens before the waiter is queued, but for
         // the timer, which must follow it and takes the waiter out if it fails.
-        let future = event_loop.call_method0(intern!(py, "create_future"))?;
-        future.setattr(intern!(py, "_asyncio_future_blocking"), true)?;
-        let resolve = if self.timeout.is_some() {
-            Some(resolver(py)?)
-        } else {
-            None
-        };
+        let future = new_future(&event_loop)?;
+        let resolve = resolver(py)?;
         let handle = FutureHandle {
             event_loop: event_loop.clone().unbind(),
-            future: future.clone().unbind(),
+            future: Mutex::new(future.clone().unbind()),
             loop_thread: current_thread(),
         };
         let waiter = Waiter::for_future(self.n, handle);
-        let id = match self.source.enqueue(&waiter) {
-            Enqueued::Acquired => return Ok(None),
-            Enqueued::TooLarge { limit } => return Err(self.source.too_large(self.n, limit)),
-            Enqueued::Queued(id) => id,
+        let (id, wake_in) = match self.source.enqueue(&self.key, &waiter, self.timeout) {
+            Queued::Acquired => return Ok(None),
+            Queued::Failed(err) => return Err(err),
+            Queued::Waiting { id, wake_in } => (id, wake_in),
         };
-        let timer = match (self.timeout, resolve) {
-            (Some(seconds), Some(resolve)) => {
-                let scheduled =
-                    event_loop.call_method1(intern!(py, "call_later"), (seconds, resolve, &future));
-                match scheduled {
-                    Ok(timer) => Some(timer.unbind()),
-                    Err(err) => {
-                        self.source.abandon(id, &waiter);
-                        return Err(err);
-                    }
-                }
+        let timer = match arm_timer(&event_loop, resolve, &future, wake_in) {
+            Ok(timer) => timer,
+            Err(err) => {
+                self.source.abandon(&self.key, id, &waiter);
+                return Err(err);
             }
-            _ => None,
         };
         Ok(Some(Wait {
             id,
@@ -298,6 +305,25 @@ impl Acquiring {
             timer,
             yielded: false,
         }))
+    }
+
+    /// Sleeps again on a fresh future (the last one completed without a
+    /// grant). Returns false if a grant arrived meanwhile.
+    fn wait_again(&self, py: Python<'_>, wait: &mut Wait, wake_in: Option<f64>) -> PyResult<bool> {
+        let Wake::Future(handle) = &wait.waiter.wake else {
+            return Ok(false);
+        };
+        let event_loop = handle.event_loop.bind(py);
+        let future = new_future(event_loop)?;
+        *handle.future.lock() = future.clone().unbind();
+        // A grant that reached the old future has marked the waiter first.
+        if wait.waiter.is_granted() {
+            return Ok(false);
+        }
+        cancel_timer(py, wait);
+        wait.timer = arm_timer(event_loop, resolver(py)?, &future, wake_in)?;
+        wait.future = future.unbind();
+        Ok(true)
     }
 
     fn resume(&self, py: Python<'_>, mut wait: Wait) -> (Step, PyResult<Option<Py<PyAny>>>) {
@@ -316,12 +342,33 @@ impl Acquiring {
             .and_then(|d| d.is_truthy())
         {
             Ok(true) => {
-                // Only the timer completes the future without a grant.
-                if self.source.settle_timeout(wait.id, &wait.waiter) {
-                    (Step::Done, self.finished())
-                } else {
-                    let waited = self.timeout.unwrap_or(0.0);
-                    (Step::Done, Err(self.source.gave_up(waited)))
+                // Completed without a grant: a timer, or a kick to look again.
+                match self
+                    .source
+                    .woken(&self.key, wait.id, &wait.waiter, self.timeout)
+                {
+                    Woken::Acquired => (Step::Done, self.finished()),
+                    Woken::Failed(err) => (Step::Done, Err(err)),
+                    Woken::WaitMore { wake_in } => match self.wait_again(py, &mut wait, wake_in) {
+                        Ok(true) => {
+                            let future = wait.future.clone_ref(py);
+                            (Step::Waiting(wait), Ok(Some(future)))
+                        }
+                        Ok(false) => {
+                            cancel_timer(py, &wait);
+                            if self.source.take_granted(&wait.waiter) {
+                                (Step::Done, self.finished())
+                            } else {
+                                self.abandon(py, wait);
+                                let lost = "the wait ended without a grant";
+                                (Step::Done, Err(PyRuntimeError::new_err(lost)))
+                            }
+                        }
+                        Err(err) => {
+                            self.abandon(py, wait);
+                            (Step::Done, Err(err))
+                        }
+                    },
                 }
             }
             Ok(false) => {
@@ -345,7 +392,7 @@ impl Acquiring {
 
     fn abandon(&self, py: Python<'_>, wait: Wait) {
         cancel_timer(py, &wait);
-        self.source.abandon(wait.id, &wait.waiter);
+        self.source.abandon(&self.key, wait.id, &wait.waiter);
     }
 
     /// Leaves the queue (or gives back a grant that raced in) and ends.
@@ -361,6 +408,29 @@ impl Acquiring {
         }
         Ok(())
     }
+}
+
+/// A new future of `event_loop`, marked as a task expects a yielded one.
+fn new_future<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = event_loop.py();
+    let future = event_loop.call_method0(intern!(py, "create_future"))?;
+    future.setattr(intern!(py, "_asyncio_future_blocking"), true)?;
+    Ok(future)
+}
+
+/// Completes `future` after `wake_in` seconds, if given.
+fn arm_timer(
+    event_loop: &Bound<'_, PyAny>,
+    resolve: &Bound<'_, PyAny>,
+    future: &Bound<'_, PyAny>,
+    wake_in: Option<f64>,
+) -> PyResult<Option<Py<PyAny>>> {
+    let Some(seconds) = wake_in else {
+        return Ok(None);
+    };
+    let py = event_loop.py();
+    let timer = event_loop.call_method1(intern!(py, "call_later"), (seconds, resolve, future))?;
+    Ok(Some(timer.unbind()))
 }
 
 fn cancel_timer(py: Python<'_>, wait: &Wait) {
@@ -470,7 +540,7 @@ impl Acquiring {
             .try_lock()
             .map(|mut s| std::mem::replace(&mut *s, Step::Done));
         if let Some(Step::Waiting(wait)) = current {
-            self.source.abandon(wait.id, &wait.waiter);
+            self.source.abandon(&self.key, wait.id, &wait.waiter);
         }
     }
 }
@@ -480,7 +550,7 @@ impl Drop for Acquiring {
         // A waiting awaitable that is dropped unawaited leaves the queue, and a
         // grant that reached it goes back.
         if let Step::Waiting(wait) = std::mem::replace(self.step.get_mut(), Step::Done) {
-            self.source.abandon(wait.id, &wait.waiter);
+            self.source.abandon(&self.key, wait.id, &wait.waiter);
         }
     }
 }

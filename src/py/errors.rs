@@ -39,6 +39,15 @@ pub fn overloaded(message: String) -> PyErr {
     Overloaded::new_err(message)
 }
 
+/// `RateLimited` with its `retry_after`, in seconds.
+pub fn rate_limited(py: Python<'_>, message: String, retry_after: f64) -> PyErr {
+    let err = RateLimited::new_err(message);
+    // Setting an attribute on a fresh exception instance cannot fail in practice;
+    // if it did, the class default (None) would still answer.
+    let _ = err.value(py).setattr("retry_after", retry_after);
+    err
+}
+
 pub fn value_error(message: String) -> PyErr {
     PyValueError::new_err(message)
 }

@@ -7,52 +7,80 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 
-use super::arguments::{deadline_after, limit as check_limit, patience, wait_seconds, weight};
-use super::awaitable::{ready, Acquiring, FutureHandle, FutureWaiter, Ready, WaitSource};
+use super::arguments::{
+    deadline_after, limit as check_limit, patience, wait_repr, wait_seconds, weight,
+};
+use super::awaitable::{
+    ready, Acquiring, FutureHandle, FutureWaiter, Now, Queued, Ready, WaitSource, Woken,
+};
+use super::blocking::wait_detached;
 use super::errors::{overloaded, value_error};
 use crate::core::gauge::{Admission, Blocking, Enqueued, Gauge as CoreGauge, Patience, Snapshot};
+use crate::core::keys::Key;
 
 type Core = CoreGauge<FutureHandle>;
 
 impl WaitSource for Core {
-    fn try_now(&self, n: u64, patience: Patience) -> Admission {
-        self.try_acquire(n, patience)
+    fn try_now(&self, _key: &Key, n: u64, timeout: Option<f64>) -> Now {
+        match self.try_acquire(n, patience(timeout)) {
+            Admission::Acquired => Now::Acquired,
+            Admission::TooLarge { limit } => Now::Failed(too_large(n, limit)),
+            Admission::Busy if timeout == Some(0.0) => {
+                self.count_rejected();
+                Now::Failed(gave_up(self, 0.0))
+            }
+            Admission::Busy => Now::MustWait,
+        }
     }
-    fn enqueue(&self, waiter: &Arc<FutureWaiter>) -> Enqueued {
-        CoreGauge::enqueue(self, waiter)
+    fn enqueue(&self, _key: &Key, waiter: &Arc<FutureWaiter>, timeout: Option<f64>) -> Queued {
+        match CoreGauge::enqueue(self, waiter) {
+            Enqueued::Acquired => Queued::Acquired,
+            Enqueued::TooLarge { limit } => Queued::Failed(too_large(waiter.weight, limit)),
+            // The timer that ends the wait at `timeout` completes the future.
+            Enqueued::Queued(id) => Queued::Waiting {
+                id,
+                wake_in: timeout,
+            },
+        }
     }
     fn take_granted(&self, waiter: &FutureWaiter) -> bool {
         CoreGauge::take_granted(self, waiter)
     }
-    fn settle_timeout(&self, id: u64, waiter: &FutureWaiter) -> bool {
-        CoreGauge::settle_timeout(self, id, waiter)
-    }
-    fn abandon(&self, id: u64, waiter: &FutureWaiter) {
-        CoreGauge::abandon(self, id, waiter)
-    }
-    fn count_rejected(&self) {
-        CoreGauge::count_rejected(self)
-    }
-    fn gave_up(&self, waited: f64) -> PyErr {
-        let s = self.snapshot();
-        let within = if waited > 0.0 {
-            format!("within {waited} s")
+    fn woken(&self, _key: &Key, id: u64, waiter: &FutureWaiter, timeout: Option<f64>) -> Woken {
+        // Only the timeout timer completes a gauge waiter's future without a
+        // grant; a grant may still have won the race.
+        if self.settle_timeout(id, waiter) {
+            Woken::Acquired
         } else {
-            "without waiting".to_owned()
-        };
-        overloaded(format!(
-            "gauge is full: no permit {within} ({} of {} in flight, {} waiting)",
-            s.in_flight, s.limit, s.waiting
-        ))
+            Woken::Failed(gave_up(self, timeout.unwrap_or(0.0)))
+        }
     }
-    fn too_large(&self, n: u64, limit: u64) -> PyErr {
-        value_error(format!(
-            "n={n} is more than the gauge's limit of {limit}: it could never be granted"
-        ))
+    fn abandon(&self, _key: &Key, id: u64, waiter: &FutureWaiter) {
+        CoreGauge::abandon(self, id, waiter)
     }
     fn method_name(&self) -> &'static str {
         "Gauge.acquire()"
     }
+}
+
+/// The error for a caller that gave up after `waited` seconds.
+fn gave_up(core: &Core, waited: f64) -> PyErr {
+    let s = core.snapshot();
+    let within = if waited > 0.0 {
+        format!("within {waited} s")
+    } else {
+        "without waiting".to_owned()
+    };
+    overloaded(format!(
+        "gauge is full: no permit {within} ({} of {} in flight, {} waiting)",
+        s.in_flight, s.limit, s.waiting
+    ))
+}
+
+fn too_large(n: u64, limit: u64) -> PyErr {
+    value_error(format!(
+        "n={n} is more than the gauge's limit of {limit}: it could never be granted"
+    ))
 }
 
 /// A concurrency limiter: at most `limit` permits are held at once, and the
@@ -78,7 +106,7 @@ impl Gauge {
         match admission {
             Admission::Acquired => Ok(true),
             Admission::Busy => Ok(false),
-            Admission::TooLarge { limit } => Err(self.core.too_large(n, limit)),
+            Admission::TooLarge { limit } => Err(too_large(n, limit)),
         }
     }
 
@@ -89,22 +117,16 @@ impl Gauge {
         }
         if timeout == Some(0.0) {
             self.core.count_rejected();
-            return Err(self.core.gave_up(0.0));
+            return Err(gave_up(&self.core, 0.0));
         }
         let deadline = deadline_after(timeout);
-        let mut interruption: Option<PyErr> = None;
-        let outcome = py.detach(|| {
-            self.core.acquire_blocking(n, deadline, || {
-                // Lets Ctrl-C (or any signal handler that raises) stop the wait.
-                Python::attach(|py| py.check_signals())
-                    .map_err(|err| interruption = Some(err))
-                    .is_err()
-            })
+        let (outcome, interruption) = wait_detached(py, |interrupted| {
+            self.core.acquire_blocking(n, deadline, interrupted)
         });
         match outcome {
             Blocking::Acquired => Ok(true),
-            Blocking::TimedOut => Err(self.core.gave_up(timeout.unwrap_or(0.0))),
-            Blocking::TooLarge { limit } => Err(self.core.too_large(n, limit)),
+            Blocking::TimedOut => Err(gave_up(&self.core, timeout.unwrap_or(0.0))),
+            Blocking::TooLarge { limit } => Err(too_large(n, limit)),
             Blocking::Interrupted => {
                 Err(interruption.unwrap_or_else(|| PyRuntimeError::new_err("wait interrupted")))
             }
@@ -192,7 +214,7 @@ impl Gauge {
     fn acquire(&self, n: i64, timeout: Option<f64>) -> PyResult<Acquiring> {
         let n = weight(n)?;
         let timeout = wait_seconds("timeout", timeout)?;
-        Ok(Acquiring::new(self.source(), n, timeout, true))
+        Ok(Acquiring::new(self.source(), Key::Shared, n, timeout, true))
     }
 
     /// Waits in this thread, with the GIL released, for `n` permits and
@@ -232,10 +254,11 @@ impl Gauge {
     fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         // Acting at call time lets the free case return the shared, finished
         // awaitable: no allocation per `async with`.
-        if self.check_admission(1, self.core.try_acquire(1, patience(self.max_wait)))? {
-            return Ok(ready(py)?.into_any());
+        match self.core.try_now(&Key::Shared, 1, self.max_wait) {
+            Now::Acquired => Ok(ready(py)?.into_any()),
+            Now::Failed(err) => Err(err),
+            Now::MustWait => Acquiring::enter(py, self.source(), Key::Shared, self.max_wait),
         }
-        Acquiring::enter(py, self.source(), self.max_wait)
     }
 
     #[pyo3(signature = (*_exc_info))]
@@ -255,10 +278,7 @@ impl Gauge {
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let this = slf.get();
         let s = this.core.snapshot();
-        let max_wait = match this.max_wait {
-            None => "None".to_owned(),
-            Some(w) => format!("{w:?}"),
-        };
+        let max_wait = wait_repr(this.max_wait);
         Ok(format!(
             "<{}.{} limit={} in_flight={} waiting={} max_wait={max_wait}>",
             slf.get_type().module()?,

@@ -2,5 +2,9 @@
 
 pub mod arguments;
 pub mod awaitable;
+pub mod blocking;
+pub mod bucket;
+pub mod clock;
 pub mod errors;
 pub mod gauge;
+pub mod keys;

@@ -1,0 +1,503 @@
+//! Token and leaky buckets as a GCRA: each key keeps one theoretical arrival
+//! time (`tat`, in ticks) and no thread or timer; tokens are computed from
+//! the clock when asked. Callers that must wait queue per key in FIFO order;
+//! a queued caller has booked its tokens, so later callers go behind it, and
+//! one that leaves gives its booking back to those behind.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::clock::{Clock, OnAdvance};
+use super::keys::{Key, KeyTable};
+use super::pace::Pace;
+use super::waiter::{Notify, Waiter};
+use super::waitlist::Waitlist;
+
+/// How often a parked thread looks up to see if it was interrupted.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+/// Idle keys are swept no more often than this, whatever the refill time.
+const MIN_SWEEP_PERIOD_NS: u64 = 1_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Holds up to `burst` tokens: bursts of up to `burst` pass at once.
+    Token { burst: u64 },
+    /// Grants exactly one interval apart; at most `capacity` callers queue.
+    Leaky { capacity: Option<u64> },
+}
+
+struct Queue<F> {
+    waiters: Waitlist<Arc<Waiter<F>>>,
+    /// Tokens booked by everyone queued.
+    weight: u64,
+}
+
+struct Cell<F> {
+    /// Theoretical arrival time, in ticks, split to keep the cell 8-aligned.
+    tat: [u64; 2],
+    queue: Option<Box<Queue<F>>>,
+}
+
+impl<F> Cell<F> {
+    fn new() -> Self {
+        Self {
+            tat: [0, 0],
+            queue: None,
+        }
+    }
+
+    fn tat(&self) -> u128 {
+        (u128::from(self.tat[0]) << 64) | u128::from(self.tat[1])
+    }
+
+    fn set_tat(&mut self, tat: u128) {
+        self.tat = [(tat >> 64) as u64, tat as u64];
+    }
+
+    fn queued_weight(&self) -> u64 {
+        self.queue.as_ref().map_or(0, |q| q.weight)
+    }
+
+    fn queued(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.waiters.len())
+    }
+}
+
+/// The answer of an attempt that does not wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Acquired,
+    /// Not now; `retry_after_ns` from now it could be (behind those queued).
+    Later {
+        retry_after_ns: u64,
+    },
+    /// `n` is more than the bucket can ever hold at once.
+    TooLarge {
+        most: u64,
+    },
+}
+
+/// Where a caller stands after asking to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Booking {
+    Acquired,
+    /// Queued; its turn comes `due_in_ns` from now unless those ahead leave.
+    Queued {
+        id: u64,
+        due_in_ns: u64,
+    },
+    /// The wait needed is longer than allowed, or the queue is full.
+    Refused {
+        retry_after_ns: u64,
+    },
+    TooLarge {
+        most: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketBlocking {
+    Acquired,
+    Refused { retry_after_ns: u64 },
+    TooLarge { most: u64 },
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketSnapshot {
+    pub keys: u64,
+    pub waiting: u64,
+    pub acquired: u64,
+    pub waited: u64,
+    pub rejected: u64,
+    pub cancelled: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    acquired: AtomicU64,
+    waited: AtomicU64,
+    rejected: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+struct Table<F> {
+    cells: KeyTable<Cell<F>>,
+    /// Keys with someone queued, for a manual clock to look at as it moves.
+    waiting_keys: std::collections::HashSet<Key>,
+}
+
+pub struct Bucket<F> {
+    pace: Pace,
+    shape: Shape,
+    clock: Arc<dyn Clock>,
+    table: Mutex<Table<F>>,
+    counters: Counters,
+}
+
+impl<F: Notify + Send + Sync + 'static> Bucket<F> {
+    pub fn new(
+        pace: Pace,
+        shape: Shape,
+        clock: Arc<dyn Clock>,
+        max_keys: Option<usize>,
+    ) -> Arc<Self> {
+        let full_after = match shape {
+            Shape::Token { burst } => pace.ns_ceil(pace.tokens(burst)),
+            Shape::Leaky { .. } => pace.ns_ceil(pace.tokens(1)),
+        };
+        let bucket = Arc::new(Self {
+            pace,
+            shape,
+            clock,
+            table: Mutex::new(Table {
+                cells: KeyTable::new(max_keys, full_after.max(MIN_SWEEP_PERIOD_NS)),
+                waiting_keys: Default::default(),
+            }),
+            counters: Counters::default(),
+        });
+        if let Some(manual) = bucket.clock.as_manual() {
+            let weak: Weak<dyn OnAdvance> = Arc::downgrade(&bucket) as Weak<dyn OnAdvance>;
+            manual.subscribe(weak);
+        }
+        bucket
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The most tokens one call can take.
+    pub fn most(&self) -> Option<u64> {
+        match self.shape {
+            Shape::Token { burst } => Some(burst),
+            Shape::Leaky { .. } => None,
+        }
+    }
+
+    /// Tolerance, in ticks, before a take of `n` must wait.
+    fn slack(&self, n: u64) -> u128 {
+        match self.shape {
+            Shape::Token { burst } => self.pace.tokens(burst - n),
+            Shape::Leaky { .. } => 0,
+        }
+    }
+
+    fn too_large(&self, n: u64) -> Option<u64> {
+        self.most().filter(|&most| n > most)
+    }
+
+    fn is_idle(&self, cell: &Cell<F>, now: u128) -> bool {
+        cell.queue.is_none() && cell.tat() <= now
+    }
+
+    fn cell<'t>(&self, table: &'t mut Table<F>, key: &Key, now_ns: u64) -> &'t mut Cell<F> {
+        let now = self.pace.ticks(now_ns);
+        table.cells.entry(
+            key,
+            now_ns,
+            Cell::new,
+            |cell| self.is_idle(cell, now),
+            |cell| cell.queue.is_none(),
+        )
+    }
+
+    /// Ticks from now until `n` more could be taken behind those queued.
+    fn wait_ticks(&self, cell: &Cell<F>, n: u64, now: u128) -> u128 {
+        let start = cell.tat().max(now) + self.pace.tokens(cell.queued_weight());
+        start.saturating_sub(self.slack(n)).saturating_sub(now)
+    }
+
+    fn take(&self, cell: &mut Cell<F>, n: u64, now: u128) {
+        let tat = cell.tat().max(now) + self.pace.tokens(n);
+        cell.set_tat(tat);
+    }
+
+    pub fn try_acquire(&self, key: &Key, n: u64) -> Attempt {
+        if let Some(most) = self.too_large(n) {
+            return Attempt::TooLarge { most };
+        }
+        let now_ns = self.clock.now_ns();
+        let now = self.pace.ticks(now_ns);
+        let mut table = self.table.lock();
+        let cell = self.cell(&mut table, key, now_ns);
+        let wait = self.wait_ticks(cell, n, now);
+        if wait == 0 && cell.queue.is_none() {
+            self.take(cell, n, now);
+            drop(table);
+            self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+            Attempt::Acquired
+        } else {
+            Attempt::Later {
+                retry_after_ns: self.pace.ns_ceil(wait),
+            }
+        }
+    }
+
+    pub fn count_rejected(&self) {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes `n` now, or queues `waiter` if its turn comes within
+    /// `max_wait_ns` (None: no bound) and, for a leaky bucket, there is room.
+    pub fn book(&self, key: &Key, waiter: &Arc<Waiter<F>>, max_wait_ns: Option<u64>) -> Booking {
+        let n = waiter.weight;
+        if let Some(most) = self.too_large(n) {
+            return Booking::TooLarge { most };
+        }
+        let now_ns = self.clock.now_ns();
+        let now = self.pace.ticks(now_ns);
+        let mut table = self.table.lock();
+        let cell = self.cell(&mut table, key, now_ns);
+        let wait = self.wait_ticks(cell, n, now);
+        if wait == 0 && cell.queue.is_none() {
+            self.take(cell, n, now);
+            drop(table);
+            self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+            return Booking::Acquired;
+        }
+        let due_in_ns = self.pace.ns_ceil(wait);
+        let queue_full = match self.shape {
+            Shape::Leaky {
+                capacity: Some(capacity),
+            } => cell.queued() as u64 >= capacity,
+            _ => false,
+        };
+        if queue_full || max_wait_ns.is_some_and(|most| due_in_ns > most) {
+            drop(table);
+            self.count_rejected();
+            return Booking::Refused {
+                retry_after_ns: due_in_ns,
+            };
+        }
+        let queue = cell.queue.get_or_insert_with(|| {
+            Box::new(Queue {
+                waiters: Waitlist::new(),
+                weight: 0,
+            })
+        });
+        queue.weight += n;
+        let id = queue.waiters.push(n, Arc::clone(waiter));
+        table.waiting_keys.insert(key.clone());
+        Booking::Queued { id, due_in_ns }
+    }
+
+    /// Grants, in order, the queued callers of `key` whose turn has come.
+    fn grant_due(&self, table: &mut Table<F>, key: &Key, now: u128) -> Vec<Arc<Waiter<F>>> {
+        let Some(cell) = table.cells.get_mut(key) else {
+            return Vec::new();
+        };
+        let mut tat = cell.tat();
+        let Some(queue) = cell.queue.as_mut() else {
+            return Vec::new();
+        };
+        let pace = self.pace;
+        let granted = queue.waiters.pop_front_while(|n| {
+            let ready = tat.saturating_sub(self.slack(n)) <= now;
+            if ready {
+                tat = tat.max(now) + pace.tokens(n);
+            }
+            ready
+        });
+        queue.weight -= granted.iter().map(|w| w.weight).sum::<u64>();
+        if queue.waiters.is_empty() {
+            cell.queue = None;
+            table.waiting_keys.remove(key);
+        }
+        cell.set_tat(tat);
+        granted
+    }
+
+    /// Grants whoever's turn has come for `key`, and wakes them.
+    pub fn poll(&self, key: &Key) {
+        let now = self.pace.ticks(self.clock.now_ns());
+        let granted = self.grant_due(&mut self.table.lock(), key, now);
+        self.wake(key, granted);
+    }
+
+    /// How long until the queued caller `id` of `key` is due, or None if it
+    /// is no longer queued (granted, or gone).
+    pub fn due_in_ns(&self, key: &Key, id: u64) -> Option<u64> {
+        let now = self.pace.ticks(self.clock.now_ns());
+        let table = self.table.lock();
+        let cell = table.cells.get(key)?;
+        let queue = cell.queue.as_ref()?;
+        let ahead = queue.waiters.weight_before(id)?;
+        let n = queue.waiters.weight_of(id)?;
+        let start = cell.tat().max(now) + self.pace.tokens(ahead);
+        let ready = start.saturating_sub(self.slack(n));
+        Some(self.pace.ns_ceil(ready.saturating_sub(now)))
+    }
+
+    pub fn take_granted(&self, waiter: &Waiter<F>) -> bool {
+        let taken = waiter.take();
+        if taken {
+            self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+            self.counters.waited.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// A queued caller leaves (cancelled, dropped, interrupted): its booking
+    /// goes back, even if it was granted in the same instant, and those
+    /// behind it move up.
+    pub fn abandon(&self, key: &Key, id: u64, waiter: &Waiter<F>) {
+        self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+        let now = self.pace.ticks(self.clock.now_ns());
+        let mut table = self.table.lock();
+        let mut behind = Vec::new();
+        let mut removed = None;
+        if let Some(queue) = table.cells.get_mut(key).and_then(|c| c.queue.as_mut()) {
+            removed = queue.waiters.remove(id);
+            if removed.is_some() {
+                queue.weight -= waiter.weight;
+                behind = queue.waiters.after(id);
+            }
+        }
+        if removed.is_none() && waiter.give_back() {
+            self.give_back(&mut table, key, waiter.weight);
+        }
+        let granted = self.grant_due(&mut table, key, now);
+        drop(table);
+        drop(removed);
+        self.wake(key, granted);
+        // Those behind are due earlier now: they look again.
+        if self.clock.as_manual().is_none() {
+            for waiter in behind {
+                waiter.kick();
+            }
+        }
+    }
+
+    fn give_back(&self, table: &mut Table<F>, key: &Key, n: u64) {
+        if let Some(cell) = table.cells.get_mut(key) {
+            let tat = cell.tat().saturating_sub(self.pace.tokens(n));
+            cell.set_tat(tat);
+        }
+    }
+
+    fn wake(&self, key: &Key, mut granted: Vec<Arc<Waiter<F>>>) {
+        while !granted.is_empty() {
+            let returned: u64 = granted.drain(..).map(|w| w.wake_granted()).sum();
+            if returned == 0 {
+                break;
+            }
+            let now = self.pace.ticks(self.clock.now_ns());
+            let mut table = self.table.lock();
+            self.give_back(&mut table, key, returned);
+            granted = self.grant_due(&mut table, key, now);
+        }
+    }
+
+    /// Seconds (as ns, rounded up) until `n` could be granted, 0 if now.
+    pub fn retry_after_ns(&self, key: &Key, n: u64) -> Result<u64, u64> {
+        if let Some(most) = self.too_large(n) {
+            return Err(most);
+        }
+        let now_ns = self.clock.now_ns();
+        let now = self.pace.ticks(now_ns);
+        let table = self.table.lock();
+        let wait = match table.cells.get(key) {
+            Some(cell) => self.wait_ticks(cell, n, now),
+            None => 0,
+        };
+        Ok(self.pace.ns_ceil(wait))
+    }
+
+    /// Tokens available now, less those booked by queued callers (so it may
+    /// be negative).
+    pub fn tokens(&self, key: &Key) -> f64 {
+        let Shape::Token { burst } = self.shape else {
+            return 0.0;
+        };
+        let now = self.pace.ticks(self.clock.now_ns());
+        let table = self.table.lock();
+        let Some(cell) = table.cells.get(key) else {
+            return burst as f64;
+        };
+        let owed = cell.tat().saturating_sub(now) + self.pace.tokens(cell.queued_weight());
+        let full = self.pace.tokens(burst);
+        if owed <= full {
+            self.pace.as_tokens(full - owed)
+        } else {
+            -self.pace.as_tokens(owed - full)
+        }
+    }
+
+    /// Waits in this thread for `n` tokens of `key`.
+    pub fn acquire_blocking(
+        &self,
+        key: &Key,
+        n: u64,
+        max_wait_ns: Option<u64>,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> BucketBlocking {
+        let waiter = Waiter::for_this_thread(n);
+        let id = match self.book(key, &waiter, max_wait_ns) {
+            Booking::Acquired => return BucketBlocking::Acquired,
+            Booking::Refused { retry_after_ns } => {
+                return BucketBlocking::Refused { retry_after_ns }
+            }
+            Booking::TooLarge { most } => return BucketBlocking::TooLarge { most },
+            Booking::Queued { id, .. } => id,
+        };
+        let manual = self.clock.as_manual().is_some();
+        loop {
+            if waiter.is_granted() && self.take_granted(&waiter) {
+                return BucketBlocking::Acquired;
+            }
+            let mut slice = INTERRUPT_POLL;
+            if !manual {
+                match self.due_in_ns(key, id) {
+                    Some(0) => {
+                        self.poll(key);
+                        continue;
+                    }
+                    Some(due) => slice = slice.min(Duration::from_nanos(due)),
+                    None => {}
+                }
+            }
+            std::thread::park_timeout(slice);
+            if !waiter.is_granted() && interrupted() {
+                self.abandon(key, id, &waiter);
+                return BucketBlocking::Interrupted;
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> BucketSnapshot {
+        let table = self.table.lock();
+        let waiting = table
+            .waiting_keys
+            .iter()
+            .filter_map(|k| table.cells.get(k))
+            .map(|c| c.queued() as u64)
+            .sum();
+        let c = &self.counters;
+        BucketSnapshot {
+            keys: table.cells.len() as u64,
+            waiting,
+            acquired: c.acquired.load(Ordering::Relaxed),
+            waited: c.waited.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<F: Notify + Send + Sync + 'static> OnAdvance for Bucket<F> {
+    /// A manual clock moved: grant every queued caller whose time has come.
+    fn clock_advanced(&self) {
+        let keys: Vec<Key> = self.table.lock().waiting_keys.iter().cloned().collect();
+        for key in keys {
+            self.poll(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "bucket_tests.rs"]
+mod tests;

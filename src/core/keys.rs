@@ -1,0 +1,202 @@
+//! Per-key state with memory bounded by the keys in use: an entry that is
+//! idle (its bucket refilled, nobody waiting) answers exactly as a new one
+//! would, so sweeps drop it; `max_keys` caps the table hard, least recently
+//! used first.
+
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    Shared,
+    Int(i64),
+    /// An int beyond 64 bits, by its decimal digits.
+    BigInt(Box<str>),
+    Str(Box<str>),
+    Bytes(Box<[u8]>),
+}
+
+/// Sweeps wait for at least this many entries, and then for enough calls to
+/// pay for them: each call carries at most 1/SWEEP_SHARE of a sweep's work.
+const SWEEP_FLOOR: usize = 1024;
+const SWEEP_SHARE: usize = 16;
+
+struct Slot<V> {
+    value: V,
+    /// Position in the recency order, when `max_keys` is set.
+    recency: u64,
+}
+
+pub struct KeyTable<V> {
+    slots: HashMap<Key, Slot<V>>,
+    max_keys: Option<usize>,
+    recency: BTreeMap<u64, Key>,
+    next_recency: u64,
+    live_after_sweep: usize,
+    calls_since_sweep: usize,
+    next_sweep_ns: u64,
+    sweep_period_ns: u64,
+}
+
+impl<V> KeyTable<V> {
+    /// `sweep_period_ns`: after this long untouched, every entry is idle.
+    pub fn new(max_keys: Option<usize>, sweep_period_ns: u64) -> Self {
+        Self {
+            slots: HashMap::new(),
+            max_keys,
+            recency: BTreeMap::new(),
+            next_recency: 0,
+            live_after_sweep: 0,
+            calls_since_sweep: 0,
+            next_sweep_ns: sweep_period_ns,
+            sweep_period_ns: sweep_period_ns.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&V> {
+        self.slots.get(key).map(|slot| &slot.value)
+    }
+
+    pub fn get_mut(&mut self, key: &Key) -> Option<&mut V> {
+        self.slots.get_mut(key).map(|slot| &mut slot.value)
+    }
+
+    /// The entry for `key`, made by `make` if absent. Sweeps idle entries
+    /// when that is due, and under `max_keys` forgets the least recently used
+    /// entry that `can_forget` allows.
+    pub fn entry(
+        &mut self,
+        key: &Key,
+        now_ns: u64,
+        make: impl FnOnce() -> V,
+        is_idle: impl Fn(&V) -> bool,
+        can_forget: impl Fn(&V) -> bool,
+    ) -> &mut V {
+        self.calls_since_sweep += 1;
+        if self.sweep_due(now_ns) {
+            self.sweep(now_ns, &is_idle);
+        }
+        let recency = self.next_recency;
+        self.next_recency += 1;
+        if self.slots.contains_key(key) {
+            if self.max_keys.is_some() {
+                self.touch(key, recency);
+            }
+        } else {
+            if let Some(max) = self.max_keys {
+                while self.slots.len() >= max.max(1) && self.forget_oldest(&can_forget) {}
+            }
+            if self.max_keys.is_some() {
+                self.recency.insert(recency, key.clone());
+            }
+            self.slots.insert(
+                key.clone(),
+                Slot {
+                    value: make(),
+                    recency,
+                },
+            );
+        }
+        &mut self.slots.get_mut(key).expect("inserted above").value
+    }
+
+    fn sweep_due(&self, now_ns: u64) -> bool {
+        let len = self.slots.len();
+        if len < SWEEP_FLOOR {
+            return false;
+        }
+        let grew = len >= 2 * self.live_after_sweep.max(SWEEP_FLOOR);
+        let paid = self.calls_since_sweep >= len / SWEEP_SHARE;
+        grew || (now_ns >= self.next_sweep_ns && paid)
+    }
+
+    /// Drops every idle entry and gives the memory back.
+    pub fn sweep(&mut self, now_ns: u64, is_idle: &impl Fn(&V) -> bool) {
+        let recency = &mut self.recency;
+        let tracks_recency = self.max_keys.is_some();
+        self.slots.retain(|_, slot| {
+            let keep = !is_idle(&slot.value);
+            if !keep && tracks_recency {
+                recency.remove(&slot.recency);
+            }
+            keep
+        });
+        if self.slots.capacity() > 4 * self.slots.len().max(SWEEP_FLOOR) {
+            self.slots.shrink_to(2 * self.slots.len());
+        }
+        self.live_after_sweep = self.slots.len();
+        self.calls_since_sweep = 0;
+        self.next_sweep_ns = now_ns.saturating_add(self.sweep_period_ns);
+    }
+
+    fn touch(&mut self, key: &Key, recency: u64) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            if let Some(k) = self.recency.remove(&slot.recency) {
+                self.recency.insert(recency, k);
+            }
+            slot.recency = recency;
+        }
+    }
+
+    /// Forgets the least recently used entry that may be forgotten.
+    fn forget_oldest(&mut self, can_forget: &impl Fn(&V) -> bool) -> bool {
+        let victim = self.recency.iter().find_map(|(&order, key)| {
+            let slot = self.slots.get(key)?;
+            can_forget(&slot.value).then(|| (order, key.clone()))
+        });
+        match victim {
+            Some((order, key)) => {
+                self.recency.remove(&order);
+                self.slots.remove(&key);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn busy(_: &u32) -> bool {
+        false
+    }
+
+    #[test]
+    fn idle_entries_are_swept_once_their_period_has_passed() {
+        let mut table: KeyTable<u32> = KeyTable::new(None, 100);
+        for i in 0..5000 {
+            table.entry(&Key::Int(i), 0, || 0, busy, |_| true);
+        }
+        assert_eq!(table.len(), 5000, "nothing is idle yet");
+        // Later, every entry has become idle: the next call sweeps them.
+        table.entry(&Key::Int(-1), 1_000, || 1, |v| *v == 0, |_| true);
+        assert_eq!(table.len(), 1);
+        assert!(table.slots.capacity() < 5000, "memory went back too");
+    }
+
+    #[test]
+    fn max_keys_forgets_the_least_recently_used() {
+        let mut table: KeyTable<u32> = KeyTable::new(Some(2), u64::MAX);
+        table.entry(&Key::Int(1), 0, || 1, busy, |_| true);
+        table.entry(&Key::Int(2), 0, || 2, busy, |_| true);
+        table.entry(&Key::Int(1), 0, || 9, busy, |_| true); // 1 is now the most recent
+        table.entry(&Key::Int(3), 0, || 3, busy, |_| true);
+        assert!(table.get(&Key::Int(2)).is_none());
+        assert_eq!(table.get(&Key::Int(1)), Some(&1));
+        assert_eq!(table.get(&Key::Int(3)), Some(&3));
+    }
+
+    #[test]
+    fn max_keys_never_forgets_an_entry_it_may_not() {
+        let mut table: KeyTable<u32> = KeyTable::new(Some(1), u64::MAX);
+        table.entry(&Key::Int(1), 0, || 1, busy, |v| *v != 1);
+        table.entry(&Key::Int(2), 0, || 2, busy, |v| *v != 1);
+        assert_eq!(table.get(&Key::Int(1)), Some(&1));
+        assert_eq!(table.len(), 2);
+    }
+}

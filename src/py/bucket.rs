@@ -1,0 +1,483 @@
+//! `brakes.TokenBucket` and `brakes.LeakyBucket`: the Python face of the core
+//! bucket. Both extend one native base that carries the limiter protocol.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyTuple;
+
+use super::arguments::{wait_repr, wait_seconds, weight};
+use super::awaitable::{
+    ready, Acquiring, FutureHandle, FutureWaiter, Now, Queued, Ready, WaitSource, Woken,
+};
+use super::blocking::wait_detached;
+use super::clock::clock_argument;
+use super::errors::{rate_limited, value_error};
+use super::keys::key_argument;
+use crate::core::bucket::{
+    Attempt, Booking, Bucket as CoreBucket, BucketBlocking, BucketSnapshot, Shape,
+};
+use crate::core::keys::Key;
+use crate::core::pace::{decimal_fraction, Pace};
+
+type Core = CoreBucket<FutureHandle>;
+
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// A wait allowance in whole nanoseconds (None: no bound).
+fn allowance_ns(timeout: Option<f64>) -> Option<u64> {
+    timeout.map(|s| (s * 1e9).round().min(u64::MAX as f64) as u64)
+}
+
+impl Core {
+    fn refused(&self, retry_after_ns: u64) -> PyErr {
+        let retry_after = seconds(retry_after_ns);
+        Python::attach(|py| {
+            rate_limited(
+                py,
+                format!("rate limited: retry after {retry_after} s"),
+                retry_after,
+            )
+        })
+    }
+
+    fn weight_error(&self, n: u64, most: u64) -> PyErr {
+        value_error(format!(
+            "n={n} is more than the bucket's burst of {most}: it could never be granted"
+        ))
+    }
+
+    /// When a queued waiter should look again on its own: never on a manual
+    /// clock, which wakes its waiters as it moves.
+    fn wake_in(&self, due_in_ns: u64) -> Option<f64> {
+        self.clock()
+            .as_manual()
+            .is_none()
+            .then(|| seconds(due_in_ns))
+    }
+}
+
+impl WaitSource for Core {
+    fn try_now(&self, key: &Key, n: u64, timeout: Option<f64>) -> Now {
+        match self.try_acquire(key, n) {
+            Attempt::Acquired => Now::Acquired,
+            Attempt::TooLarge { most } => Now::Failed(self.weight_error(n, most)),
+            Attempt::Later { retry_after_ns } => {
+                if allowance_ns(timeout).is_some_and(|most| retry_after_ns > most) {
+                    self.count_rejected();
+                    Now::Failed(self.refused(retry_after_ns))
+                } else {
+                    Now::MustWait
+                }
+            }
+        }
+    }
+    fn enqueue(&self, key: &Key, waiter: &Arc<FutureWaiter>, timeout: Option<f64>) -> Queued {
+        match self.book(key, waiter, allowance_ns(timeout)) {
+            Booking::Acquired => Queued::Acquired,
+            Booking::Queued { id, due_in_ns } => Queued::Waiting {
+                id,
+                wake_in: self.wake_in(due_in_ns),
+            },
+            Booking::Refused { retry_after_ns } => Queued::Failed(self.refused(retry_after_ns)),
+            Booking::TooLarge { most } => Queued::Failed(self.weight_error(waiter.weight, most)),
+        }
+    }
+    fn take_granted(&self, waiter: &FutureWaiter) -> bool {
+        CoreBucket::take_granted(self, waiter)
+    }
+    fn woken(&self, key: &Key, id: u64, waiter: &FutureWaiter, _timeout: Option<f64>) -> Woken {
+        // Its timer fired or it was told its turn moved: grant whoever is due.
+        self.poll(key);
+        if waiter.is_granted() && CoreBucket::take_granted(self, waiter) {
+            return Woken::Acquired;
+        }
+        let due_in = self.due_in_ns(key, id);
+        Woken::WaitMore {
+            wake_in: due_in.and_then(|ns| self.wake_in(ns)),
+        }
+    }
+    fn abandon(&self, key: &Key, id: u64, waiter: &FutureWaiter) {
+        CoreBucket::abandon(self, key, id, waiter)
+    }
+    fn method_name(&self) -> &'static str {
+        match self.most() {
+            Some(_) => "TokenBucket.acquire()",
+            None => "LeakyBucket.acquire()",
+        }
+    }
+}
+
+/// The limiter protocol both buckets share. Not constructed directly.
+#[pyclass(frozen, subclass, module = "brakes._brakes", name = "_Bucket")]
+pub struct Bucket {
+    core: Arc<Core>,
+    rate: f64,
+    per: f64,
+    max_wait: Option<f64>,
+}
+
+fn positive_finite(name: &str, value: f64) -> PyResult<f64> {
+    if !value.is_finite() || value <= 0.0 {
+        return Err(value_error(format!(
+            "{name} must be a finite number above 0, got {value}"
+        )));
+    }
+    Ok(value)
+}
+
+impl Bucket {
+    fn build(
+        rate: f64,
+        per: f64,
+        shape: Shape,
+        max_wait: Option<f64>,
+        clock: Option<&Bound<'_, PyAny>>,
+        max_keys: Option<i64>,
+    ) -> PyResult<Self> {
+        let rate = positive_finite("rate", rate)?;
+        let per = positive_finite("per", per)?;
+        let per_ns = (per * 1e9).round();
+        let fraction = decimal_fraction(rate);
+        let pace = match (fraction, (1.0..1e30).contains(&per_ns)) {
+            (Some(fraction), true) => Pace::new(fraction, per_ns as u128).ok(),
+            _ => None,
+        };
+        let Some(pace) = pace else {
+            return Err(value_error(format!(
+                "rate={rate} per={per} is out of range: an interval of per/rate seconds must be kept exactly in nanoseconds"
+            )));
+        };
+        let max_keys = match max_keys {
+            None => None,
+            Some(m) if m >= 1 => Some(m as usize),
+            Some(m) => {
+                return Err(value_error(format!(
+                    "max_keys must be None or 1 or more, got {m}"
+                )))
+            }
+        };
+        Ok(Self {
+            core: CoreBucket::new(pace, shape, clock_argument(clock)?, max_keys),
+            rate,
+            per,
+            max_wait: wait_seconds("max_wait", max_wait)?,
+        })
+    }
+
+    fn source(&self) -> Arc<dyn WaitSource> {
+        self.core.clone()
+    }
+
+    /// Waits in this thread, with the GIL released.
+    fn block(&self, py: Python<'_>, key: &Key, n: u64, timeout: Option<f64>) -> PyResult<bool> {
+        match self.core.try_now(key, n, timeout) {
+            Now::Acquired => return Ok(true),
+            Now::Failed(err) => return Err(err),
+            Now::MustWait => {}
+        }
+        let allowance = allowance_ns(timeout);
+        let (outcome, interruption) = wait_detached(py, |interrupted| {
+            self.core.acquire_blocking(key, n, allowance, interrupted)
+        });
+        match outcome {
+            BucketBlocking::Acquired => Ok(true),
+            BucketBlocking::Refused { retry_after_ns } => Err(self.core.refused(retry_after_ns)),
+            BucketBlocking::TooLarge { most } => Err(self.core.weight_error(n, most)),
+            BucketBlocking::Interrupted => {
+                Err(interruption.unwrap_or_else(|| PyRuntimeError::new_err("wait interrupted")))
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Bucket {
+    /// Tokens per `per` seconds.
+    #[getter]
+    fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    #[getter]
+    fn per(&self) -> f64 {
+        self.per
+    }
+
+    /// How long `with`, `async with` and the decorator wait; None is without bound.
+    #[getter]
+    fn max_wait(&self) -> Option<f64> {
+        self.max_wait
+    }
+
+    /// Takes `n` tokens if they are there now and nobody is queued; never waits.
+    #[pyo3(signature = (n = 1, *, key = None))]
+    fn try_acquire(&self, n: i64, key: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let n = weight(n)?;
+        let key = key_argument(key)?;
+        match self.core.try_acquire(&key, n) {
+            Attempt::Acquired => Ok(true),
+            Attempt::TooLarge { most } => Err(self.core.weight_error(n, most)),
+            Attempt::Later { .. } => {
+                self.core.count_rejected();
+                Ok(false)
+            }
+        }
+    }
+
+    /// Waits on the running event loop for `n` tokens and returns True. If
+    /// the wait needed is longer than `timeout`, raises `RateLimited` at once.
+    #[pyo3(signature = (n = 1, *, timeout = None, key = None))]
+    fn acquire(
+        &self,
+        n: i64,
+        timeout: Option<f64>,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Acquiring> {
+        let n = weight(n)?;
+        let timeout = wait_seconds("timeout", timeout)?;
+        let key = key_argument(key)?;
+        Ok(Acquiring::new(self.source(), key, n, timeout, true))
+    }
+
+    /// Waits in this thread, with the GIL released, for `n` tokens and returns
+    /// True. If the wait needed is longer than `timeout`, raises `RateLimited`
+    /// at once.
+    #[pyo3(signature = (n = 1, *, timeout = None, key = None))]
+    fn acquire_blocking(
+        &self,
+        py: Python<'_>,
+        n: i64,
+        timeout: Option<f64>,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let n = weight(n)?;
+        let timeout = wait_seconds("timeout", timeout)?;
+        let key = key_argument(key)?;
+        self.block(py, &key, n, timeout)
+    }
+
+    /// Seconds until `n` tokens could be granted (behind anyone queued), 0.0
+    /// if now. Rounded up: waiting this long always suffices.
+    #[pyo3(signature = (n = 1, *, key = None))]
+    fn retry_after(&self, n: i64, key: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        let n = weight(n)?;
+        let key = key_argument(key)?;
+        self.core
+            .retry_after_ns(&key, n)
+            .map(seconds)
+            .map_err(|most| self.core.weight_error(n, most))
+    }
+
+    /// A frozen snapshot of the bucket's counters.
+    fn stats(&self) -> BucketStats {
+        BucketStats::from(self.core.snapshot())
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        self.block(py, &Key::Shared, 1, self.max_wait)
+    }
+
+    /// Nothing to give back: a token taken is spent.
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) {}
+
+    fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.core.try_now(&Key::Shared, 1, self.max_wait) {
+            Now::Acquired => Ok(ready(py)?.into_any()),
+            Now::Failed(err) => Err(err),
+            Now::MustWait => Acquiring::enter(py, self.source(), Key::Shared, self.max_wait),
+        }
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<Py<Ready>> {
+        ready(py)
+    }
+
+    /// `@bucket` on a def or async def: each call takes a token first,
+    /// waiting as `max_wait` allows.
+    fn __call__(slf: &Bound<'_, Self>, func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        static DECORATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let decorate = DECORATE.import(slf.py(), "brakes._decorate", "limit_calls")?;
+        Ok(decorate.call1((slf, func))?.unbind())
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let this = slf.get();
+        let s = this.core.snapshot();
+        let shape = match this.core.most() {
+            Some(burst) => format!("burst={burst}"),
+            None => "leaky".to_owned(),
+        };
+        Ok(format!(
+            "<{}.{} rate={:?} per={:?} {shape} keys={} waiting={} max_wait={}>",
+            slf.get_type().module()?,
+            slf.get_type().qualname()?,
+            this.rate,
+            this.per,
+            s.keys,
+            s.waiting,
+            wait_repr(this.max_wait)
+        ))
+    }
+}
+
+/// A token bucket: refills `rate` tokens every `per` seconds, continuously,
+/// and holds at most `burst` (default: `rate` rounded up, at least 1); it
+/// starts full. Bursts of up to `burst` pass at once.
+///
+/// `max_wait` sets how long `with`, `async with` and `@bucket` wait for a
+/// token: None waits as long as it takes, 0 refuses at once. When the wait
+/// needed is longer, they raise `brakes.RateLimited` at once, with
+/// `retry_after` set. `key=` gives each key its own bucket.
+///
+/// >>> from brakes.testing import ManualClock
+/// >>> clock = ManualClock()
+/// >>> bucket = TokenBucket(10, burst=2, clock=clock)
+/// >>> [bucket.try_acquire() for _ in range(3)]
+/// [True, True, False]
+/// >>> bucket.retry_after()
+/// 0.1
+#[pyclass(frozen, subclass, extends = Bucket, module = "brakes")]
+pub struct TokenBucket {
+    burst: u64,
+}
+
+#[pymethods]
+impl TokenBucket {
+    #[new]
+    #[pyo3(signature = (rate, *, per = 1.0, burst = None, max_wait = None, clock = None, max_keys = None))]
+    fn new(
+        rate: f64,
+        per: f64,
+        burst: Option<i64>,
+        max_wait: Option<f64>,
+        clock: Option<&Bound<'_, PyAny>>,
+        max_keys: Option<i64>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let burst = match burst {
+            None if rate.is_finite() && rate > 0.0 => {
+                rate.ceil().max(1.0).min(u32::MAX as f64) as u64
+            }
+            None => 1,
+            Some(b) if b >= 1 => b as u64,
+            Some(b) => return Err(value_error(format!("burst must be 1 or more, got {b}"))),
+        };
+        let base = Bucket::build(rate, per, Shape::Token { burst }, max_wait, clock, max_keys)?;
+        Ok(PyClassInitializer::from(base).add_subclass(Self { burst }))
+    }
+
+    /// The most tokens the bucket holds, and so the most one call can take.
+    #[getter]
+    fn burst(&self) -> u64 {
+        self.burst
+    }
+
+    /// Tokens there now, less those booked by queued callers (so it can be
+    /// negative while callers wait).
+    #[pyo3(signature = (key = None))]
+    fn tokens(slf: PyRef<'_, Self>, key: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        let key = key_argument(key)?;
+        Ok(slf.as_super().core.tokens(&key))
+    }
+}
+
+/// A leaky bucket: grants exactly `per / rate` seconds apart, with no
+/// bursts; `n` books n consecutive slots. At most `capacity` callers may wait
+/// for their turn (None: no bound); the next is refused at once with
+/// `brakes.RateLimited`.
+///
+/// >>> from brakes.testing import ManualClock
+/// >>> clock = ManualClock()
+/// >>> bucket = LeakyBucket(2, clock=clock)
+/// >>> bucket.try_acquire(), bucket.try_acquire(), bucket.retry_after()
+/// (True, False, 0.5)
+#[pyclass(frozen, subclass, extends = Bucket, module = "brakes")]
+pub struct LeakyBucket {
+    capacity: Option<u64>,
+}
+
+#[pymethods]
+impl LeakyBucket {
+    #[new]
+    #[pyo3(signature = (rate, *, per = 1.0, capacity = None, max_wait = None, clock = None, max_keys = None))]
+    fn new(
+        rate: f64,
+        per: f64,
+        capacity: Option<i64>,
+        max_wait: Option<f64>,
+        clock: Option<&Bound<'_, PyAny>>,
+        max_keys: Option<i64>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let capacity = match capacity {
+            None => None,
+            Some(c) if c >= 0 => Some(c as u64),
+            Some(c) => {
+                return Err(value_error(format!(
+                    "capacity must be None or 0 or more, got {c}"
+                )))
+            }
+        };
+        let base = Bucket::build(
+            rate,
+            per,
+            Shape::Leaky { capacity },
+            max_wait,
+            clock,
+            max_keys,
+        )?;
+        Ok(PyClassInitializer::from(base).add_subclass(Self { capacity }))
+    }
+
+    /// How many callers may wait for their turn; None is without bound.
+    #[getter]
+    fn capacity(&self) -> Option<u64> {
+        self.capacity
+    }
+}
+
+/// A frozen snapshot of a bucket's counters.
+#[pyclass(frozen, eq, hash, get_all, module = "brakes")]
+#[derive(PartialEq, Eq, Hash)]
+pub struct BucketStats {
+    /// Keys with state kept (idle keys are forgotten).
+    keys: u64,
+    /// Callers queued for their turn.
+    waiting: u64,
+    /// Acquisitions that succeeded, at once or after waiting.
+    acquired: u64,
+    /// Of those, the ones that had to wait.
+    waited: u64,
+    /// Refusals: `try_acquire` said no, or the wait needed was too long.
+    rejected: u64,
+    /// Waits that were cancelled or interrupted.
+    cancelled: u64,
+}
+
+impl From<BucketSnapshot> for BucketStats {
+    fn from(s: BucketSnapshot) -> Self {
+        Self {
+            keys: s.keys,
+            waiting: s.waiting,
+            acquired: s.acquired,
+            waited: s.waited,
+            rejected: s.rejected,
+            cancelled: s.cancelled,
+        }
+    }
+}
+
+#[pymethods]
+impl BucketStats {
+    fn __repr__(&self) -> String {
+        format!(
+            "BucketStats(keys={}, waiting={}, acquired={}, waited={}, rejected={}, cancelled={})",
+            self.keys, self.waiting, self.acquired, self.waited, self.rejected, self.cancelled
+        )
+    }
+}
