@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
 from brakes import Gauge
+from brakes.testing import ManualClock
 
 from .conftest import wait_until, wait_until_async
 
@@ -104,3 +105,44 @@ def test_semaphore_server_serves_a_request_that_gets_a_slot_within_200_ms() -> N
             assert app.gauge.in_flight == 0
 
     asyncio.run(main())
+
+
+def test_leaky_bucket_seed_serves_one_then_five_500_ms_apart_and_refuses_fourteen() -> None:
+    example = load("leaky_bucket")
+    clock = ManualClock()
+
+    async def main() -> list[tuple[int, str, float]]:
+        bucket = example.make_bucket(clock)
+        results: list[tuple[int, str, float]] = []
+        run = asyncio.create_task(example.burst_of_requests(bucket, 20, clock.now, results))
+
+        def served() -> int:
+            return sum(outcome == "served" for _, outcome, _ in results)
+
+        await wait_until_async(lambda: bucket.stats().waiting == 5 and served() == 1)
+        assert bucket.stats().rejected == 14, "the refusals come at once"
+        for count in range(2, 7):
+            clock.advance(0.5)
+            await wait_until_async(lambda count=count: served() == count)
+        return await run
+
+    results = asyncio.run(main())
+    served = sorted(seconds for _, outcome, seconds in results if outcome == "served")
+    refused = [seconds for _, outcome, seconds in results if outcome == "refused"]
+    assert served == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    assert len(refused) == 14 and all(r > 0 for r in refused)
+
+
+def test_token_bucket_seed_spends_the_burst_then_passes_every_other_request() -> None:
+    example = load("token_bucket")
+    clock = ManualClock()
+    passed = example.produce(example.make_bucket(clock), 30, clock.advance)
+    # Exactly: request k (at k·100 ms) passes while fewer than 5 + k·100/200
+    # requests, rounded down, have passed.
+    expected: list[bool] = []
+    for k in range(30):
+        expected.append(sum(expected) < 5 + k // 2)
+    assert passed == expected
+    assert passed[:5] == [True] * 5
+    # After the burst, 20 requests over 2 s at 5 per second: 10 pass.
+    assert sum(passed[10:]) == 10
