@@ -1,7 +1,7 @@
 """Gauge against asyncio, threading and anyio on the same work, side by side.
 
 Each scenario runs brakes and its peers in alternation for several rounds, in
-one process, and reports the ratio of median times (brakes / peer): below 1.0
+one process, and reports the median of paired ratios (brakes / peer): below 1.0
 means brakes is faster. Run with `python benchmarks/bench_gauge.py`.
 """
 
@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import os
 import platform
-import statistics
 import sys
 import threading
 import time
@@ -20,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+from side_by_side import Scenario, measure, pinned_to_one_cpu, table
 
 import brakes
 
@@ -86,9 +85,6 @@ def threads_contending(make: Callable[[], Any], threads: int, rounds: int) -> fl
 # -- scenarios ----------------------------------------------------------------
 
 
-Scenario = tuple[str, Callable[..., float], dict[str, Any], dict[str, Callable[[], Any]]]
-
-
 def scenarios(scale: float) -> list[Scenario]:
     n = max(1, int(100_000 * scale))
     return [
@@ -133,64 +129,12 @@ def scenarios(scale: float) -> list[Scenario]:
     ]
 
 
-def pinned_to_one_cpu(work: Callable[..., float]) -> Callable[..., float]:
-    """Runs a single-threaded scenario on one CPU: moves between cores are the
-    largest source of noise on a small machine, and both sides get the same."""
-
-    def run(*args: Any, **kwargs: Any) -> float:
-        if not hasattr(os, "sched_setaffinity"):
-            return work(*args, **kwargs)
-        allowed = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {max(allowed)})
-        try:
-            return work(*args, **kwargs)
-        finally:
-            os.sched_setaffinity(0, allowed)
-
-    return run
-
-
-def measure(rounds: int, scale: float) -> list[tuple[str, str, float, float]]:
-    """Returns (scenario, peer, median ratio, spread) rows.
-
-    Each round runs every contender once, back to back, in alternating order;
-    the ratio of a round compares brakes with a peer measured moments apart,
-    so drift in the machine's speed hits both sides of it alike. The spread is
-    the interquartile range of the per-round ratios.
-    """
-    rows = []
-    for title, work, kwargs, contenders in scenarios(scale):
-        times: dict[str, list[float]] = {name: [] for name in contenders}
-        names = list(contenders)
-        for name in names:
-            work(contenders[name], **kwargs)  # warm up: imports, caches, allocator
-        for r in range(rounds):
-            for name in names if r % 2 == 0 else reversed(names):
-                times[name].append(work(contenders[name], **kwargs))
-        for name in names[1:]:
-            pairs = zip(times["brakes"], times[name], strict=True)
-            ratios = [ours / theirs for ours, theirs in pairs]
-            quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [0, 0, 0]
-            rows.append((title, name, statistics.median(ratios), quartiles[2] - quartiles[0]))
-    return rows
-
-
-def table(rows: list[tuple[str, str, float, float]]) -> str:
-    lines = [
-        "| scenario | peer | brakes / peer (median) | spread (IQR) |",
-        "|---|---|---|---|",
-    ]
-    for title, peer, ratio, spread in rows:
-        lines.append(f"| {title} | `{peer}` | {ratio:.2f} | {spread:.2f} |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds per scenario")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the iteration counts")
     args = parser.parse_args()
-    rows = measure(args.rounds, args.scale)
+    rows = measure(scenarios(args.scale), args.rounds)
     print(
         f"brakes on CPython {platform.python_version()}, "
         f"{platform.machine()}, {datetime.date.today().isoformat()}; "

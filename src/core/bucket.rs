@@ -194,7 +194,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         cell.queue.is_none() && cell.tat() <= now
     }
 
-    fn cell<'t>(&self, table: &'t mut Table<F>, key: &Key, now_ns: u64) -> &'t mut Cell<F> {
+    fn cell<'t>(&self, table: &'t mut Table<F>, key: Key, now_ns: u64) -> &'t mut Cell<F> {
         let now = self.pace.ticks(now_ns);
         table.cells.entry(
             key,
@@ -216,7 +216,9 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         cell.set_tat(tat);
     }
 
-    pub fn try_acquire(&self, key: &Key, n: u64) -> Attempt {
+    /// Takes `key` by value: on this hot path a new key moves into the table
+    /// without a copy.
+    pub fn try_acquire(&self, key: Key, n: u64) -> Attempt {
         if let Some(most) = self.too_large(n) {
             return Attempt::TooLarge { most };
         }
@@ -251,7 +253,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         let now_ns = self.clock.now_ns();
         let now = self.pace.ticks(now_ns);
         let mut table = self.table.lock();
-        let cell = self.cell(&mut table, key, now_ns);
+        let cell = self.cell(&mut table, key.clone(), now_ns);
         let wait = self.wait_ticks(cell, n, now);
         if wait == 0 && cell.queue.is_none() {
             self.take(cell, n, now);

@@ -30,7 +30,7 @@ fn leaky_bucket(rate: f64, capacity: Option<u64>) -> (Arc<Bucket<()>>, Arc<Manua
 fn run(bucket: &Bucket<()>, clock: &ManualClock, table: &[(u64, u64, bool)]) {
     for (step, &(at, n, ok)) in table.iter().enumerate() {
         clock.advance(at * D - clock.now_ns());
-        let got = bucket.try_acquire(&Key::Shared, n);
+        let got = bucket.try_acquire(Key::Shared, n);
         let allowed = got == Attempt::Acquired;
         if n > bucket.most().unwrap_or(u64::MAX) {
             assert!(matches!(got, Attempt::TooLarge { .. }), "step {step}");
@@ -103,7 +103,7 @@ fn grants_at_saturation_are_exactly_burst_plus_rate_times_time() {
     let (bucket, clock) = token_bucket(3.0, 4);
     let mut granted = 0u64;
     for step in 0..=10_000u64 {
-        while bucket.try_acquire(&Key::Shared, 1) == Attempt::Acquired {
+        while bucket.try_acquire(Key::Shared, 1) == Attempt::Acquired {
             granted += 1;
         }
         let elapsed_ns = u128::from(clock.now_ns());
@@ -116,23 +116,23 @@ fn grants_at_saturation_are_exactly_burst_plus_rate_times_time() {
 #[test]
 fn retry_after_is_exactly_enough() {
     let (bucket, clock) = token_bucket(3.0, 1);
-    assert_eq!(bucket.try_acquire(&Key::Shared, 1), Attempt::Acquired);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
     let wait = bucket.retry_after_ns(&Key::Shared, 1).unwrap();
     assert_eq!(wait, 333_333_334);
     clock.advance(wait - 1);
-    assert!(bucket.try_acquire(&Key::Shared, 1) != Attempt::Acquired);
+    assert!(bucket.try_acquire(Key::Shared, 1) != Attempt::Acquired);
     clock.advance(1);
-    assert_eq!(bucket.try_acquire(&Key::Shared, 1), Attempt::Acquired);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
 }
 
 #[test]
 fn queued_callers_are_granted_in_order_as_the_clock_moves() {
     let (bucket, clock) = token_bucket(10.0, 1);
-    assert_eq!(bucket.try_acquire(&Key::Shared, 1), Attempt::Acquired);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
     let (_, first) = book(&bucket, 1, None);
     let (_, second) = book(&bucket, 1, None);
     // Later callers go behind the bookings.
-    assert!(bucket.try_acquire(&Key::Shared, 1) != Attempt::Acquired);
+    assert!(bucket.try_acquire(Key::Shared, 1) != Attempt::Acquired);
     clock.advance(D);
     assert!(first.is_granted() && !second.is_granted());
     clock.advance(D);
@@ -142,7 +142,7 @@ fn queued_callers_are_granted_in_order_as_the_clock_moves() {
 #[test]
 fn a_cancelled_booking_moves_those_behind_it_up() {
     let (bucket, clock) = token_bucket(10.0, 1);
-    assert_eq!(bucket.try_acquire(&Key::Shared, 1), Attempt::Acquired);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
     let (Booking::Queued { id, .. }, first) = book(&bucket, 1, None) else {
         panic!("should queue")
     };
@@ -167,23 +167,23 @@ fn a_cancelled_booking_moves_those_behind_it_up() {
 #[test]
 fn a_grant_cancelled_before_it_was_taken_gives_its_tokens_back() {
     let (bucket, clock) = token_bucket(10.0, 1);
-    assert_eq!(bucket.try_acquire(&Key::Shared, 1), Attempt::Acquired);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
     let (Booking::Queued { id, .. }, waiter) = book(&bucket, 1, None) else {
         panic!("should queue")
     };
     clock.advance(D);
     assert!(waiter.is_granted());
     bucket.abandon(&Key::Shared, id, &waiter);
-    assert_eq!(bucket.try_acquire(&Key::Shared, 1), Attempt::Acquired);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
 }
 
 #[test]
 fn a_leaky_bucket_paces_exactly_and_bounds_its_queue() {
     let (bucket, clock) = leaky_bucket(2.0, Some(2));
-    assert_eq!(bucket.try_acquire(&Key::Shared, 1), Attempt::Acquired);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
     // No burst: the next slot is one interval (500 ms) later.
     assert_eq!(
-        bucket.try_acquire(&Key::Shared, 1),
+        bucket.try_acquire(Key::Shared, 1),
         Attempt::Later {
             retry_after_ns: 500 * MS
         }
@@ -200,34 +200,34 @@ fn a_leaky_bucket_paces_exactly_and_bounds_its_queue() {
 #[test]
 fn a_leaky_booking_of_n_takes_n_consecutive_slots() {
     let (bucket, clock) = leaky_bucket(10.0, None);
-    assert_eq!(bucket.try_acquire(&Key::Shared, 3), Attempt::Acquired);
+    assert_eq!(bucket.try_acquire(Key::Shared, 3), Attempt::Acquired);
     assert_eq!(
-        bucket.try_acquire(&Key::Shared, 1),
+        bucket.try_acquire(Key::Shared, 1),
         Attempt::Later {
             retry_after_ns: 3 * D
         }
     );
     clock.advance(3 * D);
-    assert_eq!(bucket.try_acquire(&Key::Shared, 1), Attempt::Acquired);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
 }
 
 #[test]
 fn keys_have_their_own_buckets() {
     let (bucket, _clock) = token_bucket(1.0, 1);
-    assert_eq!(bucket.try_acquire(&Key::Int(1), 1), Attempt::Acquired);
-    assert!(bucket.try_acquire(&Key::Int(1), 1) != Attempt::Acquired);
+    assert_eq!(bucket.try_acquire(Key::Int(1), 1), Attempt::Acquired);
+    assert!(bucket.try_acquire(Key::Int(1), 1) != Attempt::Acquired);
     assert_eq!(
-        bucket.try_acquire(&Key::Str("a".into()), 1),
+        bucket.try_acquire(Key::Str("a".into()), 1),
         Attempt::Acquired
     );
-    assert_eq!(bucket.try_acquire(&Key::Shared, 1), Attempt::Acquired);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
 }
 
 #[test]
 fn tokens_count_down_with_bookings_and_refill_with_time() {
     let (bucket, clock) = token_bucket(10.0, 2);
     assert_eq!(bucket.tokens(&Key::Shared), 2.0);
-    bucket.try_acquire(&Key::Shared, 2);
+    bucket.try_acquire(Key::Shared, 2);
     assert_eq!(bucket.tokens(&Key::Shared), 0.0);
     clock.advance(D / 2);
     assert_eq!(bucket.tokens(&Key::Shared), 0.5);

@@ -69,7 +69,7 @@ impl<V> KeyTable<V> {
     /// entry that `can_forget` allows.
     pub fn entry(
         &mut self,
-        key: &Key,
+        key: Key,
         now_ns: u64,
         make: impl FnOnce() -> V,
         is_idle: impl Fn(&V) -> bool,
@@ -79,28 +79,28 @@ impl<V> KeyTable<V> {
         if self.sweep_due(now_ns) {
             self.sweep(now_ns, &is_idle);
         }
+        if self.max_keys.is_none() {
+            // One hash, and the key moves into the table only if it is new.
+            let slot = self.slots.entry(key).or_insert_with(|| Slot {
+                value: make(),
+                recency: 0,
+            });
+            return &mut slot.value;
+        }
         let recency = self.next_recency;
         self.next_recency += 1;
-        if self.slots.contains_key(key) {
-            if self.max_keys.is_some() {
-                self.touch(key, recency);
-            }
+        if self.slots.contains_key(&key) {
+            self.touch(&key, recency);
         } else {
-            if let Some(max) = self.max_keys {
-                while self.slots.len() >= max.max(1) && self.forget_oldest(&can_forget) {}
-            }
-            if self.max_keys.is_some() {
-                self.recency.insert(recency, key.clone());
-            }
-            self.slots.insert(
-                key.clone(),
-                Slot {
-                    value: make(),
-                    recency,
-                },
-            );
+            let max = self.max_keys.unwrap_or(usize::MAX).max(1);
+            while self.slots.len() >= max && self.forget_oldest(&can_forget) {}
+            self.recency.insert(recency, key.clone());
         }
-        &mut self.slots.get_mut(key).expect("inserted above").value
+        let slot = self.slots.entry(key).or_insert_with(|| Slot {
+            value: make(),
+            recency,
+        });
+        &mut slot.value
     }
 
     fn sweep_due(&self, now_ns: u64) -> bool {
@@ -170,11 +170,11 @@ mod tests {
     fn idle_entries_are_swept_once_their_period_has_passed() {
         let mut table: KeyTable<u32> = KeyTable::new(None, 100);
         for i in 0..5000 {
-            table.entry(&Key::Int(i), 0, || 0, busy, |_| true);
+            table.entry(Key::Int(i), 0, || 0, busy, |_| true);
         }
         assert_eq!(table.len(), 5000, "nothing is idle yet");
         // Later, every entry has become idle: the next call sweeps them.
-        table.entry(&Key::Int(-1), 1_000, || 1, |v| *v == 0, |_| true);
+        table.entry(Key::Int(-1), 1_000, || 1, |v| *v == 0, |_| true);
         assert_eq!(table.len(), 1);
         assert!(table.slots.capacity() < 5000, "memory went back too");
     }
@@ -182,10 +182,10 @@ mod tests {
     #[test]
     fn max_keys_forgets_the_least_recently_used() {
         let mut table: KeyTable<u32> = KeyTable::new(Some(2), u64::MAX);
-        table.entry(&Key::Int(1), 0, || 1, busy, |_| true);
-        table.entry(&Key::Int(2), 0, || 2, busy, |_| true);
-        table.entry(&Key::Int(1), 0, || 9, busy, |_| true); // 1 is now the most recent
-        table.entry(&Key::Int(3), 0, || 3, busy, |_| true);
+        table.entry(Key::Int(1), 0, || 1, busy, |_| true);
+        table.entry(Key::Int(2), 0, || 2, busy, |_| true);
+        table.entry(Key::Int(1), 0, || 9, busy, |_| true); // 1 is now the most recent
+        table.entry(Key::Int(3), 0, || 3, busy, |_| true);
         assert!(table.get(&Key::Int(2)).is_none());
         assert_eq!(table.get(&Key::Int(1)), Some(&1));
         assert_eq!(table.get(&Key::Int(3)), Some(&3));
@@ -194,8 +194,8 @@ mod tests {
     #[test]
     fn max_keys_never_forgets_an_entry_it_may_not() {
         let mut table: KeyTable<u32> = KeyTable::new(Some(1), u64::MAX);
-        table.entry(&Key::Int(1), 0, || 1, busy, |v| *v != 1);
-        table.entry(&Key::Int(2), 0, || 2, busy, |v| *v != 1);
+        table.entry(Key::Int(1), 0, || 1, busy, |v| *v != 1);
+        table.entry(Key::Int(2), 0, || 2, busy, |v| *v != 1);
         assert_eq!(table.get(&Key::Int(1)), Some(&1));
         assert_eq!(table.len(), 2);
     }

@@ -63,7 +63,7 @@ impl Core {
 
 impl WaitSource for Core {
     fn try_now(&self, key: &Key, n: u64, timeout: Option<f64>) -> Now {
-        match self.try_acquire(key, n) {
+        match self.try_acquire(key.clone(), n) {
             Attempt::Acquired => Now::Acquired,
             Attempt::TooLarge { most } => Now::Failed(self.weight_error(n, most)),
             Attempt::Later { retry_after_ns } => {
@@ -219,7 +219,7 @@ impl Bucket {
     fn try_acquire(&self, n: i64, key: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let n = weight(n)?;
         let key = key_argument(key)?;
-        match self.core.try_acquire(&key, n) {
+        match self.core.try_acquire(key, n) {
             Attempt::Acquired => Ok(true),
             Attempt::TooLarge { most } => Err(self.core.weight_error(n, most)),
             Attempt::Later { .. } => {
