@@ -4,6 +4,7 @@
 //! a queued caller has booked its tokens, so later callers go behind it, and
 //! one that leaves gives its booking back to those behind.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -35,34 +36,21 @@ struct Queue<F> {
     weight: u64,
 }
 
-struct Cell<F> {
-    /// Theoretical arrival time, in ticks, split to keep the cell 8-aligned.
+/// A key's whole state: its theoretical arrival time, in ticks, split in two
+/// words to keep it 16 bytes and 8-aligned. A cell whose time has passed
+/// answers as a new one (full), so it may be forgotten at any moment.
+#[derive(Default)]
+struct Cell {
     tat: [u64; 2],
-    queue: Option<Box<Queue<F>>>,
 }
 
-impl<F> Cell<F> {
-    fn new() -> Self {
-        Self {
-            tat: [0, 0],
-            queue: None,
-        }
-    }
-
+impl Cell {
     fn tat(&self) -> u128 {
         (u128::from(self.tat[0]) << 64) | u128::from(self.tat[1])
     }
 
     fn set_tat(&mut self, tat: u128) {
         self.tat = [(tat >> 64) as u64, tat as u64];
-    }
-
-    fn queued_weight(&self) -> u64 {
-        self.queue.as_ref().map_or(0, |q| q.weight)
-    }
-
-    fn queued(&self) -> usize {
-        self.queue.as_ref().map_or(0, |q| q.waiters.len())
     }
 }
 
@@ -125,9 +113,23 @@ struct Counters {
 }
 
 struct Table<F> {
-    cells: KeyTable<Cell<F>>,
-    /// Keys with someone queued, for a manual clock to look at as it moves.
-    waiting_keys: std::collections::HashSet<Key>,
+    cells: KeyTable<Cell>,
+    /// The keys with callers queued, apart: few, and they must not be forgotten.
+    queues: HashMap<Key, Queue<F>>,
+}
+
+impl<F> Table<F> {
+    fn queued_weight(&self, key: &Key) -> u64 {
+        self.queues.get(key).map_or(0, |q| q.weight)
+    }
+
+    /// The cell of `key`; a forgotten one comes back full, as it was.
+    fn cell_mut(&mut self, key: &Key) -> &mut Cell {
+        if self.cells.get(key).is_none() {
+            self.cells.insert(key.clone(), Cell::default());
+        }
+        self.cells.get_mut(key).expect("inserted above")
+    }
 }
 
 pub struct Bucket<F> {
@@ -155,7 +157,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
             clock,
             table: Mutex::new(Table {
                 cells: KeyTable::new(max_keys, full_after.max(MIN_SWEEP_PERIOD_NS)),
-                waiting_keys: Default::default(),
+                queues: HashMap::new(),
             }),
             counters: Counters::default(),
         });
@@ -190,28 +192,27 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         self.most().filter(|&most| n > most)
     }
 
-    fn is_idle(&self, cell: &Cell<F>, now: u128) -> bool {
-        cell.queue.is_none() && cell.tat() <= now
-    }
-
-    fn cell<'t>(&self, table: &'t mut Table<F>, key: Key, now_ns: u64) -> &'t mut Cell<F> {
+    /// The cell of `key`, made if new; sweeps idle cells when that is due.
+    fn cell<'t>(&self, table: &'t mut Table<F>, key: Key, now_ns: u64) -> &'t mut Cell {
         let now = self.pace.ticks(now_ns);
-        table.cells.entry(
+        let Table { cells, queues } = table;
+        cells.entry(
             key,
             now_ns,
-            Cell::new,
-            |cell| self.is_idle(cell, now),
-            |cell| cell.queue.is_none(),
+            Cell::default,
+            |cell| cell.tat() <= now,
+            // A hard cap may forget a key in debt, but not one with callers queued.
+            |key, _| !queues.contains_key(key),
         )
     }
 
-    /// Ticks from now until `n` more could be taken behind those queued.
-    fn wait_ticks(&self, cell: &Cell<F>, n: u64, now: u128) -> u128 {
-        let start = cell.tat().max(now) + self.pace.tokens(cell.queued_weight());
+    /// Ticks from now until `n` more could be taken behind `queued` tokens.
+    fn wait_ticks(&self, cell: &Cell, queued: u64, n: u64, now: u128) -> u128 {
+        let start = cell.tat().max(now) + self.pace.tokens(queued);
         start.saturating_sub(self.slack(n)).saturating_sub(now)
     }
 
-    fn take(&self, cell: &mut Cell<F>, n: u64, now: u128) {
+    fn take(&self, cell: &mut Cell, n: u64, now: u128) {
         let tat = cell.tat().max(now) + self.pace.tokens(n);
         cell.set_tat(tat);
     }
@@ -225,9 +226,11 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         let now_ns = self.clock.now_ns();
         let now = self.pace.ticks(now_ns);
         let mut table = self.table.lock();
+        let queued = table.queued_weight(&key);
+        let has_queue = table.queues.contains_key(&key);
         let cell = self.cell(&mut table, key, now_ns);
-        let wait = self.wait_ticks(cell, n, now);
-        if wait == 0 && cell.queue.is_none() {
+        let wait = self.wait_ticks(cell, queued, n, now);
+        if wait == 0 && !has_queue {
             self.take(cell, n, now);
             drop(table);
             self.counters.acquired.fetch_add(1, Ordering::Relaxed);
@@ -253,9 +256,11 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         let now_ns = self.clock.now_ns();
         let now = self.pace.ticks(now_ns);
         let mut table = self.table.lock();
+        let queued = table.queued_weight(key);
+        let queue_len = table.queues.get(key).map_or(0, |q| q.waiters.len());
         let cell = self.cell(&mut table, key.clone(), now_ns);
-        let wait = self.wait_ticks(cell, n, now);
-        if wait == 0 && cell.queue.is_none() {
+        let wait = self.wait_ticks(cell, queued, n, now);
+        if wait == 0 && queue_len == 0 {
             self.take(cell, n, now);
             drop(table);
             self.counters.acquired.fetch_add(1, Ordering::Relaxed);
@@ -265,7 +270,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         let queue_full = match self.shape {
             Shape::Leaky {
                 capacity: Some(capacity),
-            } => cell.queued() as u64 >= capacity,
+            } => queue_len as u64 >= capacity,
             _ => false,
         };
         if queue_full || max_wait_ns.is_some_and(|most| due_in_ns > most) {
@@ -275,25 +280,22 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
                 retry_after_ns: due_in_ns,
             };
         }
-        let queue = cell.queue.get_or_insert_with(|| {
-            Box::new(Queue {
-                waiters: Waitlist::new(),
-                weight: 0,
-            })
+        let queue = table.queues.entry(key.clone()).or_insert_with(|| Queue {
+            waiters: Waitlist::new(),
+            weight: 0,
         });
         queue.weight += n;
         let id = queue.waiters.push(n, Arc::clone(waiter));
-        table.waiting_keys.insert(key.clone());
         Booking::Queued { id, due_in_ns }
     }
 
     /// Grants, in order, the queued callers of `key` whose turn has come.
     fn grant_due(&self, table: &mut Table<F>, key: &Key, now: u128) -> Vec<Arc<Waiter<F>>> {
-        let Some(cell) = table.cells.get_mut(key) else {
+        if !table.queues.contains_key(key) {
             return Vec::new();
-        };
-        let mut tat = cell.tat();
-        let Some(queue) = cell.queue.as_mut() else {
+        }
+        let mut tat = table.cell_mut(key).tat();
+        let Some(queue) = table.queues.get_mut(key) else {
             return Vec::new();
         };
         let pace = self.pace;
@@ -306,10 +308,9 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         });
         queue.weight -= granted.iter().map(|w| w.weight).sum::<u64>();
         if queue.waiters.is_empty() {
-            cell.queue = None;
-            table.waiting_keys.remove(key);
+            table.queues.remove(key);
         }
-        cell.set_tat(tat);
+        table.cell_mut(key).set_tat(tat);
         granted
     }
 
@@ -325,11 +326,11 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
     pub fn due_in_ns(&self, key: &Key, id: u64) -> Option<u64> {
         let now = self.pace.ticks(self.clock.now_ns());
         let table = self.table.lock();
-        let cell = table.cells.get(key)?;
-        let queue = cell.queue.as_ref()?;
+        let queue = table.queues.get(key)?;
         let ahead = queue.waiters.weight_before(id)?;
         let n = queue.waiters.weight_of(id)?;
-        let start = cell.tat().max(now) + self.pace.tokens(ahead);
+        let tat = table.cells.get(key).map_or(0, Cell::tat);
+        let start = tat.max(now) + self.pace.tokens(ahead);
         let ready = start.saturating_sub(self.slack(n));
         Some(self.pace.ns_ceil(ready.saturating_sub(now)))
     }
@@ -352,7 +353,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         let mut table = self.table.lock();
         let mut behind = Vec::new();
         let mut removed = None;
-        if let Some(queue) = table.cells.get_mut(key).and_then(|c| c.queue.as_mut()) {
+        if let Some(queue) = table.queues.get_mut(key) {
             removed = queue.waiters.remove(id);
             if removed.is_some() {
                 queue.weight -= waiter.weight;
@@ -379,6 +380,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
             let tat = cell.tat().saturating_sub(self.pace.tokens(n));
             cell.set_tat(tat);
         }
+        // A forgotten cell was full already: there is nothing to give back to.
     }
 
     fn wake(&self, key: &Key, mut granted: Vec<Arc<Waiter<F>>>) {
@@ -402,10 +404,9 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         let now_ns = self.clock.now_ns();
         let now = self.pace.ticks(now_ns);
         let table = self.table.lock();
-        let wait = match table.cells.get(key) {
-            Some(cell) => self.wait_ticks(cell, n, now),
-            None => 0,
-        };
+        let blank = Cell::default();
+        let cell = table.cells.get(key).unwrap_or(&blank);
+        let wait = self.wait_ticks(cell, table.queued_weight(key), n, now);
         Ok(self.pace.ns_ceil(wait))
     }
 
@@ -417,10 +418,8 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         };
         let now = self.pace.ticks(self.clock.now_ns());
         let table = self.table.lock();
-        let Some(cell) = table.cells.get(key) else {
-            return burst as f64;
-        };
-        let owed = cell.tat().saturating_sub(now) + self.pace.tokens(cell.queued_weight());
+        let tat = table.cells.get(key).map_or(0, Cell::tat);
+        let owed = tat.saturating_sub(now) + self.pace.tokens(table.queued_weight(key));
         let full = self.pace.tokens(burst);
         if owed <= full {
             self.pace.as_tokens(full - owed)
@@ -472,12 +471,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
 
     pub fn snapshot(&self) -> BucketSnapshot {
         let table = self.table.lock();
-        let waiting = table
-            .waiting_keys
-            .iter()
-            .filter_map(|k| table.cells.get(k))
-            .map(|c| c.queued() as u64)
-            .sum();
+        let waiting = table.queues.values().map(|q| q.waiters.len() as u64).sum();
         let c = &self.counters;
         BucketSnapshot {
             keys: table.cells.len() as u64,
@@ -493,7 +487,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
 impl<F: Notify + Send + Sync + 'static> OnAdvance for Bucket<F> {
     /// A manual clock moved: grant every queued caller whose time has come.
     fn clock_advanced(&self) {
-        let keys: Vec<Key> = self.table.lock().waiting_keys.iter().cloned().collect();
+        let keys: Vec<Key> = self.table.lock().queues.keys().cloned().collect();
         for key in keys {
             self.poll(&key);
         }

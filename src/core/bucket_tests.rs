@@ -216,10 +216,7 @@ fn keys_have_their_own_buckets() {
     let (bucket, _clock) = token_bucket(1.0, 1);
     assert_eq!(bucket.try_acquire(Key::Int(1), 1), Attempt::Acquired);
     assert!(bucket.try_acquire(Key::Int(1), 1) != Attempt::Acquired);
-    assert_eq!(
-        bucket.try_acquire(Key::Str("a".into()), 1),
-        Attempt::Acquired
-    );
+    assert_eq!(bucket.try_acquire(Key::text("a"), 1), Attempt::Acquired);
     assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
 }
 

@@ -11,15 +11,15 @@ pub fn key_argument(key: Option<&Bound<'_, PyAny>>) -> PyResult<Key> {
         return Ok(Key::Shared);
     };
     if let Ok(text) = key.cast::<PyString>() {
-        return Ok(Key::Str(text.to_str()?.into()));
+        return Ok(Key::text(text.to_str()?));
     }
     if let Ok(bytes) = key.cast::<PyBytes>() {
-        return Ok(Key::Bytes(bytes.as_bytes().into()));
+        return Ok(Key::bytes(bytes.as_bytes()));
     }
     if key.is_instance_of::<PyInt>() {
         return Ok(match key.extract::<i64>() {
             Ok(small) => Key::Int(small),
-            Err(_) => Key::BigInt(key.str()?.to_str()?.into()),
+            Err(_) => Key::big_int(key.str()?.to_str()?),
         });
     }
     Err(PyTypeError::new_err(format!(
