@@ -116,6 +116,10 @@ struct Table<F> {
     cells: KeyTable<Cell>,
     /// The keys with callers queued, apart: few, and they must not be forgotten.
     queues: HashMap<Key, Queue<F>>,
+    /// Waiter ids, unique across every queue this bucket ever made: a queue
+    /// is dropped when it empties, and a late caller's id must never match
+    /// someone else's in the next one.
+    next_id: u64,
 }
 
 impl<F> Table<F> {
@@ -158,6 +162,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
             table: Mutex::new(Table {
                 cells: KeyTable::new(max_keys, full_after.max(MIN_SWEEP_PERIOD_NS)),
                 queues: HashMap::new(),
+                next_id: 0,
             }),
             counters: Counters::default(),
         });
@@ -195,7 +200,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
     /// The cell of `key`, made if new; sweeps idle cells when that is due.
     fn cell<'t>(&self, table: &'t mut Table<F>, key: Key, now_ns: u64) -> &'t mut Cell {
         let now = self.pace.ticks(now_ns);
-        let Table { cells, queues } = table;
+        let Table { cells, queues, .. } = table;
         cells.entry(
             key,
             now_ns,
@@ -226,11 +231,10 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         let now_ns = self.clock.now_ns();
         let now = self.pace.ticks(now_ns);
         let mut table = self.table.lock();
-        let queued = table.queued_weight(&key);
-        let has_queue = table.queues.contains_key(&key);
+        let queued = table.queues.get(&key).map(|q| q.weight);
         let cell = self.cell(&mut table, key, now_ns);
-        let wait = self.wait_ticks(cell, queued, n, now);
-        if wait == 0 && !has_queue {
+        let wait = self.wait_ticks(cell, queued.unwrap_or(0), n, now);
+        if wait == 0 && queued.is_none() {
             self.take(cell, n, now);
             drop(table);
             self.counters.acquired.fetch_add(1, Ordering::Relaxed);
@@ -256,8 +260,10 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         let now_ns = self.clock.now_ns();
         let now = self.pace.ticks(now_ns);
         let mut table = self.table.lock();
-        let queued = table.queued_weight(key);
-        let queue_len = table.queues.get(key).map_or(0, |q| q.waiters.len());
+        let (queued, queue_len) = table
+            .queues
+            .get(key)
+            .map_or((0, 0), |q| (q.weight, q.waiters.len()));
         let cell = self.cell(&mut table, key.clone(), now_ns);
         let wait = self.wait_ticks(cell, queued, n, now);
         if wait == 0 && queue_len == 0 {
@@ -280,12 +286,17 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
                 retry_after_ns: due_in_ns,
             };
         }
-        let queue = table.queues.entry(key.clone()).or_insert_with(|| Queue {
+        let Table {
+            queues, next_id, ..
+        } = &mut *table;
+        let queue = queues.entry(key.clone()).or_insert_with(|| Queue {
             waiters: Waitlist::new(),
             weight: 0,
         });
         queue.weight += n;
-        let id = queue.waiters.push(n, Arc::clone(waiter));
+        let id = *next_id;
+        *next_id += 1;
+        queue.waiters.push_as(id, n, Arc::clone(waiter));
         Booking::Queued { id, due_in_ns }
     }
 
@@ -354,7 +365,9 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         let mut behind = Vec::new();
         let mut removed = None;
         if let Some(queue) = table.queues.get_mut(key) {
-            removed = queue.waiters.remove(id);
+            removed = queue
+                .waiters
+                .remove_if(id, |found| std::ptr::eq(&**found, waiter));
             if removed.is_some() {
                 queue.weight -= waiter.weight;
                 behind = queue.waiters.after(id);

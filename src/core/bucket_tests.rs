@@ -250,3 +250,23 @@ fn a_blocking_wait_on_the_real_clock_lasts_the_interval() {
     assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
     assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
 }
+
+#[test]
+fn a_stale_cancel_never_takes_out_a_later_waiter() {
+    let (bucket, clock) = token_bucket(10.0, 1);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
+    let (Booking::Queued { id: old_id, .. }, old) = book(&bucket, 1, None) else {
+        panic!("should queue")
+    };
+    clock.advance(D); // `old` is granted and its queue, now empty, goes away
+    assert!(old.is_granted());
+    let (Booking::Queued { id: new_id, .. }, new) = book(&bucket, 1, None) else {
+        panic!("should queue")
+    };
+    assert_ne!(old_id, new_id, "ids are never reused");
+    // `old` is cancelled after its grant: its token comes back, and the new
+    // waiter (which an id reused across queues used to orphan) takes it.
+    bucket.abandon(&Key::Shared, old_id, &old);
+    assert!(new.is_granted());
+    assert_eq!(bucket.snapshot().waiting, 0);
+}

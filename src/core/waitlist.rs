@@ -33,14 +33,30 @@ impl<T> Waitlist<T> {
     /// Adds a waiter at the back and returns the id that withdraws it.
     pub fn push(&mut self, weight: u64, item: T) -> u64 {
         let id = self.next_id;
-        self.next_id += 1;
-        self.entries.insert(id, Entry { weight, item });
+        self.push_as(id, weight, item);
         id
+    }
+
+    /// Adds a waiter at the back under an id given by the caller, who keeps
+    /// ids unique and increasing across lists (a list that is dropped when
+    /// empty and made again must never hand out an id a stale caller holds).
+    pub fn push_as(&mut self, id: u64, weight: u64, item: T) {
+        debug_assert!(id >= self.next_id, "ids must increase");
+        self.next_id = id + 1;
+        self.entries.insert(id, Entry { weight, item });
     }
 
     /// Takes a waiter out from wherever it stands; `None` if it already left.
     pub fn remove(&mut self, id: u64) -> Option<T> {
         self.entries.remove(&id).map(|entry| entry.item)
+    }
+
+    /// Takes out the waiter `id` only if it is the one `is_it` recognises.
+    pub fn remove_if(&mut self, id: u64, is_it: impl FnOnce(&T) -> bool) -> Option<T> {
+        match self.entries.get(&id) {
+            Some(entry) if is_it(&entry.item) => self.remove(id),
+            _ => None,
+        }
     }
 
     /// Pops waiters from the front for as long as `admit` accepts the weight of
