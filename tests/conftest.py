@@ -56,6 +56,30 @@ class LoopThread:
             self.loop.close()
 
 
+def run_mixed(
+    thread_body: Callable[[int], None],
+    task_body: Callable[[int], Coroutine[Any, Any, None]],
+    threads: int = 4,
+    loops: int = 2,
+) -> None:
+    """Runs `threads` threads of `thread_body(seed)` and, on each of `loops`
+    event loops in their own threads, `task_body(seed)`; waits for all."""
+    loop_threads = [LoopThread() for _ in range(loops)]
+    try:
+        futures = [lt.submit(task_body(i + 1)) for i, lt in enumerate(loop_threads)]
+        workers = [threading.Thread(target=thread_body, args=(1000 + i,)) for i in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+            assert not worker.is_alive(), "a thread never finished"
+        for future in futures:
+            future.result(timeout=60)
+    finally:
+        for lt in loop_threads:
+            lt.close()
+
+
 @pytest.fixture
 def loop_thread() -> Iterator[LoopThread]:
     lt = LoopThread()

@@ -11,7 +11,7 @@ import time
 
 from brakes import RateLimited, TokenBucket
 
-from .conftest import LoopThread
+from .conftest import run_mixed
 
 RATE, BURST = 4000, 5
 SECONDS = 2.0
@@ -77,25 +77,10 @@ def test_threads_and_loops_never_get_more_than_the_rate_allows_nor_lose_a_grant(
     granted = Granted()
     started = time.monotonic()
     stop_at = started + SECONDS
-    loops = [LoopThread(), LoopThread()]
-    try:
-        futures = [
-            lt.submit(run_tasks(bucket, granted, i + 1, stop_at)) for i, lt in enumerate(loops)
-        ]
-        threads = [
-            threading.Thread(target=thread_worker, args=(bucket, granted, 1000 + i, stop_at))
-            for i in range(4)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=SECONDS + 30)
-            assert not thread.is_alive()
-        for future in futures:
-            future.result(timeout=30)
-    finally:
-        for lt in loops:
-            lt.close()
+    run_mixed(
+        lambda seed: thread_worker(bucket, granted, seed, stop_at),
+        lambda seed: run_tasks(bucket, granted, seed, stop_at),
+    )
     elapsed = time.monotonic() - started
     stats = bucket.stats()
     assert stats.waiting == 0

@@ -9,7 +9,7 @@ import time
 
 from brakes import Gauge, Overloaded
 
-from .conftest import LoopThread
+from .conftest import run_mixed
 
 LIMIT = 3
 SECONDS = 2.5
@@ -101,23 +101,10 @@ def test_threads_and_two_loops_never_exceed_the_limit_nor_leak_a_permit() -> Non
     gauge = Gauge(LIMIT)
     seen = Occupancy()
     stop_at = time.monotonic() + SECONDS
-    loops = [LoopThread(), LoopThread()]
-    try:
-        futures = [lt.submit(run_tasks(gauge, seen, i + 1, stop_at)) for i, lt in enumerate(loops)]
-        threads = [
-            threading.Thread(target=thread_worker, args=(gauge, seen, 1000 + i, stop_at))
-            for i in range(4)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=SECONDS + 30)
-            assert not thread.is_alive()
-        for future in futures:
-            future.result(timeout=30)
-    finally:
-        for lt in loops:
-            lt.close()
+    run_mixed(
+        lambda seed: thread_worker(gauge, seen, seed, stop_at),
+        lambda seed: run_tasks(gauge, seen, seed, stop_at),
+    )
 
     stats = gauge.stats()
     assert (gauge.in_flight, gauge.waiting) == (0, 0)

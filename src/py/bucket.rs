@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 
 use super::arguments::{wait_repr, wait_seconds, weight};
@@ -14,6 +13,7 @@ use super::awaitable::{
 };
 use super::blocking::wait_detached;
 use super::clock::clock_argument;
+use super::decorator::limit_calls;
 use super::errors::{rate_limited, value_error};
 use super::keys::key_argument;
 use crate::core::bucket::{
@@ -302,9 +302,7 @@ impl Bucket {
     /// `@bucket` on a def or async def: each call takes a token first,
     /// waiting as `max_wait` allows.
     fn __call__(slf: &Bound<'_, Self>, func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        static DECORATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let decorate = DECORATE.import(slf.py(), "brakes._decorate", "limit_calls")?;
-        Ok(decorate.call1((slf, func))?.unbind())
+        limit_calls(slf.as_any(), func)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {

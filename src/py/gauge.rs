@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 
 use super::arguments::{
@@ -14,6 +13,7 @@ use super::awaitable::{
     ready, Acquiring, FutureHandle, FutureWaiter, Now, Queued, Ready, WaitSource, Woken,
 };
 use super::blocking::wait_detached;
+use super::decorator::limit_calls;
 use super::errors::{overloaded, value_error};
 use crate::core::gauge::{Admission, Blocking, Enqueued, Gauge as CoreGauge, Patience, Snapshot};
 use crate::core::keys::Key;
@@ -270,9 +270,7 @@ impl Gauge {
     /// `@gauge` on a def or async def: each call holds a permit, waiting as
     /// `max_wait` allows.
     fn __call__(slf: &Bound<'_, Self>, func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        static DECORATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let decorate = DECORATE.import(slf.py(), "brakes._decorate", "limit_calls")?;
-        Ok(decorate.call1((slf, func))?.unbind())
+        limit_calls(slf.as_any(), func)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {

@@ -5,6 +5,7 @@ pub mod awaitable;
 pub mod blocking;
 pub mod bucket;
 pub mod clock;
+pub mod decorator;
 pub mod errors;
 pub mod gauge;
 pub mod keys;
