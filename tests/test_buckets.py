@@ -367,3 +367,23 @@ def test_repr_and_stats_show_the_live_state() -> None:
     )
     assert "keys=1" in repr(bucket.stats()) and bucket.stats().acquired == 1
     assert repr(clock) == "ManualClock(now=0.0)"
+
+
+def test_keyboard_interrupt_stops_a_blocking_wait_and_returns_the_booking() -> None:
+    import _thread
+
+    clock = ManualClock()
+    bucket = TokenBucket(1, burst=1, clock=clock)
+    assert bucket.try_acquire()
+
+    def interrupt_once_queued() -> None:
+        wait_until(lambda: bucket.stats().waiting == 1)
+        _thread.interrupt_main()
+
+    helper = threading.Thread(target=interrupt_once_queued)
+    helper.start()
+    with pytest.raises(KeyboardInterrupt):
+        bucket.acquire_blocking()
+    helper.join()
+    assert bucket.stats().waiting == 0 and bucket.stats().cancelled == 1
+    assert bucket.retry_after() == 1.0, "the booking went back"
