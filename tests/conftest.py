@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -29,6 +31,22 @@ async def wait_until_async(condition: Callable[[], bool], timeout: float = 5.0) 
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0)
+
+
+@contextlib.contextmanager
+def ctrl_c_when(condition: Callable[[], bool]) -> Iterator[None]:
+    """Sends Ctrl-C (KeyboardInterrupt) to the main thread once `condition` holds."""
+
+    def interrupt() -> None:
+        wait_until(condition)
+        _thread.interrupt_main()
+
+    helper = threading.Thread(target=interrupt)
+    helper.start()
+    try:
+        yield
+    finally:
+        helper.join()
 
 
 class LoopThread:

@@ -17,7 +17,7 @@ import brakes
 from brakes import LeakyBucket, RateLimited, TokenBucket
 from brakes.testing import ManualClock
 
-from .conftest import LoopThread, wait_until, wait_until_async
+from .conftest import LoopThread, ctrl_c_when, wait_until, wait_until_async
 
 
 def saturate(bucket: TokenBucket) -> int:
@@ -68,35 +68,28 @@ def test_retry_after_is_exactly_enough_and_not_a_nanosecond_more() -> None:
     assert bucket.retry_after(1) > 0 and TokenBucket(1, clock=clock).retry_after() == 0.0
 
 
-@pytest.mark.parametrize(
-    ("at", "n", "ok"),
-    [
-        # Go's x/time/rate TestLimiterBurst3, d = 100 ms, rate 10, burst 3.
-        (0, 2, True), (0, 2, False), (0, 1, True), (0, 1, False), (1, 4, False),
-        (2, 1, True), (3, 1, True), (4, 1, True), (4, 1, True), (4, 1, False),
-        (4, 1, False), (9, 3, True),
-    ],
-)  # fmt: skip
-def test_go_allow_table_step(at: int, n: int, ok: bool) -> None:
+# Go's x/time/rate TestLimiterBurst3: (time in d = 100 ms, n, allowed), rate 10, burst 3.
+GO_BURST_3 = [
+    (0, 2, True), (0, 2, False), (0, 1, True), (0, 1, False), (1, 4, False),
+    (2, 1, True), (3, 1, True), (4, 1, True), (4, 1, True), (4, 1, False),
+    (4, 1, False), (9, 3, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("step", range(len(GO_BURST_3)))
+def test_go_allow_table_step(step: int) -> None:
     # Replays the table up to this step, so each step is checked in context.
-    table = [
-        (0, 2, True), (0, 2, False), (0, 1, True), (0, 1, False), (1, 4, False),
-        (2, 1, True), (3, 1, True), (4, 1, True), (4, 1, True), (4, 1, False),
-        (4, 1, False), (9, 3, True),
-    ]  # fmt: skip
     clock = ManualClock()
     bucket = TokenBucket(10, burst=3, clock=clock)
-    for t, m, expected in table:
+    for t, n, expected in GO_BURST_3[: step + 1]:
         clock.advance(round(t * 0.1 - clock.now(), 9))
-        if m > bucket.burst:
+        if n > bucket.burst:
             with pytest.raises(ValueError, match="burst"):
-                bucket.try_acquire(m)
+                bucket.try_acquire(n)
             got = False
         else:
-            got = bucket.try_acquire(m)
+            got = bucket.try_acquire(n)
         assert got is expected
-        if (t, m, expected) == (at, n, ok):
-            break
 
 
 def test_the_default_burst_is_the_rate_rounded_up() -> None:
@@ -370,20 +363,11 @@ def test_repr_and_stats_show_the_live_state() -> None:
 
 
 def test_keyboard_interrupt_stops_a_blocking_wait_and_returns_the_booking() -> None:
-    import _thread
-
     clock = ManualClock()
     bucket = TokenBucket(1, burst=1, clock=clock)
     assert bucket.try_acquire()
-
-    def interrupt_once_queued() -> None:
-        wait_until(lambda: bucket.stats().waiting == 1)
-        _thread.interrupt_main()
-
-    helper = threading.Thread(target=interrupt_once_queued)
-    helper.start()
-    with pytest.raises(KeyboardInterrupt):
-        bucket.acquire_blocking()
-    helper.join()
+    with ctrl_c_when(lambda: bucket.stats().waiting == 1):
+        with pytest.raises(KeyboardInterrupt):
+            bucket.acquire_blocking()
     assert bucket.stats().waiting == 0 and bucket.stats().cancelled == 1
     assert bucket.retry_after() == 1.0, "the booking went back"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import _thread
 import threading
 import time
 
@@ -10,7 +9,7 @@ import pytest
 
 from brakes import Gauge, Overloaded
 
-from .conftest import LoopThread, wait_until
+from .conftest import LoopThread, ctrl_c_when, wait_until
 
 
 def test_acquire_blocking_returns_true_and_holds_the_permits() -> None:
@@ -94,15 +93,9 @@ def test_keyboard_interrupt_stops_a_blocking_wait_and_leaves_the_queue() -> None
     gauge = Gauge(1)
     gauge.acquire_blocking()
 
-    def interrupt_once_queued() -> None:
-        wait_until(lambda: gauge.waiting == 1)
-        _thread.interrupt_main()
-
-    helper = threading.Thread(target=interrupt_once_queued)
-    helper.start()
-    with pytest.raises(KeyboardInterrupt):
-        gauge.acquire_blocking()
-    helper.join()
+    with ctrl_c_when(lambda: gauge.waiting == 1):
+        with pytest.raises(KeyboardInterrupt):
+            gauge.acquire_blocking()
     assert gauge.waiting == 0 and gauge.in_flight == 1
     assert gauge.stats().cancelled == 1
 

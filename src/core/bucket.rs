@@ -14,11 +14,9 @@ use parking_lot::Mutex;
 use super::clock::{Clock, OnAdvance};
 use super::keys::{Key, KeyTable};
 use super::pace::Pace;
-use super::waiter::{Notify, Waiter};
+use super::waiter::{Look, Notify, Waiter};
 use super::waitlist::Waitlist;
 
-/// How often a parked thread looks up to see if it was interrupted.
-const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 /// Idle keys are swept no more often than this, whatever the refill time.
 const MIN_SWEEP_PERIOD_NS: u64 = 1_000_000_000;
 
@@ -447,7 +445,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         key: &Key,
         n: u64,
         max_wait_ns: Option<u64>,
-        mut interrupted: impl FnMut() -> bool,
+        interrupted: impl FnMut() -> bool,
     ) -> BucketBlocking {
         let waiter = Waiter::for_this_thread(n);
         let id = match self.book(key, &waiter, max_wait_ns) {
@@ -458,28 +456,27 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
             Booking::TooLarge { most } => return BucketBlocking::TooLarge { most },
             Booking::Queued { id, .. } => id,
         };
+        // A manual clock grants as it moves; on the real clock the thread
+        // looks again when its turn is due and grants whoever's turn it is.
         let manual = self.clock.as_manual().is_some();
-        loop {
+        let look = || {
+            let due = if manual {
+                None
+            } else {
+                self.due_in_ns(key, id)
+            };
+            if due == Some(0) {
+                self.poll(key);
+            }
             if waiter.is_granted() && self.take_granted(&waiter) {
-                return BucketBlocking::Acquired;
+                return Look::Done(BucketBlocking::Acquired);
             }
-            let mut slice = INTERRUPT_POLL;
-            if !manual {
-                match self.due_in_ns(key, id) {
-                    Some(0) => {
-                        self.poll(key);
-                        continue;
-                    }
-                    Some(due) => slice = slice.min(Duration::from_nanos(due)),
-                    None => {}
-                }
-            }
-            std::thread::park_timeout(slice);
-            if !waiter.is_granted() && interrupted() {
-                self.abandon(key, id, &waiter);
-                return BucketBlocking::Interrupted;
-            }
-        }
+            Look::Sleep(due.map(Duration::from_nanos))
+        };
+        waiter.park(look, interrupted).unwrap_or_else(|| {
+            self.abandon(key, id, &waiter);
+            BucketBlocking::Interrupted
+        })
     }
 
     pub fn snapshot(&self) -> BucketSnapshot {

@@ -3,15 +3,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::waiter::{Notify, Waiter};
+use super::waiter::{Look, Notify, Waiter};
 use super::waitlist::Waitlist;
-
-/// How often a parked thread looks up to see if it was interrupted.
-const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
 pub struct Gauge<F> {
     state: Mutex<State<F>>,
@@ -288,7 +285,7 @@ impl<F: Notify> Gauge<F> {
         &self,
         n: u64,
         deadline: Option<Instant>,
-        mut interrupted: impl FnMut() -> bool,
+        interrupted: impl FnMut() -> bool,
     ) -> Blocking {
         let expired = deadline.is_some_and(|d| d <= Instant::now());
         let patience = if expired {
@@ -311,28 +308,27 @@ impl<F: Notify> Gauge<F> {
             Enqueued::TooLarge { limit } => return Blocking::TooLarge { limit },
             Enqueued::Queued(id) => id,
         };
-        loop {
+        let look = || {
             if waiter.is_granted() && self.take_granted(&waiter) {
-                return Blocking::Acquired;
+                return Look::Done(Blocking::Acquired);
             }
+            let Some(deadline) = deadline else {
+                return Look::Sleep(None);
+            };
             let now = Instant::now();
-            let mut slice = INTERRUPT_POLL;
-            if let Some(deadline) = deadline {
-                if deadline <= now {
-                    return if self.settle_timeout(id, &waiter) {
-                        Blocking::Acquired
-                    } else {
-                        Blocking::TimedOut
-                    };
-                }
-                slice = slice.min(deadline - now);
+            if deadline > now {
+                return Look::Sleep(Some(deadline - now));
             }
-            std::thread::park_timeout(slice);
-            if !waiter.is_granted() && interrupted() {
-                self.abandon(id, &waiter);
-                return Blocking::Interrupted;
-            }
-        }
+            Look::Done(if self.settle_timeout(id, &waiter) {
+                Blocking::Acquired
+            } else {
+                Blocking::TimedOut
+            })
+        };
+        waiter.park(look, interrupted).unwrap_or_else(|| {
+            self.abandon(id, &waiter);
+            Blocking::Interrupted
+        })
     }
 
     pub fn limit(&self) -> u64 {

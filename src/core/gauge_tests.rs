@@ -2,6 +2,7 @@ use super::*;
 use std::sync::atomic::AtomicI64;
 use std::sync::Barrier;
 use std::thread;
+use std::time::Duration;
 
 type ThreadGauge = Gauge<()>;
 

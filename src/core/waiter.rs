@@ -4,6 +4,18 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::Thread;
+use std::time::Duration;
+
+/// How often a parked thread looks up to see if it was interrupted.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+
+/// What a parked thread does after looking at where its wait stands.
+pub enum Look<R> {
+    /// The wait is over, with this answer.
+    Done(R),
+    /// Sleep at most this long (None: until woken) and look again.
+    Sleep(Option<Duration>),
+}
 
 /// Completes a waiter that is not a parked thread (an asyncio future, say).
 /// Called without any core lock held. Returns `false` when the waiter can no
@@ -83,6 +95,29 @@ impl<F> Waiter<F> {
         self.state
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+}
+
+impl<F> Waiter<F> {
+    /// Parks the calling thread, whose waiter this is, until `look` ends the
+    /// wait. `interrupted` is asked every few milliseconds while no grant has
+    /// come; when it says stop the answer is None, and the caller withdraws
+    /// the waiter (giving back a grant that raced in).
+    pub fn park<R>(
+        &self,
+        mut look: impl FnMut() -> Look<R>,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Option<R> {
+        loop {
+            let sleep = match look() {
+                Look::Done(answer) => return Some(answer),
+                Look::Sleep(most) => most.map_or(INTERRUPT_POLL, |d| d.min(INTERRUPT_POLL)),
+            };
+            std::thread::park_timeout(sleep);
+            if !self.is_granted() && interrupted() {
+                return None;
+            }
+        }
     }
 }
 

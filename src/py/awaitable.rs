@@ -203,15 +203,22 @@ impl Acquiring {
         }
     }
 
-    /// For `__aenter__`, which has just found the gauge busy and is awaited at
-    /// once: queues now, and returns the shared finished awaitable if capacity
-    /// came free meanwhile.
-    pub fn enter(
+    /// For `__aenter__`, which the interpreter awaits at once, so it may act at
+    /// call time: takes the permit or token now if it can (returning the
+    /// shared, finished awaitable: no allocation), refuses at once if no wait
+    /// is allowed, and otherwise queues now and returns the waiting awaitable.
+    pub fn enter<S: WaitSource + 'static>(
         py: Python<'_>,
-        source: Arc<dyn WaitSource>,
+        source: &Arc<S>,
         key: Key,
         timeout: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
+        match source.try_now(&key, 1, timeout) {
+            Now::Acquired => return Ok(ready(py)?.into_any()),
+            Now::Failed(err) => return Err(err),
+            Now::MustWait => {}
+        }
+        let source: Arc<dyn WaitSource> = source.clone();
         let mut this = Self::new(source, key, 1, timeout, false);
         match this.start_waiting(py)? {
             None => Ok(ready(py)?.into_any()),
@@ -315,7 +322,9 @@ impl Acquiring {
         };
         let event_loop = handle.event_loop.bind(py);
         let future = new_future(event_loop)?;
-        *handle.future.lock() = future.clone().unbind();
+        let replaced = std::mem::replace(&mut *handle.future.lock(), future.clone().unbind());
+        // Dropped once the lock is released: a decref may run Python code.
+        drop(replaced);
         // A grant that reached the old future has marked the waiter first.
         if wait.waiter.is_granted() {
             return Ok(false);

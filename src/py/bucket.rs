@@ -287,11 +287,7 @@ impl Bucket {
     fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) {}
 
     fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        match self.core.try_now(&Key::Shared, 1, self.max_wait) {
-            Now::Acquired => Ok(ready(py)?.into_any()),
-            Now::Failed(err) => Err(err),
-            Now::MustWait => Acquiring::enter(py, self.source(), Key::Shared, self.max_wait),
-        }
+        Acquiring::enter(py, &self.core, Key::Shared, self.max_wait)
     }
 
     #[pyo3(signature = (*_exc_info))]

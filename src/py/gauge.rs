@@ -252,13 +252,7 @@ impl Gauge {
     }
 
     fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        // Acting at call time lets the free case return the shared, finished
-        // awaitable: no allocation per `async with`.
-        match self.core.try_now(&Key::Shared, 1, self.max_wait) {
-            Now::Acquired => Ok(ready(py)?.into_any()),
-            Now::Failed(err) => Err(err),
-            Now::MustWait => Acquiring::enter(py, self.source(), Key::Shared, self.max_wait),
-        }
+        Acquiring::enter(py, &self.core, Key::Shared, self.max_wait)
     }
 
     #[pyo3(signature = (*_exc_info))]
