@@ -5,5 +5,8 @@ pub mod clock;
 pub mod gauge;
 pub mod keys;
 pub mod pace;
+pub mod queue;
+pub mod sorted;
+pub mod store;
 pub mod waiter;
 pub mod waitlist;

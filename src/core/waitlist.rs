@@ -94,6 +94,11 @@ impl<T> Waitlist<T> {
 }
 
 impl<T: Clone> Waitlist<T> {
+    /// Every waiter, in order.
+    pub fn all(&self) -> Vec<T> {
+        self.entries.values().map(|e| e.item.clone()).collect()
+    }
+
     /// The waiters that arrived after `id`, in order.
     pub fn after(&self, id: u64) -> Vec<T> {
         self.entries
