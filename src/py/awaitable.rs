@@ -155,6 +155,120 @@ pub trait WaitSource: Send + Sync {
     fn method_name(&self) -> &'static str;
 }
 
+/// What a finished operation gives the code that awaited it.
+pub enum Value {
+    True,
+    Nothing,
+    Object(Py<PyAny>),
+}
+
+/// The first attempt of an operation, before any future exists.
+pub enum Attempt {
+    Done(PyResult<Value>),
+    MustWait,
+}
+
+/// The answer of joining a line with a waiter in hand.
+pub enum Lined {
+    Done(PyResult<Value>),
+    /// In line as `id`; look again after `wake_in` seconds if given.
+    Waiting { id: u64, wake_in: Option<f64> },
+}
+
+/// What an operation does after its waiter was granted or woken.
+pub enum Resumed {
+    Done(PyResult<Value>),
+    /// Sleep again with the same waiter on a new future.
+    Sleep { wake_in: Option<f64> },
+    /// The grant was taken and more is wanted: join the line anew.
+    Again,
+}
+
+/// One awaited call (`acquire`, `put`, `get`, ...): its arguments and the
+/// state it holds between steps. The awaitable drives it.
+pub trait Operation: Send + Sync {
+    fn weight(&self) -> u64 {
+        1
+    }
+    fn try_now(&self, py: Python<'_>) -> Attempt;
+    fn enqueue(&self, py: Python<'_>, waiter: &Arc<FutureWaiter>) -> Lined;
+    /// The waiter was marked granted: claims the grant. None if the grant
+    /// could not be claimed.
+    fn granted(&self, py: Python<'_>, waiter: &FutureWaiter) -> Option<Resumed>;
+    /// The waiter's future completed without a grant (a timer, or a kick).
+    fn woken(&self, py: Python<'_>, id: u64, waiter: &FutureWaiter) -> Resumed;
+    /// The call ends unfinished: leaves the line (`waiting`, giving back a
+    /// grant that raced in) and lets go of anything else it holds.
+    fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>);
+    /// Python objects the call holds, for the garbage collector.
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let _ = visit;
+        Ok(())
+    }
+    /// The name callers know the awaiting method by, for messages.
+    fn method_name(&self) -> &'static str;
+}
+
+/// Acquiring `n` from a limiter (a gauge, a bucket under `key`).
+struct Limit {
+    source: Arc<dyn WaitSource>,
+    key: Key,
+    n: u64,
+    timeout: Option<f64>,
+    /// `acquire()` returns True, as asyncio's does; `__aenter__` returns None.
+    returns_true: bool,
+}
+
+impl Limit {
+    fn value(&self) -> Value {
+        if self.returns_true {
+            Value::True
+        } else {
+            Value::Nothing
+        }
+    }
+}
+
+impl Operation for Limit {
+    fn weight(&self) -> u64 {
+        self.n
+    }
+    fn try_now(&self, _py: Python<'_>) -> Attempt {
+        match self.source.try_now(&self.key, self.n, self.timeout) {
+            Now::Acquired => Attempt::Done(Ok(self.value())),
+            Now::Failed(err) => Attempt::Done(Err(err)),
+            Now::MustWait => Attempt::MustWait,
+        }
+    }
+    fn enqueue(&self, _py: Python<'_>, waiter: &Arc<FutureWaiter>) -> Lined {
+        match self.source.enqueue(&self.key, waiter, self.timeout) {
+            Queued::Acquired => Lined::Done(Ok(self.value())),
+            Queued::Failed(err) => Lined::Done(Err(err)),
+            Queued::Waiting { id, wake_in } => Lined::Waiting { id, wake_in },
+        }
+    }
+    fn granted(&self, _py: Python<'_>, waiter: &FutureWaiter) -> Option<Resumed> {
+        self.source
+            .take_granted(waiter)
+            .then(|| Resumed::Done(Ok(self.value())))
+    }
+    fn woken(&self, _py: Python<'_>, id: u64, waiter: &FutureWaiter) -> Resumed {
+        match self.source.woken(&self.key, id, waiter, self.timeout) {
+            Woken::Acquired => Resumed::Done(Ok(self.value())),
+            Woken::Failed(err) => Resumed::Done(Err(err)),
+            Woken::WaitMore { wake_in } => Resumed::Sleep { wake_in },
+        }
+    }
+    fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>) {
+        if let Some((id, waiter)) = waiting {
+            self.source.abandon(&self.key, id, waiter);
+        }
+    }
+    fn method_name(&self) -> &'static str {
+        self.source.method_name()
+    }
+}
+
 enum Step {
     Fresh,
     Waiting(Wait),
@@ -172,35 +286,41 @@ struct Wait {
     yielded: bool,
 }
 
-/// The awaitable returned by `acquire()`: it does its work when first
-/// stepped, so one that is never awaited holds nothing.
+/// How a step of the awaitable ends: it yields a future, or it is over.
+type Stepped = (Step, PyResult<Option<Py<PyAny>>>);
+
+/// The awaitable of every waiting call (`acquire()`, `put()`, `get()`, ...):
+/// it does its work when first stepped, so one that is never awaited holds
+/// nothing.
 #[pyclass(frozen, module = "brakes._brakes")]
 pub struct Acquiring {
-    source: Arc<dyn WaitSource>,
-    key: Key,
-    n: u64,
-    timeout: Option<f64>,
-    /// `acquire()` returns True, as asyncio's does; `__aenter__` returns None.
-    returns_true: bool,
+    op: Box<dyn Operation>,
     step: Mutex<Step>,
 }
 
 impl Acquiring {
-    pub fn new(
+    pub fn new(op: Box<dyn Operation>) -> Self {
+        Self {
+            op,
+            step: Mutex::new(Step::Fresh),
+        }
+    }
+
+    /// `acquire(n)` of a limiter, returning True.
+    pub fn limit(
         source: Arc<dyn WaitSource>,
         key: Key,
         n: u64,
         timeout: Option<f64>,
         returns_true: bool,
     ) -> Self {
-        Self {
+        Self::new(Box::new(Limit {
             source,
             key,
             n,
             timeout,
             returns_true,
-            step: Mutex::new(Step::Fresh),
-        }
+        }))
     }
 
     /// For `__aenter__`, which the interpreter awaits at once, so it may act at
@@ -219,21 +339,23 @@ impl Acquiring {
             Now::MustWait => {}
         }
         let source: Arc<dyn WaitSource> = source.clone();
-        let mut this = Self::new(source, key, 1, timeout, false);
-        match this.start_waiting(py)? {
-            None => Ok(ready(py)?.into_any()),
-            Some(wait) => {
+        let mut this = Self::limit(source, key, 1, timeout, false);
+        match this.start_waiting(py) {
+            Ok(Started::Waiting(wait)) => {
                 *this.step.get_mut() = Step::Waiting(wait);
                 Ok(Py::new(py, this)?.into_any())
             }
+            Ok(Started::Done(outcome)) => outcome.and_then(|_| Ok(ready(py)?.into_any())),
+            Err(err) => Err(err),
         }
     }
 
-    fn finished(&self) -> PyResult<Option<Py<PyAny>>> {
-        if self.returns_true {
-            Err(PyStopIteration::new_err((true,)))
-        } else {
-            Ok(None)
+    /// How a coroutine ends with `outcome`: StopIteration carries a value.
+    fn finished(outcome: PyResult<Value>) -> PyResult<Option<Py<PyAny>>> {
+        match outcome? {
+            Value::Nothing => Ok(None),
+            Value::True => Err(PyStopIteration::new_err((true,))),
+            Value::Object(value) => Err(PyStopIteration::new_err((value,))),
         }
     }
 
@@ -257,55 +379,67 @@ impl Acquiring {
         outcome
     }
 
-    fn begin(&self, py: Python<'_>) -> (Step, PyResult<Option<Py<PyAny>>>) {
-        match self.source.try_now(&self.key, self.n, self.timeout) {
-            Now::Acquired => return (Step::Done, self.finished()),
-            Now::Failed(err) => return (Step::Done, Err(err)),
-            Now::MustWait => {}
+    fn begin(&self, py: Python<'_>) -> Stepped {
+        match self.op.try_now(py) {
+            Attempt::Done(outcome) => (Step::Done, Self::finished(outcome)),
+            Attempt::MustWait => self.wait_in_line(py),
         }
+    }
+
+    /// Joins the line with a new waiter and yields its future, or ends if
+    /// the wait turned out to be over already.
+    fn wait_in_line(&self, py: Python<'_>) -> Stepped {
         match self.start_waiting(py) {
-            Ok(Some(mut wait)) => {
+            Ok(Started::Waiting(mut wait)) => {
                 wait.yielded = true;
                 let future = wait.future.clone_ref(py);
                 (Step::Waiting(wait), Ok(Some(future)))
             }
-            Ok(None) => (Step::Done, self.finished()),
+            Ok(Started::Done(outcome)) => (Step::Done, Self::finished(outcome)),
             Err(err) => (Step::Done, Err(err)),
         }
     }
 
-    /// Queues a waiter on a new future of the running loop; `None` if capacity
-    /// came free meanwhile.
-    fn start_waiting(&self, py: Python<'_>) -> PyResult<Option<Wait>> {
-        let Some(event_loop) = running_loop(py)? else {
-            return Err(PyRuntimeError::new_err(format!(
-                "{} must be awaited in a running asyncio event loop, and none is running in this thread",
-                self.source.method_name()
-            )));
-        };
+    /// Queues a waiter on a new future of the running loop.
+    fn start_waiting(&self, py: Python<'_>) -> PyResult<Started> {
+        let prepared = running_loop(py).and_then(|event_loop| {
+            let Some(event_loop) = event_loop else {
+                return Err(PyRuntimeError::new_err(format!(
+                    "{} must be awaited in a running asyncio event loop, and none is running in this thread",
+                    self.op.method_name()
+                )));
+            };
+            let future = new_future(&event_loop)?;
+            let resolve = resolver(py)?.clone();
+            Ok((event_loop, future, resolve))
+        });
         // Everything that can fail happens before the waiter is queued, but for
         // the timer, which must follow it and takes the waiter out if it fails.
-        let future = new_future(&event_loop)?;
-        let resolve = resolver(py)?;
+        let (event_loop, future, resolve) = match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                self.op.abandon(None);
+                return Err(err);
+            }
+        };
         let handle = FutureHandle {
             event_loop: event_loop.clone().unbind(),
             future: Mutex::new(future.clone().unbind()),
             loop_thread: current_thread(),
         };
-        let waiter = Waiter::for_future(self.n, handle);
-        let (id, wake_in) = match self.source.enqueue(&self.key, &waiter, self.timeout) {
-            Queued::Acquired => return Ok(None),
-            Queued::Failed(err) => return Err(err),
-            Queued::Waiting { id, wake_in } => (id, wake_in),
+        let waiter = Waiter::for_future(self.op.weight(), handle);
+        let (id, wake_in) = match self.op.enqueue(py, &waiter) {
+            Lined::Done(outcome) => return Ok(Started::Done(outcome)),
+            Lined::Waiting { id, wake_in } => (id, wake_in),
         };
-        let timer = match arm_timer(&event_loop, resolve, &future, wake_in) {
+        let timer = match arm_timer(&event_loop, &resolve, &future, wake_in) {
             Ok(timer) => timer,
             Err(err) => {
-                self.source.abandon(&self.key, id, &waiter);
+                self.op.abandon(Some((id, &waiter)));
                 return Err(err);
             }
         };
-        Ok(Some(Wait {
+        Ok(Started::Waiting(Wait {
             id,
             waiter,
             future: future.unbind(),
@@ -335,10 +469,43 @@ impl Acquiring {
         Ok(true)
     }
 
-    fn resume(&self, py: Python<'_>, mut wait: Wait) -> (Step, PyResult<Option<Py<PyAny>>>) {
-        if wait.waiter.is_granted() && self.source.take_granted(&wait.waiter) {
-            cancel_timer(py, &wait);
-            return (Step::Done, self.finished());
+    /// Carries out what the operation decided after a grant or a wake-up.
+    fn follow(&self, py: Python<'_>, mut wait: Wait, resumed: Resumed) -> Stepped {
+        match resumed {
+            Resumed::Done(outcome) => {
+                cancel_timer(py, &wait);
+                (Step::Done, Self::finished(outcome))
+            }
+            Resumed::Again => {
+                cancel_timer(py, &wait);
+                self.wait_in_line(py)
+            }
+            Resumed::Sleep { wake_in } => match self.wait_again(py, &mut wait, wake_in) {
+                Ok(true) => {
+                    let future = wait.future.clone_ref(py);
+                    (Step::Waiting(wait), Ok(Some(future)))
+                }
+                Ok(false) => match self.op.granted(py, &wait.waiter) {
+                    Some(resumed) => self.follow(py, wait, resumed),
+                    None => {
+                        self.abandon(py, wait);
+                        let lost = "the wait ended without a grant";
+                        (Step::Done, Err(PyRuntimeError::new_err(lost)))
+                    }
+                },
+                Err(err) => {
+                    self.abandon(py, wait);
+                    (Step::Done, Err(err))
+                }
+            },
+        }
+    }
+
+    fn resume(&self, py: Python<'_>, mut wait: Wait) -> Stepped {
+        if wait.waiter.is_granted() {
+            if let Some(resumed) = self.op.granted(py, &wait.waiter) {
+                return self.follow(py, wait, resumed);
+            }
         }
         if !wait.yielded {
             wait.yielded = true;
@@ -352,33 +519,8 @@ impl Acquiring {
         {
             Ok(true) => {
                 // Completed without a grant: a timer, or a kick to look again.
-                match self
-                    .source
-                    .woken(&self.key, wait.id, &wait.waiter, self.timeout)
-                {
-                    Woken::Acquired => (Step::Done, self.finished()),
-                    Woken::Failed(err) => (Step::Done, Err(err)),
-                    Woken::WaitMore { wake_in } => match self.wait_again(py, &mut wait, wake_in) {
-                        Ok(true) => {
-                            let future = wait.future.clone_ref(py);
-                            (Step::Waiting(wait), Ok(Some(future)))
-                        }
-                        Ok(false) => {
-                            cancel_timer(py, &wait);
-                            if self.source.take_granted(&wait.waiter) {
-                                (Step::Done, self.finished())
-                            } else {
-                                self.abandon(py, wait);
-                                let lost = "the wait ended without a grant";
-                                (Step::Done, Err(PyRuntimeError::new_err(lost)))
-                            }
-                        }
-                        Err(err) => {
-                            self.abandon(py, wait);
-                            (Step::Done, Err(err))
-                        }
-                    },
-                }
+                let resumed = self.op.woken(py, wait.id, &wait.waiter);
+                self.follow(py, wait, resumed)
             }
             Ok(false) => {
                 // Stepped early: keep waiting on the same future.
@@ -401,7 +543,7 @@ impl Acquiring {
 
     fn abandon(&self, py: Python<'_>, wait: Wait) {
         cancel_timer(py, &wait);
-        self.source.abandon(&self.key, wait.id, &wait.waiter);
+        self.op.abandon(Some((wait.id, &wait.waiter)));
     }
 
     /// Leaves the queue (or gives back a grant that raced in) and ends.
@@ -417,6 +559,12 @@ impl Acquiring {
         }
         Ok(())
     }
+}
+
+/// Where `start_waiting` left the call.
+enum Started {
+    Waiting(Wait),
+    Done(PyResult<Value>),
 }
 
 /// A new future of `event_loop`, marked as a task expects a yielded one.
@@ -524,14 +672,11 @@ impl Acquiring {
             Step::Running => "running",
             Step::Done => "done",
         };
-        format!(
-            "<brakes {} n={} {state}>",
-            self.source.method_name(),
-            self.n
-        )
+        format!("<brakes {} {state}>", self.op.method_name())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.op.traverse(&visit)?;
         if let Some(step) = self.step.try_lock() {
             if let Step::Waiting(wait) = &*step {
                 visit.call(&wait.future)?;
@@ -549,7 +694,7 @@ impl Acquiring {
             .try_lock()
             .map(|mut s| std::mem::replace(&mut *s, Step::Done));
         if let Some(Step::Waiting(wait)) = current {
-            self.source.abandon(&self.key, wait.id, &wait.waiter);
+            self.op.abandon(Some((wait.id, &wait.waiter)));
         }
     }
 }
@@ -559,7 +704,7 @@ impl Drop for Acquiring {
         // A waiting awaitable that is dropped unawaited leaves the queue, and a
         // grant that reached it goes back.
         if let Step::Waiting(wait) = std::mem::replace(self.step.get_mut(), Step::Done) {
-            self.source.abandon(&self.key, wait.id, &wait.waiter);
+            self.op.abandon(Some((wait.id, &wait.waiter)));
         }
     }
 }

@@ -241,7 +241,7 @@ impl Bucket {
         let n = weight(n)?;
         let timeout = wait_seconds("timeout", timeout)?;
         let key = key_argument(key)?;
-        Ok(Acquiring::new(self.source(), key, n, timeout, true))
+        Ok(Acquiring::limit(self.source(), key, n, timeout, true))
     }
 
     /// Waits in this thread, with the GIL released, for `n` tokens and returns
