@@ -16,5 +16,9 @@ fn _brakes(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<py::bucket::LeakyBucket>()?;
     module.add_class::<py::bucket::BucketStats>()?;
     module.add_class::<py::clock::ManualClock>()?;
+    module.add_class::<py::queue::Queue>()?;
+    module.add_class::<py::queue::LifoQueue>()?;
+    module.add_class::<py::queue::PriorityQueue>()?;
+    module.add_class::<py::queue::QueueStats>()?;
     Ok(())
 }

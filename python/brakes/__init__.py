@@ -3,7 +3,8 @@
 Put the brakes on producers when consumers can't keep up: a `Gauge` lets at
 most N calls in at once and makes the rest wait, wait up to a bound, or fail
 at once; a `TokenBucket` or `LeakyBucket` limits the rate of calls, per key
-when needed. All of them work from threads and asyncio tasks alike.
+when needed; a bounded `Queue` blocks, refuses or drops what a producer puts
+when its consumer lags. All of them work from threads and asyncio tasks alike.
 """
 
 from brakes._brakes import (
@@ -12,7 +13,14 @@ from brakes._brakes import (
     Gauge,
     GaugeStats,
     LeakyBucket,
+    LifoQueue,
     Overloaded,
+    PriorityQueue,
+    Queue,
+    QueueEmpty,
+    QueueFull,
+    QueueShutDown,
+    QueueStats,
     RateLimited,
     TokenBucket,
 )
@@ -23,7 +31,14 @@ __all__ = [
     "Gauge",
     "GaugeStats",
     "LeakyBucket",
+    "LifoQueue",
     "Overloaded",
+    "PriorityQueue",
+    "Queue",
+    "QueueEmpty",
+    "QueueFull",
+    "QueueShutDown",
+    "QueueStats",
     "RateLimited",
     "TokenBucket",
 ]

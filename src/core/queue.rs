@@ -103,7 +103,6 @@ pub struct Queue<T, F> {
     state: Mutex<State<T, F>>,
     maxsize: u64,
     overflow: Overflow,
-    order: Order,
     counters: Counters,
 }
 
@@ -220,21 +219,12 @@ impl<T, F: Notify> Queue<T, F> {
             }),
             maxsize,
             overflow,
-            order,
             counters: Counters::default(),
         }
     }
 
-    pub fn maxsize(&self) -> u64 {
-        self.maxsize
-    }
-
     pub fn overflow(&self) -> Overflow {
         self.overflow
-    }
-
-    pub fn order(&self) -> Order {
-        self.order
     }
 
     /// Offers an item. `spot` is where `locate` placed it (priority order
@@ -351,6 +341,11 @@ impl<T, F: Notify> Queue<T, F> {
             .fetch_add(items.len() as u64, Ordering::Relaxed);
         self.wake(granted);
         items
+    }
+
+    /// Gives back a granted slot whose item could not be put.
+    pub fn release_slot(&self) {
+        self.give_back(1, 0);
     }
 
     /// Lets go of item reservations: the next consumers in line get them.

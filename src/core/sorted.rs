@@ -48,10 +48,6 @@ impl<T> Sorted<T> {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     pub fn layout(&self) -> Layout {
         Layout {
             version: self.version,
@@ -227,6 +223,6 @@ mod tests {
         .unwrap();
         assert_eq!(store.pop_first(), Some((5, 0)));
         assert_eq!(store.insert(spot, (1, 1)), Err((1, 1)));
-        assert!(store.is_empty());
+        assert_eq!(store.len(), 0);
     }
 }

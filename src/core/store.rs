@@ -85,10 +85,10 @@ impl<T> Store<T> {
     }
 
     /// Every item, in no promised order (for garbage collection).
-    pub fn for_each(&self, mut visit: impl FnMut(&T)) {
+    pub fn for_each(&self, visit: impl FnMut(&T)) {
         match self {
             Self::Fifo(items) | Self::Lifo(items) => items.iter().for_each(visit),
-            Self::Priority(items) => items.iter().for_each(|item| visit(item)),
+            Self::Priority(items) => items.iter().for_each(visit),
         }
     }
 }

@@ -172,14 +172,19 @@ pub enum Attempt {
 pub enum Lined {
     Done(PyResult<Value>),
     /// In line as `id`; look again after `wake_in` seconds if given.
-    Waiting { id: u64, wake_in: Option<f64> },
+    Waiting {
+        id: u64,
+        wake_in: Option<f64>,
+    },
 }
 
 /// What an operation does after its waiter was granted or woken.
 pub enum Resumed {
     Done(PyResult<Value>),
     /// Sleep again with the same waiter on a new future.
-    Sleep { wake_in: Option<f64> },
+    Sleep {
+        wake_in: Option<f64>,
+    },
     /// The grant was taken and more is wanted: join the line anew.
     Again,
 }

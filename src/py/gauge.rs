@@ -214,7 +214,13 @@ impl Gauge {
     fn acquire(&self, n: i64, timeout: Option<f64>) -> PyResult<Acquiring> {
         let n = weight(n)?;
         let timeout = wait_seconds("timeout", timeout)?;
-        Ok(Acquiring::limit(self.source(), Key::Shared, n, timeout, true))
+        Ok(Acquiring::limit(
+            self.source(),
+            Key::Shared,
+            n,
+            timeout,
+            true,
+        ))
     }
 
     /// Waits in this thread, with the GIL released, for `n` permits and

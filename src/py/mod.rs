@@ -9,3 +9,4 @@ pub mod decorator;
 pub mod errors;
 pub mod gauge;
 pub mod keys;
+pub mod queue;
