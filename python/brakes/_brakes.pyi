@@ -1,8 +1,11 @@
 """Type stubs for the native module `brakes._brakes`."""
 
+import asyncio
+import queue
+import sys
 from collections.abc import Callable, Coroutine, Generator
-from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, final, type_check_only
+from types import GenericAlias, TracebackType
+from typing import Any, Generic, Literal, Self, TypeVar, final, type_check_only
 
 from typing_extensions import disjoint_base
 
@@ -20,7 +23,23 @@ class Overloaded(BrakesError):
 class RateLimited(Overloaded):
     """A rate limiter said no; `retry_after` is always known."""
 
+class QueueFull(Overloaded, asyncio.QueueFull, queue.Full):
+    """The queue has no room and the put may not wait (or its wait ran out)."""
+
+class QueueEmpty(BrakesError, asyncio.QueueEmpty, queue.Empty):
+    """The queue has no item and the get may not wait (or its wait ran out)."""
+
+if sys.version_info >= (3, 13):
+    class QueueShutDown(BrakesError, asyncio.QueueShutDown, queue.ShutDown):
+        """The queue was shut down."""
+
+else:
+    class QueueShutDown(BrakesError):
+        """The queue was shut down."""
+
 _T_co = TypeVar("_T_co", covariant=True)
+_T = TypeVar("_T")
+_Overflow = Literal["block", "reject", "drop_new", "drop_old"]
 
 @type_check_only
 class _NativeCoroutine(Coroutine[Any, Any, _T_co]):
@@ -178,6 +197,82 @@ class BucketStats:
     @property
     def cancelled(self) -> int: ...
 
+@disjoint_base
+class Queue(Generic[_T]):
+    """A bounded queue for tasks and threads: a drop-in for asyncio.Queue."""
+
+    def __new__(
+        cls,
+        maxsize: int = 0,
+        *,
+        overflow: _Overflow = "block",
+        on_drop: Callable[[_T], object] | None = None,
+    ) -> Self: ...
+    def __class_getitem__(cls, item: Any) -> GenericAlias: ...
+    @property
+    def maxsize(self) -> int: ...
+    @property
+    def overflow(self) -> _Overflow: ...
+    @property
+    def is_shut_down(self) -> bool: ...
+    def qsize(self) -> int: ...
+    def empty(self) -> bool: ...
+    def full(self) -> bool: ...
+    def put(self, item: _T) -> Coroutine[Any, Any, None]: ...
+    def put_nowait(self, item: _T) -> None: ...
+    def put_blocking(self, item: _T, *, timeout: float | None = None) -> None: ...
+    def get(self) -> Coroutine[Any, Any, _T]: ...
+    def get_nowait(self) -> _T: ...
+    def get_blocking(self, *, timeout: float | None = None) -> _T: ...
+    def get_batch(
+        self, max_items: int, *, linger: float = 0.0, timeout: float | None = None
+    ) -> Coroutine[Any, Any, list[_T]]: ...
+    def get_batch_blocking(
+        self, max_items: int, *, linger: float = 0.0, timeout: float | None = None
+    ) -> list[_T]: ...
+    def task_done(self) -> None: ...
+    def join(self) -> Coroutine[Any, Any, None]: ...
+    def join_blocking(self, *, timeout: float | None = None) -> None: ...
+    def shutdown(self, immediate: bool = False) -> None: ...
+    def stats(self) -> QueueStats: ...
+    def __aiter__(self) -> Self: ...
+    def __anext__(self) -> Coroutine[Any, Any, _T]: ...
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> _T: ...
+
+@disjoint_base
+class LifoQueue(Queue[_T]):
+    """A Queue that hands out the newest item first."""
+
+@disjoint_base
+class PriorityQueue(Queue[_T]):
+    """A Queue that hands out the smallest item first."""
+
+@final
+class QueueStats:
+    """A frozen snapshot of a queue: its state and counters."""
+
+    @property
+    def maxsize(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def unfinished(self) -> int: ...
+    @property
+    def putters_waiting(self) -> int: ...
+    @property
+    def getters_waiting(self) -> int: ...
+    @property
+    def put(self) -> int: ...
+    @property
+    def got(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def rejected(self) -> int: ...
+    @property
+    def shut_down(self) -> bool: ...
+
 @final
 class ManualClock:
     """A clock that moves only when told to."""
@@ -193,8 +288,15 @@ __all__ = [
     "Gauge",
     "GaugeStats",
     "LeakyBucket",
+    "LifoQueue",
     "ManualClock",
     "Overloaded",
+    "PriorityQueue",
+    "Queue",
+    "QueueEmpty",
+    "QueueFull",
+    "QueueShutDown",
+    "QueueStats",
     "RateLimited",
     "Ready",
     "TokenBucket",

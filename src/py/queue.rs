@@ -279,7 +279,8 @@ fn interrupted(err: Option<PyErr>) -> PyErr {
 #[pymethods]
 impl Queue {
     #[new]
-    #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None))]
+    #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None),
+           text_signature = "(maxsize=0, *, overflow='block', on_drop=None)")]
     fn new(
         py: Python<'_>,
         maxsize: Option<&Bound<'_, PyAny>>,
@@ -581,13 +582,14 @@ fn new_queue(
 
 /// A `Queue` that hands out the newest item first, as `asyncio.LifoQueue`.
 /// `drop_old` discards the oldest item, at the bottom.
-#[pyclass(frozen, extends = Queue, module = "brakes")]
+#[pyclass(frozen, subclass, extends = Queue, module = "brakes")]
 pub struct LifoQueue;
 
 #[pymethods]
 impl LifoQueue {
     #[new]
-    #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None))]
+    #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None),
+           text_signature = "(maxsize=0, *, overflow='block', on_drop=None)")]
     fn new(
         py: Python<'_>,
         maxsize: Option<&Bound<'_, PyAny>>,
@@ -603,13 +605,14 @@ impl LifoQueue {
 /// `asyncio.PriorityQueue` (items are often `(priority, data)` tuples); equal
 /// items leave in arrival order. `drop_old` discards the largest item: the
 /// lowest priority.
-#[pyclass(frozen, extends = Queue, module = "brakes")]
+#[pyclass(frozen, subclass, extends = Queue, module = "brakes")]
 pub struct PriorityQueue;
 
 #[pymethods]
 impl PriorityQueue {
     #[new]
-    #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None))]
+    #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None),
+           text_signature = "(maxsize=0, *, overflow='block', on_drop=None)")]
     fn new(
         py: Python<'_>,
         maxsize: Option<&Bound<'_, PyAny>>,
