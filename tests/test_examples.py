@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import pathlib
+import sys
 import threading
 import time
 import urllib.error
@@ -24,6 +25,7 @@ def load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -146,3 +148,48 @@ def test_token_bucket_seed_spends_the_burst_then_passes_every_other_request() ->
     assert passed[:5] == [True] * 5
     # After the burst, 20 requests over 2 s at 5 per second: 10 pass.
     assert sum(passed[10:]) == 10
+
+
+def test_buffered_channel_holds_the_producer_within_the_buffer() -> None:
+    example = load("buffered_channel")
+    gate = threading.Semaphore(0)
+    lines: list[str] = []
+
+    def sent() -> int:
+        return sum(line.startswith("sent") for line in lines)
+
+    result: list[list[tuple[str, int]]] = []
+    runner = threading.Thread(
+        target=lambda: result.append(
+            example.run(consume=lambda item: gate.acquire(), log=lines.append)
+        )
+    )
+    runner.start()
+    # The consumer holds item 0 and waits at the gate: 3 more fill the buffer.
+    wait_until(lambda: sent() >= 4)
+    assert sent() == 4
+    for _ in range(10):
+        gate.release()
+    runner.join(timeout=10)
+    events = result[0]
+    in_flight = 0
+    for kind, _ in events:
+        in_flight += 1 if kind == "sent" else -1
+        assert in_flight <= 3 + 1, "the buffer, plus the item in the consumer's hands"
+    assert [n for kind, n in events if kind == "received"] == list(range(10))
+
+
+def test_bounded_queue_never_holds_more_than_five() -> None:
+    example = load("bounded_queue")
+    report = asyncio.run(example.run(consumer_delay=0.001, log=lambda _: None))
+    assert report.received == list(range(20))
+    assert report.largest_size == 5
+    assert report.puts_that_waited >= 14, "the producer was held back by the consumer"
+
+
+def test_drop_when_full_keeps_the_oldest_or_the_newest() -> None:
+    example = load("drop_when_full")
+    received, dropped = asyncio.run(example.run("drop_new", log=lambda _: None))
+    assert (received, dropped) == (list(range(5)), list(range(5, 20)))
+    received, dropped = asyncio.run(example.run("drop_old", log=lambda _: None))
+    assert (received, dropped) == (list(range(15, 20)), list(range(15)))

@@ -417,7 +417,9 @@ def test_items_dropped_or_removed_are_released() -> None:
 
 
 def test_a_reference_cycle_through_a_queue_is_collected() -> None:
-    q: Queue[Any] = Queue(on_drop=lambda item: q)
+    holder: list[Any] = []
+    q: Queue[Any] = Queue(on_drop=holder.append)
+    holder.append(q)  # q -> on_drop -> holder -> q
     q.put_nowait(q)
     q.put_nowait([q])
     ref = weakref.ref(q)
