@@ -423,7 +423,7 @@ def test_a_reference_cycle_through_a_queue_is_collected() -> None:
     q.put_nowait(q)
     q.put_nowait([q])
     ref = weakref.ref(q)
-    del q
+    del q, holder
     gc.collect()
     assert ref() is None
 
