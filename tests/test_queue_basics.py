@@ -440,3 +440,16 @@ def test_a_million_put_get_cycles_keep_memory_flat() -> None:
         q.get_nowait()
     gc.collect()
     assert sys.getallocatedblocks() - before < 1000
+
+
+def test_awaited_gets_return_awkward_items_unchanged() -> None:
+    # Tuples and exceptions are how a coroutine's StopIteration could mislead.
+    items: list[Any] = [(1, 2), (), [3], None, StopIteration(5), ValueError("x"), StopIteration]
+
+    async def main() -> list[Any]:
+        q: Queue[Any] = Queue()
+        for item in items:
+            q.put_nowait(item)
+        return [await q.get() for _ in items]
+
+    assert all(a is b for a, b in zip(asyncio.run(main()), items, strict=True))

@@ -359,8 +359,8 @@ impl Acquiring {
     fn finished(outcome: PyResult<Value>) -> PyResult<Option<Py<PyAny>>> {
         match outcome? {
             Value::Nothing => Ok(None),
-            Value::True => Err(PyStopIteration::new_err((true,))),
-            Value::Object(value) => Err(PyStopIteration::new_err((value,))),
+            Value::True => Err(PyStopIteration::new_err(true)),
+            Value::Object(value) => Err(stop_iteration(value)),
         }
     }
 
@@ -570,6 +570,24 @@ impl Acquiring {
 enum Started {
     Waiting(Wait),
     Done(PyResult<Value>),
+}
+
+/// The StopIteration that returns `value` from an awaitable. Set with the
+/// value itself rather than an argument tuple, the interpreter takes the value
+/// without making an exception object. A tuple must be wrapped, or it would
+/// be read as the exception's arguments, and so must an exception, or it
+/// would be taken for the StopIteration itself.
+fn stop_iteration(value: Py<PyAny>) -> PyErr {
+    let must_wrap = Python::attach(|py| {
+        let value = value.bind(py);
+        value.is_instance_of::<pyo3::types::PyTuple>()
+            || value.is_instance_of::<pyo3::exceptions::PyBaseException>()
+    });
+    if must_wrap {
+        PyStopIteration::new_err((value,))
+    } else {
+        PyStopIteration::new_err(value)
+    }
 }
 
 /// A new future of `event_loop`, marked as a task expects a yielded one.
