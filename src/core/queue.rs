@@ -59,6 +59,7 @@ pub enum Offer<T> {
 /// The answer of taking without waiting.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Take<T> {
+    One(T),
     Items(Vec<T>),
     Empty,
     ShutDown,
@@ -103,6 +104,8 @@ pub struct Queue<T, F> {
     state: Mutex<State<T, F>>,
     maxsize: u64,
     overflow: Overflow,
+    /// Priority order: items must be located (compared) before insertion.
+    sorted: bool,
     counters: Counters,
 }
 
@@ -219,6 +222,7 @@ impl<T, F: Notify> Queue<T, F> {
             }),
             maxsize,
             overflow,
+            sorted: order == Order::Priority,
             counters: Counters::default(),
         }
     }
@@ -317,6 +321,26 @@ impl<T, F: Notify> Queue<T, F> {
             .fetch_add(items.len() as u64, Ordering::Relaxed);
         self.wake(granted);
         Take::Items(items)
+    }
+
+    /// Takes the next item nobody else was granted, without waiting.
+    pub fn take_one(&self) -> Take<T> {
+        let mut state = self.state.lock();
+        if state.available() == 0 {
+            return if state.shut_down {
+                Take::ShutDown
+            } else {
+                Take::Empty
+            };
+        }
+        let Some(item) = state.store.take() else {
+            return Take::Empty;
+        };
+        let granted = state.grant(self.maxsize);
+        drop(state);
+        self.counters.got.fetch_add(1, Ordering::Relaxed);
+        self.wake(granted);
+        Take::One(item)
     }
 
     /// Reserves up to `max` items nobody else was granted, leaving them in
@@ -515,8 +539,12 @@ impl<T, F: Notify> Queue<T, F> {
         })
     }
 
-    /// The shape of a priority store, to `locate` a new item in.
+    /// The shape of a priority store, to `locate` a new item in; None (and
+    /// no lock taken) for the other orders.
     pub fn layout(&self) -> Option<Layout> {
+        if !self.sorted {
+            return None;
+        }
         self.state.lock().store.sorted().map(|s| s.layout())
     }
 

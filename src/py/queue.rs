@@ -245,19 +245,20 @@ impl Queue {
         })
     }
 
-    fn take_one(&self, py: Python<'_>, items: Vec<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    fn first_item(&self, py: Python<'_>, items: Vec<Py<PyAny>>) -> PyResult<Py<PyAny>> {
         items.into_iter().next().ok_or_else(|| queue_shut_down(py))
     }
 
     fn get_here(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        match self.core.take_now(1) {
-            Take::Items(items) => return self.take_one(py, items),
+        match self.core.take_one() {
+            Take::One(item) => return Ok(item),
+            Take::Items(items) => return self.first_item(py, items),
             Take::ShutDown => return Err(queue_shut_down(py)),
             Take::Empty if timeout == Some(0.0) => return Err(self.empty_error(py)),
             Take::Empty => {}
         }
         match self.wait_here(py, Line::Getters, timeout) {
-            (Waited::Granted, _) => self.take_one(py, self.core.take_reserved(1)),
+            (Waited::Granted, _) => self.first_item(py, self.core.take_reserved(1)),
             (Waited::TimedOut, _) => Err(queue_empty(
                 py,
                 "no item came within the timeout".to_owned(),
@@ -742,7 +743,8 @@ impl Get {
 
 impl Operation for Get {
     fn try_now(&self, py: Python<'_>) -> Attempt {
-        match self.queue.get().core.take_now(1) {
+        match self.queue.get().core.take_one() {
+            Take::One(item) => Attempt::Done(Ok(Value::Object(item))),
             Take::Items(items) => match items.into_iter().next() {
                 Some(item) => Attempt::Done(Ok(Value::Object(item))),
                 None => Attempt::MustWait,
