@@ -10,7 +10,10 @@ fn fifo(maxsize: u64, overflow: Overflow) -> TestQueue {
 }
 
 fn take_one(queue: &TestQueue) -> Take<u32> {
-    queue.take_now(1)
+    match queue.take_one() {
+        Take::One(item) => Take::Items(vec![item]),
+        other => other,
+    }
 }
 
 #[test]
@@ -207,6 +210,7 @@ fn threads_move_every_item_exactly_once_in_producer_order() {
                 loop {
                     match queue.take_now(3) {
                         Take::Items(items) => seen.extend(items),
+                        Take::One(item) => seen.push(item),
                         Take::ShutDown => return seen,
                         Take::Empty => match queue.wait_blocking(Line::Getters, None, never) {
                             Waited::Granted => seen.extend(queue.take_reserved(1)),
