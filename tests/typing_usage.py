@@ -100,3 +100,34 @@ async def use_buckets() -> None:
 
 
 public: list[str] = brakes.__all__
+
+queue: brakes.Queue[int] = brakes.Queue(10, overflow="drop_old", on_drop=lambda item: None)
+queue.put_nowait(1)
+queue.put_blocking(2, timeout=0.5)
+first: int = queue.get_nowait() + queue.get_blocking(timeout=None)
+batch: list[int] = queue.get_batch_blocking(10, linger=0.01, timeout=0)
+sizes: int = queue.qsize() + queue.maxsize
+flags: bool = queue.empty() or queue.full() or queue.is_shut_down
+queue_stats: brakes.QueueStats = queue.stats()
+queue_counts: int = queue_stats.put + queue_stats.got + queue_stats.dropped + queue_stats.rejected
+queue_counts += queue_stats.size + queue_stats.unfinished + queue_stats.maxsize
+queue_counts += queue_stats.putters_waiting + queue_stats.getters_waiting
+stopped: bool = queue_stats.shut_down
+lifo: brakes.LifoQueue[str] = brakes.LifoQueue()
+ranked: brakes.PriorityQueue[tuple[int, str]] = brakes.PriorityQueue(5, overflow="reject")
+queue.task_done()
+queue.join_blocking(timeout=1.0)
+queue.shutdown(immediate=True)
+errors: tuple[type[Exception], ...] = (brakes.QueueFull, brakes.QueueEmpty, brakes.QueueShutDown)
+for item in queue:
+    first += item
+
+
+async def use_queues() -> None:
+    await queue.put(3)
+    got: int = await queue.get()
+    items: list[int] = await queue.get_batch(5, linger=0.0, timeout=None)
+    await queue.join()
+    async for each in queue:
+        got += each
+    del got, items

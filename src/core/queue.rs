@@ -60,7 +60,6 @@ pub enum Offer<T> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Take<T> {
     One(T),
-    Items(Vec<T>),
     Empty,
     ShutDown,
 }
@@ -300,27 +299,6 @@ impl<T, F: Notify> Queue<T, F> {
         self.counters.put.fetch_add(1, Ordering::Relaxed);
         self.wake(granted);
         Offer::Stored
-    }
-
-    /// Takes up to `max` items that nobody else was granted, without waiting.
-    pub fn take_now(&self, max: u64) -> Take<T> {
-        let mut state = self.state.lock();
-        let count = state.available().min(max);
-        if count == 0 {
-            return if state.shut_down {
-                Take::ShutDown
-            } else {
-                Take::Empty
-            };
-        }
-        let items = state.take_items(count);
-        let granted = state.grant(self.maxsize);
-        drop(state);
-        self.counters
-            .got
-            .fetch_add(items.len() as u64, Ordering::Relaxed);
-        self.wake(granted);
-        Take::Items(items)
     }
 
     /// Takes the next item nobody else was granted, without waiting.

@@ -9,11 +9,16 @@ fn fifo(maxsize: u64, overflow: Overflow) -> TestQueue {
     Queue::new(maxsize, Order::Fifo, overflow)
 }
 
-fn take_one(queue: &TestQueue) -> Take<u32> {
-    match queue.take_one() {
-        Take::One(item) => Take::Items(vec![item]),
-        other => other,
+/// Takes up to `max` items without waiting, as a consumer would one by one.
+fn take_up_to(queue: &TestQueue, max: usize) -> Vec<u32> {
+    let mut items = Vec::new();
+    while items.len() < max {
+        match queue.take_one() {
+            Take::One(item) => items.push(item),
+            _ => break,
+        }
     }
+    items
 }
 
 #[test]
@@ -27,7 +32,7 @@ fn items_leave_in_the_order_of_the_queue_kind() {
         for item in [1, 3, 2] {
             put_sorted(&queue, item);
         }
-        assert_eq!(queue.take_now(10), Take::Items(expected));
+        assert_eq!(take_up_to(&queue, 10), expected);
     }
 }
 
@@ -59,7 +64,7 @@ fn a_full_queue_refuses_drops_new_or_drops_old_as_told() {
         assert_eq!(queue.offer(1, None, false), Offer::Stored);
         assert_eq!(queue.offer(2, None, false), Offer::Stored);
         assert_eq!(queue.offer(3, None, false), answer);
-        assert_eq!(queue.take_now(5), Take::Items(left));
+        assert_eq!(take_up_to(&queue, 5), left);
         // A dropped item counts as done; what is left must be marked done.
         assert_eq!(queue.unfinished(), 2);
     }
@@ -71,7 +76,7 @@ fn drop_old_in_priority_order_drops_the_lowest_priority() {
     put_sorted(&queue, 5);
     put_sorted(&queue, 1);
     assert_eq!(put_sorted(&queue, 3), Offer::Dropped(5));
-    assert_eq!(queue.take_now(5), Take::Items(vec![1, 3]));
+    assert_eq!(take_up_to(&queue, 5), vec![1, 3]);
 }
 
 #[test]
@@ -110,7 +115,7 @@ fn a_granted_putter_that_gives_up_passes_the_slot_on() {
         queue.enqueue(Line::Putters, &second),
         Enqueued::Queued(_)
     ));
-    assert_eq!(queue.take_now(1), Take::Items(vec![1]));
+    assert_eq!(take_up_to(&queue, 1), vec![1]);
     assert!(first.is_granted());
     assert!(
         queue.is_full(),
@@ -119,7 +124,7 @@ fn a_granted_putter_that_gives_up_passes_the_slot_on() {
     queue.abandon(Line::Putters, first_id, &first);
     assert!(second.is_granted() && second.take());
     assert_eq!(queue.put_reserved(2, None), Offer::Stored);
-    assert_eq!(take_one(&queue), Take::Items(vec![2]));
+    assert_eq!(queue.take_one(), Take::One(2));
 }
 
 #[test]
@@ -136,8 +141,8 @@ fn shutdown_fails_producers_and_lets_consumers_drain() {
         Waited::ShutDown
     );
     assert_eq!(queue.offer(2, None, false), Offer::ShutDown(2));
-    assert_eq!(take_one(&queue), Take::Items(vec![1]));
-    assert_eq!(take_one(&queue), Take::ShutDown);
+    assert_eq!(queue.take_one(), Take::One(1));
+    assert_eq!(queue.take_one(), Take::ShutDown);
 }
 
 #[test]
@@ -154,7 +159,7 @@ fn immediate_shutdown_removes_items_and_counts_them_done() {
     assert_eq!(queue.shutdown(true), vec![0, 1, 2]);
     assert_eq!(queue.unfinished(), 0);
     assert!(joiner.is_granted());
-    assert_eq!(take_one(&queue), Take::ShutDown);
+    assert_eq!(queue.take_one(), Take::ShutDown);
 }
 
 #[test]
@@ -208,8 +213,7 @@ fn threads_move_every_item_exactly_once_in_producer_order() {
             std::thread::spawn(move || {
                 let mut seen = Vec::new();
                 loop {
-                    match queue.take_now(3) {
-                        Take::Items(items) => seen.extend(items),
+                    match queue.take_one() {
                         Take::One(item) => seen.push(item),
                         Take::ShutDown => return seen,
                         Take::Empty => match queue.wait_blocking(Line::Getters, None, never) {

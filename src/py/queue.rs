@@ -252,7 +252,6 @@ impl Queue {
     fn get_here(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         match self.core.take_one() {
             Take::One(item) => return Ok(item),
-            Take::Items(items) => return self.first_item(py, items),
             Take::ShutDown => return Err(queue_shut_down(py)),
             Take::Empty if timeout == Some(0.0) => return Err(self.empty_error(py)),
             Take::Empty => {}
@@ -745,10 +744,6 @@ impl Operation for Get {
     fn try_now(&self, py: Python<'_>) -> Attempt {
         match self.queue.get().core.take_one() {
             Take::One(item) => Attempt::Done(Ok(Value::Object(item))),
-            Take::Items(items) => match items.into_iter().next() {
-                Some(item) => Attempt::Done(Ok(Value::Object(item))),
-                None => Attempt::MustWait,
-            },
             Take::Empty => Attempt::MustWait,
             Take::ShutDown => Attempt::Done(Err(self.shut_down(py))),
         }
