@@ -240,11 +240,9 @@ class Queue(Generic[_T]):
     def __iter__(self) -> Self: ...
     def __next__(self) -> _T: ...
 
-@disjoint_base
 class LifoQueue(Queue[_T]):
     """A Queue that hands out the newest item first."""
 
-@disjoint_base
 class PriorityQueue(Queue[_T]):
     """A Queue that hands out the smallest item first."""
 
