@@ -117,7 +117,8 @@ def test_timeouts_and_cancellations_lose_and_duplicate_nothing() -> None:
             item = (f"t{seed}", n)
             try:
                 if rng.random() < 0.5:
-                    q.put_blocking(item, timeout=rng.choice([0, 0.0005, None]))
+                    # Always a timeout: once the other side is done, nobody makes room.
+                    q.put_blocking(item, timeout=rng.choice([0, 0.0005, 0.002]))
                     with lock:
                         put_ok.append(item)
                 else:
