@@ -631,6 +631,39 @@ fn batch_list(py: Python<'_>, items: Vec<Py<PyAny>>) -> PyResult<Py<PyList>> {
     Ok(PyList::new(py, items)?.unbind())
 }
 
+/// The waiting a put and a get share: one slot or one item, in `line`.
+/// `claim` uses a grant; `shut_down` is the error a shutdown ends the wait with.
+fn join_line(
+    queue: &Queue,
+    line: Line,
+    waiter: &Arc<FutureWaiter>,
+    claim: impl FnOnce() -> PyResult<Value>,
+    shut_down: impl FnOnce() -> PyErr,
+) -> Lined {
+    match queue.core.enqueue(line, waiter) {
+        Enqueued::Granted => Lined::Done(claim()),
+        Enqueued::ShutDown => Lined::Done(Err(shut_down())),
+        Enqueued::Queued(id) => Lined::Waiting { id, wake_in: None },
+    }
+}
+
+/// Only a shutdown wakes a producer or consumer without a grant; a grant
+/// that raced in is used instead.
+fn woken_in_line(
+    queue: &Queue,
+    line: Line,
+    id: u64,
+    waiter: &FutureWaiter,
+    claim: impl FnOnce() -> PyResult<Value>,
+    shut_down: impl FnOnce() -> PyErr,
+) -> Resumed {
+    match queue.core.settle(line, id, waiter, Waited::ShutDown) {
+        Waited::Granted => Resumed::Done(claim()),
+        _ if queue.core.is_shut_down() => Resumed::Done(Err(shut_down())),
+        _ => Resumed::Again,
+    }
+}
+
 /// `await queue.put(item)`.
 struct Put {
     queue: Py<Queue>,
@@ -675,26 +708,20 @@ impl Operation for Put {
         }
     }
     fn enqueue(&self, py: Python<'_>, waiter: &Arc<FutureWaiter>) -> Lined {
-        match self.queue.get().core.enqueue(Line::Putters, waiter) {
-            Enqueued::Granted => Lined::Done(self.put_granted(py)),
-            Enqueued::ShutDown => Lined::Done(Err(queue_shut_down(py))),
-            Enqueued::Queued(id) => Lined::Waiting { id, wake_in: None },
-        }
+        let claim = || self.put_granted(py);
+        join_line(self.queue.get(), Line::Putters, waiter, claim, || {
+            queue_shut_down(py)
+        })
     }
     fn granted(&self, py: Python<'_>, waiter: &FutureWaiter) -> Option<Resumed> {
         waiter.take().then(|| Resumed::Done(self.put_granted(py)))
     }
     fn woken(&self, py: Python<'_>, id: u64, waiter: &FutureWaiter) -> Resumed {
-        // Only a shutdown wakes a producer without a grant.
+        let claim = || self.put_granted(py);
         let queue = self.queue.get();
-        match queue
-            .core
-            .settle(Line::Putters, id, waiter, Waited::ShutDown)
-        {
-            Waited::Granted => Resumed::Done(self.put_granted(py)),
-            _ if queue.core.is_shut_down() => Resumed::Done(Err(queue_shut_down(py))),
-            _ => Resumed::Again,
-        }
+        woken_in_line(queue, Line::Putters, id, waiter, claim, || {
+            queue_shut_down(py)
+        })
     }
     fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>) {
         if let Some((id, waiter)) = waiting {
@@ -749,26 +776,20 @@ impl Operation for Get {
         }
     }
     fn enqueue(&self, py: Python<'_>, waiter: &Arc<FutureWaiter>) -> Lined {
-        match self.queue.get().core.enqueue(Line::Getters, waiter) {
-            Enqueued::Granted => Lined::Done(self.take_granted(py)),
-            Enqueued::ShutDown => Lined::Done(Err(self.shut_down(py))),
-            Enqueued::Queued(id) => Lined::Waiting { id, wake_in: None },
-        }
+        let claim = || self.take_granted(py);
+        join_line(self.queue.get(), Line::Getters, waiter, claim, || {
+            self.shut_down(py)
+        })
     }
     fn granted(&self, py: Python<'_>, waiter: &FutureWaiter) -> Option<Resumed> {
         waiter.take().then(|| Resumed::Done(self.take_granted(py)))
     }
     fn woken(&self, py: Python<'_>, id: u64, waiter: &FutureWaiter) -> Resumed {
-        // Only a shutdown wakes a consumer without a grant.
+        let claim = || self.take_granted(py);
         let queue = self.queue.get();
-        match queue
-            .core
-            .settle(Line::Getters, id, waiter, Waited::ShutDown)
-        {
-            Waited::Granted => Resumed::Done(self.take_granted(py)),
-            _ if queue.core.is_shut_down() => Resumed::Done(Err(self.shut_down(py))),
-            _ => Resumed::Again,
-        }
+        woken_in_line(queue, Line::Getters, id, waiter, claim, || {
+            self.shut_down(py)
+        })
     }
     fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>) {
         if let Some((id, waiter)) = waiting {
