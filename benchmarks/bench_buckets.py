@@ -12,10 +12,7 @@ bucket and compare the achieved rate and the lateness of wake-ups.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import datetime
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,7 +27,7 @@ import limits.strategies
 import pyrate_limiter
 import throttled
 import token_bucket
-from side_by_side import Row, Scenario, measure, pinned_to_one_cpu, table
+from side_by_side import Row, Scenario, measure, pinned_to_one_cpu, start, table
 
 import brakes
 
@@ -245,17 +242,9 @@ def pace_rows(rounds: int, seconds: float) -> list[tuple[str, float, float, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=9, help="paired rounds per scenario")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the counts")
-    args = parser.parse_args()
+    args = start(__doc__, rounds=9)
     rows = measure(speed_scenarios(args.scale), args.rounds)
     rows.append(memory_row(args.scale))
-    print(
-        f"brakes on CPython {platform.python_version()}, {platform.machine()}, "
-        f"{datetime.date.today().isoformat()}; median of {args.rounds} paired rounds\n",
-        file=sys.stderr,
-    )
     print(table(rows))
     fastest: dict[str, float] = {}
     for title, _, ratio, _ in rows:

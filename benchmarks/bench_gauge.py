@@ -7,18 +7,14 @@ means brakes is faster. Run with `python benchmarks/bench_gauge.py`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import datetime
-import platform
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio
-from side_by_side import Scenario, measure, pinned_to_one_cpu, table
+from side_by_side import Scenario, measure, pinned_to_one_cpu, start, table
 
 import brakes
 
@@ -130,18 +126,8 @@ def scenarios(scale: float) -> list[Scenario]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=15, help="alternating rounds per scenario")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the iteration counts")
-    args = parser.parse_args()
-    rows = measure(scenarios(args.scale), args.rounds)
-    print(
-        f"brakes on CPython {platform.python_version()}, "
-        f"{platform.machine()}, {datetime.date.today().isoformat()}; "
-        f"median of {args.rounds} paired rounds\n",
-        file=sys.stderr,
-    )
-    print(table(rows))
+    args = start(__doc__, rounds=15)
+    print(table(measure(scenarios(args.scale), args.rounds)))
 
 
 if __name__ == "__main__":

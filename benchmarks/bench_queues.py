@@ -7,12 +7,8 @@ one process, and reports the median of paired ratios (brakes / peer): below
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import datetime
-import platform
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +16,7 @@ from typing import Any
 
 import culsans
 import janus
-from side_by_side import Scenario, measure, pinned_to_one_cpu, table
+from side_by_side import Scenario, measure, pinned_to_one_cpu, start, table
 
 import brakes
 
@@ -64,17 +60,23 @@ def culsans_bridge(maxsize: int) -> tuple[Callable[[Any], None], Callable[[], An
     return q.sync_q.put, q.async_q.get
 
 
+def start_producer(put: Callable[[Any], None], items: int) -> threading.Thread:
+    """A thread that puts `items` numbers, started now."""
+
+    def produce() -> None:
+        for n in range(items):
+            put(n)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    return producer
+
+
 def thread_to_task(make: Callable[[int], Any], items: int) -> float:
     async def main() -> float:
         put, get = make(100)  # made on the running loop, as janus requires
-
-        def produce() -> None:
-            for n in range(items):
-                put(n)
-
-        producer = threading.Thread(target=produce)
         started = time.perf_counter()
-        producer.start()
+        producer = start_producer(put, items)
         for _ in range(items):
             await get()
         elapsed = time.perf_counter() - started
@@ -89,14 +91,8 @@ def thread_to_task(make: Callable[[int], Any], items: int) -> float:
 
 def thread_to_thread(make: Callable[[], Any], items: int) -> float:
     put, get = make()
-
-    def produce() -> None:
-        for n in range(items):
-            put(n)
-
-    producer = threading.Thread(target=produce)
     started = time.perf_counter()
-    producer.start()
+    producer = start_producer(put, items)
     for _ in range(items):
         get()
     elapsed = time.perf_counter() - started
@@ -181,18 +177,8 @@ def scenarios(scale: float) -> list[Scenario]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=9, help="alternating rounds per scenario")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the item counts")
-    args = parser.parse_args()
-    rows = measure(scenarios(args.scale), args.rounds)
-    print(
-        f"brakes on CPython {platform.python_version()}, "
-        f"{platform.machine()}, {datetime.date.today().isoformat()}; "
-        f"median of {args.rounds} paired rounds\n",
-        file=sys.stderr,
-    )
-    print(table(rows))
+    args = start(__doc__, rounds=9)
+    print(table(measure(scenarios(args.scale), args.rounds)))
 
 
 if __name__ == "__main__":

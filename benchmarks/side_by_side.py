@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import os
+import platform
 import statistics
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -62,3 +66,17 @@ def table(rows: list[Row]) -> str:
     for title, peer, ratio, spread in rows:
         lines.append(f"| {title} | `{peer}` | {ratio:.2f} | {spread:.2f} |")
     return "\n".join(lines)
+
+
+def start(description: str | None, rounds: int) -> argparse.Namespace:
+    """Reads `--rounds` and `--scale`, and says on stderr what runs where."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=rounds, help="paired rounds per scenario")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the counts")
+    args = parser.parse_args()
+    print(
+        f"brakes on CPython {platform.python_version()}, {platform.machine()}, "
+        f"{datetime.date.today().isoformat()}; median of {args.rounds} paired rounds\n",
+        file=sys.stderr,
+    )
+    return args

@@ -152,13 +152,17 @@ def test_an_on_drop_error_reaches_the_putter_after_the_queue_is_consistent() -> 
 
 
 def test_on_drop_may_use_the_queue_without_deadlock() -> None:
-    q: Queue[int] = Queue(1, overflow="drop_new")
-    sizes: list[int] = []
-    q2: Queue[int] = Queue(1, overflow="drop_new", on_drop=lambda item: sizes.append(q2.qsize()))
-    q2.put_nowait(1)
-    q2.put_nowait(2)
-    q.put_nowait(0)
-    assert sizes == [1]
+    seen: list[tuple[int, int]] = []
+
+    def on_drop(item: int) -> None:
+        # Called with no lock held: the queue can be read and changed here.
+        seen.append((item, q.qsize()))
+        q.get_nowait()
+
+    q: Queue[int] = Queue(1, overflow="drop_new", on_drop=on_drop)
+    q.put_nowait(1)
+    q.put_nowait(2)
+    assert seen == [(2, 1)] and q.empty()
 
 
 def test_an_item_that_cannot_be_compared_is_refused_and_takes_no_slot() -> None:
@@ -170,12 +174,23 @@ def test_an_item_that_cannot_be_compared_is_refused_and_takes_no_slot() -> None:
     assert q.full() and [q.get_nowait(), q.get_nowait()] == [(1, "a"), (2, "b")]
 
 
+class Job:
+    """Ordered by priority alone: jobs of equal priority compare equal."""
+
+    def __init__(self, priority: int, name: str) -> None:
+        self.priority, self.name = priority, name
+
+    def __lt__(self, other: Job) -> bool:
+        return self.priority < other.priority
+
+
 def test_equal_priorities_leave_in_arrival_order() -> None:
-    q: PriorityQueue[tuple[int, int]] = PriorityQueue()
-    items = [(n % 3, n) for n in range(30)]
-    for item in items:
-        q.put_nowait((item[0], item[1]))
-    assert [q.get_nowait() for _ in items] == sorted(items)
+    q: PriorityQueue[Job] = PriorityQueue()
+    jobs = [Job(n % 3, f"job{n}") for n in range(30)]
+    for job in jobs:
+        q.put_nowait(job)
+    got = [q.get_nowait().name for _ in jobs]
+    assert got == [job.name for job in sorted(jobs, key=lambda job: job.priority)]
 
 
 def test_priority_order_holds_across_chunks() -> None:
@@ -405,7 +420,7 @@ def test_items_dropped_or_removed_are_released() -> None:
     second_ref = weakref.ref(q.get_nowait())
     assert second_ref() is None, "a got item is owned by the getter only"
     q.put_nowait(Item(3))
-    third_ref = weakref.ref(q.stats() and q.get_batch_blocking(1)[0])
+    third_ref = weakref.ref(q.get_batch_blocking(1)[0])
     assert third_ref() is None
     q.put_nowait(Item(4))
     gc.collect()

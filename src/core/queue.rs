@@ -238,43 +238,41 @@ impl<T, F: Notify> Queue<T, F> {
         if state.shut_down {
             return Offer::ShutDown(item);
         }
-        if state.free_slots(self.maxsize) > 0 {
-            if let Err(item) = state.store.insert(item, spot) {
-                return Offer::Stale(item);
-            }
-            state.unfinished += 1;
-            let granted = state.grant(self.maxsize);
+        let full = state.free_slots(self.maxsize) == 0;
+        if full && self.overflow != Overflow::DropOld {
             drop(state);
-            self.counters.put.fetch_add(1, Ordering::Relaxed);
-            self.wake(granted);
-            return Offer::Stored;
-        }
-        match self.overflow {
-            Overflow::Block if can_wait => Offer::MustWait(item),
-            Overflow::Block | Overflow::Reject => {
-                drop(state);
-                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                Offer::Full(item)
-            }
-            Overflow::DropNew => {
-                drop(state);
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                Offer::Dropped(item)
-            }
-            Overflow::DropOld => {
-                // In first, so that the spot found on this layout holds; the
-                // count of stored items, and so every grant, is unchanged.
-                if let Err(item) = state.store.insert(item, spot) {
-                    return Offer::Stale(item);
+            return match self.overflow {
+                Overflow::Block if can_wait => Offer::MustWait(item),
+                Overflow::DropNew => {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    Offer::Dropped(item)
                 }
-                let Some(evicted) = state.store.evict() else {
-                    return Offer::Stored;
-                };
-                drop(state);
-                self.counters.put.fetch_add(1, Ordering::Relaxed);
+                _ => {
+                    self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    Offer::Full(item)
+                }
+            };
+        }
+        if let Err(item) = state.store.insert(item, spot) {
+            return Offer::Stale(item);
+        }
+        // drop_old: the new item goes in first, so that the spot found on
+        // this layout holds; the evicted one counts as done and the new one
+        // takes its place for `join`.
+        let evicted = if full { state.store.evict() } else { None };
+        if evicted.is_none() {
+            state.unfinished += 1;
+        }
+        let granted = state.grant(self.maxsize);
+        drop(state);
+        self.counters.put.fetch_add(1, Ordering::Relaxed);
+        self.wake(granted);
+        match evicted {
+            Some(evicted) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 Offer::Dropped(evicted)
             }
+            None => Offer::Stored,
         }
     }
 

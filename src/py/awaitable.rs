@@ -11,6 +11,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
+use super::queue::{Batch, Get, Join, Put};
 use crate::core::keys::Key;
 use crate::core::waiter::{Notify, Waiter, Wake};
 
@@ -214,8 +215,30 @@ pub trait Operation: Send + Sync {
     fn method_name(&self) -> &'static str;
 }
 
+/// Every call an awaitable drives, held inline: awaiting allocates nothing
+/// but the awaitable itself.
+pub enum Call {
+    Limit(Limit),
+    Put(Put),
+    Get(Get),
+    Join(Join),
+    Batch(Batch),
+}
+
+impl Call {
+    fn op(&self) -> &dyn Operation {
+        match self {
+            Self::Limit(call) => call,
+            Self::Put(call) => call,
+            Self::Get(call) => call,
+            Self::Join(call) => call,
+            Self::Batch(call) => call,
+        }
+    }
+}
+
 /// Acquiring `n` from a limiter (a gauge, a bucket under `key`).
-struct Limit {
+pub struct Limit {
     source: Arc<dyn WaitSource>,
     key: Key,
     n: u64,
@@ -299,16 +322,20 @@ type Stepped = (Step, PyResult<Option<Py<PyAny>>>);
 /// nothing.
 #[pyclass(frozen, module = "brakes._brakes")]
 pub struct Acquiring {
-    op: Box<dyn Operation>,
+    call: Call,
     step: Mutex<Step>,
 }
 
 impl Acquiring {
-    pub fn new(op: Box<dyn Operation>) -> Self {
+    pub fn new(call: Call) -> Self {
         Self {
-            op,
+            call,
             step: Mutex::new(Step::Fresh),
         }
+    }
+
+    fn op(&self) -> &dyn Operation {
+        self.call.op()
     }
 
     /// `acquire(n)` of a limiter, returning True.
@@ -319,7 +346,7 @@ impl Acquiring {
         timeout: Option<f64>,
         returns_true: bool,
     ) -> Self {
-        Self::new(Box::new(Limit {
+        Self::new(Call::Limit(Limit {
             source,
             key,
             n,
@@ -356,11 +383,11 @@ impl Acquiring {
     }
 
     /// How a coroutine ends with `outcome`: StopIteration carries a value.
-    fn finished(outcome: PyResult<Value>) -> PyResult<Option<Py<PyAny>>> {
+    fn finished(py: Python<'_>, outcome: PyResult<Value>) -> PyResult<Option<Py<PyAny>>> {
         match outcome? {
             Value::Nothing => Ok(None),
             Value::True => Err(PyStopIteration::new_err(true)),
-            Value::Object(value) => Err(stop_iteration(value)),
+            Value::Object(value) => Err(stop_iteration(py, value)),
         }
     }
 
@@ -385,8 +412,8 @@ impl Acquiring {
     }
 
     fn begin(&self, py: Python<'_>) -> Stepped {
-        match self.op.try_now(py) {
-            Attempt::Done(outcome) => (Step::Done, Self::finished(outcome)),
+        match self.op().try_now(py) {
+            Attempt::Done(outcome) => (Step::Done, Self::finished(py, outcome)),
             Attempt::MustWait => self.wait_in_line(py),
         }
     }
@@ -400,7 +427,7 @@ impl Acquiring {
                 let future = wait.future.clone_ref(py);
                 (Step::Waiting(wait), Ok(Some(future)))
             }
-            Ok(Started::Done(outcome)) => (Step::Done, Self::finished(outcome)),
+            Ok(Started::Done(outcome)) => (Step::Done, Self::finished(py, outcome)),
             Err(err) => (Step::Done, Err(err)),
         }
     }
@@ -411,7 +438,7 @@ impl Acquiring {
             let Some(event_loop) = event_loop else {
                 return Err(PyRuntimeError::new_err(format!(
                     "{} must be awaited in a running asyncio event loop, and none is running in this thread",
-                    self.op.method_name()
+                    self.op().method_name()
                 )));
             };
             let future = new_future(&event_loop)?;
@@ -423,7 +450,7 @@ impl Acquiring {
         let (event_loop, future, resolve) = match prepared {
             Ok(prepared) => prepared,
             Err(err) => {
-                self.op.abandon(None);
+                self.op().abandon(None);
                 return Err(err);
             }
         };
@@ -432,15 +459,15 @@ impl Acquiring {
             future: Mutex::new(future.clone().unbind()),
             loop_thread: current_thread(),
         };
-        let waiter = Waiter::for_future(self.op.weight(), handle);
-        let (id, wake_in) = match self.op.enqueue(py, &waiter) {
+        let waiter = Waiter::for_future(self.op().weight(), handle);
+        let (id, wake_in) = match self.op().enqueue(py, &waiter) {
             Lined::Done(outcome) => return Ok(Started::Done(outcome)),
             Lined::Waiting { id, wake_in } => (id, wake_in),
         };
         let timer = match arm_timer(&event_loop, &resolve, &future, wake_in) {
             Ok(timer) => timer,
             Err(err) => {
-                self.op.abandon(Some((id, &waiter)));
+                self.op().abandon(Some((id, &waiter)));
                 return Err(err);
             }
         };
@@ -479,7 +506,7 @@ impl Acquiring {
         match resumed {
             Resumed::Done(outcome) => {
                 cancel_timer(py, &wait);
-                (Step::Done, Self::finished(outcome))
+                (Step::Done, Self::finished(py, outcome))
             }
             Resumed::Again => {
                 cancel_timer(py, &wait);
@@ -490,7 +517,7 @@ impl Acquiring {
                     let future = wait.future.clone_ref(py);
                     (Step::Waiting(wait), Ok(Some(future)))
                 }
-                Ok(false) => match self.op.granted(py, &wait.waiter) {
+                Ok(false) => match self.op().granted(py, &wait.waiter) {
                     Some(resumed) => self.follow(py, wait, resumed),
                     None => {
                         self.abandon(py, wait);
@@ -508,7 +535,7 @@ impl Acquiring {
 
     fn resume(&self, py: Python<'_>, mut wait: Wait) -> Stepped {
         if wait.waiter.is_granted() {
-            if let Some(resumed) = self.op.granted(py, &wait.waiter) {
+            if let Some(resumed) = self.op().granted(py, &wait.waiter) {
                 return self.follow(py, wait, resumed);
             }
         }
@@ -524,7 +551,7 @@ impl Acquiring {
         {
             Ok(true) => {
                 // Completed without a grant: a timer, or a kick to look again.
-                let resumed = self.op.woken(py, wait.id, &wait.waiter);
+                let resumed = self.op().woken(py, wait.id, &wait.waiter);
                 self.follow(py, wait, resumed)
             }
             Ok(false) => {
@@ -548,7 +575,7 @@ impl Acquiring {
 
     fn abandon(&self, py: Python<'_>, wait: Wait) {
         cancel_timer(py, &wait);
-        self.op.abandon(Some((wait.id, &wait.waiter)));
+        self.op().abandon(Some((wait.id, &wait.waiter)));
     }
 
     /// Leaves the queue (or gives back a grant that raced in) and ends.
@@ -577,12 +604,10 @@ enum Started {
 /// without making an exception object. A tuple must be wrapped, or it would
 /// be read as the exception's arguments, and so must an exception, or it
 /// would be taken for the StopIteration itself.
-fn stop_iteration(value: Py<PyAny>) -> PyErr {
-    let must_wrap = Python::attach(|py| {
-        let value = value.bind(py);
-        value.is_instance_of::<pyo3::types::PyTuple>()
-            || value.is_instance_of::<pyo3::exceptions::PyBaseException>()
-    });
+fn stop_iteration(py: Python<'_>, value: Py<PyAny>) -> PyErr {
+    let bound = value.bind(py);
+    let must_wrap = bound.is_instance_of::<pyo3::types::PyTuple>()
+        || bound.is_instance_of::<pyo3::exceptions::PyBaseException>();
     if must_wrap {
         PyStopIteration::new_err((value,))
     } else {
@@ -695,11 +720,11 @@ impl Acquiring {
             Step::Running => "running",
             Step::Done => "done",
         };
-        format!("<brakes {} {state}>", self.op.method_name())
+        format!("<brakes {} {state}>", self.op().method_name())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.op.traverse(&visit)?;
+        self.op().traverse(&visit)?;
         if let Some(step) = self.step.try_lock() {
             if let Step::Waiting(wait) = &*step {
                 visit.call(&wait.future)?;
@@ -717,7 +742,7 @@ impl Acquiring {
             .try_lock()
             .map(|mut s| std::mem::replace(&mut *s, Step::Done));
         if let Some(Step::Waiting(wait)) = current {
-            self.op.abandon(Some((wait.id, &wait.waiter)));
+            self.op().abandon(Some((wait.id, &wait.waiter)));
         }
     }
 }
@@ -727,7 +752,7 @@ impl Drop for Acquiring {
         // A waiting awaitable that is dropped unawaited leaves the queue, and a
         // grant that reached it goes back.
         if let Step::Waiting(wait) = std::mem::replace(self.step.get_mut(), Step::Done) {
-            self.op.abandon(Some((wait.id, &wait.waiter)));
+            self.op().abandon(Some((wait.id, &wait.waiter)));
         }
     }
 }

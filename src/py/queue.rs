@@ -12,7 +12,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::arguments::{deadline_after, wait_seconds};
 use super::awaitable::{
-    Acquiring, Attempt, FutureHandle, FutureWaiter, Lined, Operation, Resumed, Value,
+    Acquiring, Attempt, Call, FutureHandle, FutureWaiter, Lined, Operation, Resumed, Value,
 };
 use super::blocking::wait_detached;
 use super::errors::{is_queue_shut_down, queue_empty, queue_full, queue_shut_down, value_error};
@@ -267,6 +267,14 @@ impl Queue {
         }
     }
 
+    /// An awaited call that ends unfinished leaves its line; a grant that
+    /// raced in goes back to the next in line.
+    fn leave_line(&self, line: Line, waiting: Option<(u64, &FutureWaiter)>) {
+        if let Some((id, waiter)) = waiting {
+            self.core.abandon(line, id, waiter);
+        }
+    }
+
     fn stats_snapshot(&self) -> Snapshot {
         self.core.snapshot()
     }
@@ -327,7 +335,7 @@ impl Queue {
     /// Puts `item`, waiting on the running event loop for room if the queue
     /// is full and `overflow` is "block".
     fn put(slf: &Bound<'_, Self>, item: Py<PyAny>) -> Acquiring {
-        Acquiring::new(Box::new(Put {
+        Acquiring::new(Call::Put(Put {
             queue: slf.clone().unbind(),
             item: Mutex::new(Some(item)),
         }))
@@ -360,7 +368,7 @@ impl Queue {
     /// Removes and returns an item, waiting on the running event loop for
     /// one; `QueueShutDown` once the queue is shut down and empty.
     fn get(slf: &Bound<'_, Self>) -> Acquiring {
-        Acquiring::new(Box::new(Get {
+        Acquiring::new(Call::Get(Get {
             queue: slf.clone().unbind(),
             ends_iteration: false,
         }))
@@ -389,7 +397,7 @@ impl Queue {
         linger: f64,
         timeout: Option<f64>,
     ) -> PyResult<Acquiring> {
-        Ok(Acquiring::new(Box::new(Batch {
+        Ok(Acquiring::new(Call::Batch(Batch {
             queue: slf.clone().unbind(),
             max_items: check_max_items(max_items)?,
             linger: check_linger(linger)?,
@@ -458,7 +466,7 @@ impl Queue {
     /// Waits on the running event loop until every item put has been marked
     /// done (by `task_done`, or by being dropped).
     fn join(slf: &Bound<'_, Self>) -> Acquiring {
-        Acquiring::new(Box::new(Join {
+        Acquiring::new(Call::Join(Join {
             queue: slf.clone().unbind(),
         }))
     }
@@ -504,7 +512,7 @@ impl Queue {
 
     /// `async for item in queue`: gets until the queue is shut down and empty.
     fn __anext__(slf: &Bound<'_, Self>) -> Acquiring {
-        Acquiring::new(Box::new(Get {
+        Acquiring::new(Call::Get(Get {
             queue: slf.clone().unbind(),
             ends_iteration: true,
         }))
@@ -580,49 +588,46 @@ fn new_queue(
     )
 }
 
-/// A `Queue` that hands out the newest item first, as `asyncio.LifoQueue`.
-/// `drop_old` discards the oldest item, at the bottom.
-#[pyclass(frozen, subclass, extends = Queue, module = "brakes")]
-pub struct LifoQueue;
+/// A subclass of `Queue` that only sets the order items leave in.
+macro_rules! queue_kind {
+    ($(#[doc = $doc:literal])* $name:ident, $order:expr) => {
+        $(#[doc = $doc])*
+        #[pyclass(frozen, subclass, extends = Queue, module = "brakes")]
+        pub struct $name;
 
-#[pymethods]
-impl LifoQueue {
-    #[new]
-    #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None),
-           text_signature = "(maxsize=0, *, overflow='block', on_drop=None)")]
-    fn new(
-        py: Python<'_>,
-        maxsize: Option<&Bound<'_, PyAny>>,
-        overflow: Option<&Bound<'_, PyAny>>,
-        on_drop: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<PyClassInitializer<Self>> {
-        let queue = new_queue(py, maxsize, overflow, on_drop, Order::Lifo)?;
-        Ok(PyClassInitializer::from(queue).add_subclass(Self))
-    }
+        #[pymethods]
+        impl $name {
+            #[new]
+            #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None),
+                   text_signature = "(maxsize=0, *, overflow='block', on_drop=None)")]
+            fn new(
+                py: Python<'_>,
+                maxsize: Option<&Bound<'_, PyAny>>,
+                overflow: Option<&Bound<'_, PyAny>>,
+                on_drop: Option<Bound<'_, PyAny>>,
+            ) -> PyResult<PyClassInitializer<Self>> {
+                let queue = new_queue(py, maxsize, overflow, on_drop, $order)?;
+                Ok(PyClassInitializer::from(queue).add_subclass(Self))
+            }
+        }
+    };
 }
 
-/// A `Queue` that hands out the smallest item first, as
-/// `asyncio.PriorityQueue` (items are often `(priority, data)` tuples); equal
-/// items leave in arrival order. `drop_old` discards the largest item: the
-/// lowest priority.
-#[pyclass(frozen, subclass, extends = Queue, module = "brakes")]
-pub struct PriorityQueue;
+queue_kind!(
+    /// A `Queue` that hands out the newest item first, as `asyncio.LifoQueue`.
+    /// `drop_old` discards the oldest item, at the bottom.
+    LifoQueue,
+    Order::Lifo
+);
 
-#[pymethods]
-impl PriorityQueue {
-    #[new]
-    #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None),
-           text_signature = "(maxsize=0, *, overflow='block', on_drop=None)")]
-    fn new(
-        py: Python<'_>,
-        maxsize: Option<&Bound<'_, PyAny>>,
-        overflow: Option<&Bound<'_, PyAny>>,
-        on_drop: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<PyClassInitializer<Self>> {
-        let queue = new_queue(py, maxsize, overflow, on_drop, Order::Priority)?;
-        Ok(PyClassInitializer::from(queue).add_subclass(Self))
-    }
-}
+queue_kind!(
+    /// A `Queue` that hands out the smallest item first, as
+    /// `asyncio.PriorityQueue` (items are often `(priority, data)` tuples);
+    /// equal items leave in arrival order. `drop_old` discards the largest
+    /// item: the lowest priority.
+    PriorityQueue,
+    Order::Priority
+);
 
 fn batch_list(py: Python<'_>, items: Vec<Py<PyAny>>) -> PyResult<Py<PyList>> {
     if items.is_empty() {
@@ -665,7 +670,7 @@ fn woken_in_line(
 }
 
 /// `await queue.put(item)`.
-struct Put {
+pub struct Put {
     queue: Py<Queue>,
     item: Mutex<Option<Py<PyAny>>>,
 }
@@ -724,9 +729,7 @@ impl Operation for Put {
         })
     }
     fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>) {
-        if let Some((id, waiter)) = waiting {
-            self.queue.get().core.abandon(Line::Putters, id, waiter);
-        }
+        self.queue.get().leave_line(Line::Putters, waiting);
     }
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.queue)?;
@@ -743,7 +746,7 @@ impl Operation for Put {
 }
 
 /// `await queue.get()`, and each step of `async for`.
-struct Get {
+pub struct Get {
     queue: Py<Queue>,
     /// `__anext__` ends the iteration at shutdown instead of raising.
     ends_iteration: bool,
@@ -792,9 +795,7 @@ impl Operation for Get {
         })
     }
     fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>) {
-        if let Some((id, waiter)) = waiting {
-            self.queue.get().core.abandon(Line::Getters, id, waiter);
-        }
+        self.queue.get().leave_line(Line::Getters, waiting);
     }
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.queue)
@@ -805,7 +806,7 @@ impl Operation for Get {
 }
 
 /// `await queue.join()`.
-struct Join {
+pub struct Join {
     queue: Py<Queue>,
 }
 
@@ -833,9 +834,7 @@ impl Operation for Join {
         Resumed::Sleep { wake_in: None }
     }
     fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>) {
-        if let Some((id, waiter)) = waiting {
-            self.queue.get().core.abandon(Line::Joiners, id, waiter);
-        }
+        self.queue.get().leave_line(Line::Joiners, waiting);
     }
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.queue)
@@ -855,7 +854,7 @@ struct Progress {
 }
 
 /// `await queue.get_batch(max_items, linger=..., timeout=...)`.
-struct Batch {
+pub struct Batch {
     queue: Py<Queue>,
     max_items: u64,
     linger: f64,
@@ -974,9 +973,7 @@ impl Operation for Batch {
         }
     }
     fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>) {
-        if let Some((id, waiter)) = waiting {
-            self.core().abandon(Line::Getters, id, waiter);
-        }
+        self.queue.get().leave_line(Line::Getters, waiting);
         // The batch's items never left the queue: letting go puts them back
         // at the front, in order, for the next consumer.
         let reserved = std::mem::take(&mut self.progress.lock().reserved);
