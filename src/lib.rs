@@ -20,5 +20,8 @@ fn _brakes(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<py::queue::LifoQueue>()?;
     module.add_class::<py::queue::PriorityQueue>()?;
     module.add_class::<py::queue::QueueStats>()?;
+    module.add_class::<py::channel::Channel>()?;
+    module.add_class::<py::channel::Reorder>()?;
+    module.add_class::<py::channel::Tally>()?;
     Ok(())
 }

@@ -4,7 +4,9 @@ Put the brakes on producers when consumers can't keep up: a `Gauge` lets at
 most N calls in at once and makes the rest wait, wait up to a bound, or fail
 at once; a `TokenBucket` or `LeakyBucket` limits the rate of calls, per key
 when needed; a bounded `Queue` blocks, refuses or drops what a producer puts
-when its consumer lags. All of them work from threads and asyncio tasks alike.
+when its consumer lags; a `WorkerPool` or a `Pipeline` of stages runs
+functions on bounded channels, so that a slow stage slows its source. All of
+them work from threads and asyncio tasks alike.
 """
 
 from brakes._brakes import (
@@ -24,6 +26,8 @@ from brakes._brakes import (
     RateLimited,
     TokenBucket,
 )
+from brakes.pipeline import Pipeline, StageStats
+from brakes.pool import PoolStats, WorkerPool
 
 __all__ = [
     "BrakesError",
@@ -33,6 +37,8 @@ __all__ = [
     "LeakyBucket",
     "LifoQueue",
     "Overloaded",
+    "Pipeline",
+    "PoolStats",
     "PriorityQueue",
     "Queue",
     "QueueEmpty",
@@ -40,5 +46,7 @@ __all__ = [
     "QueueShutDown",
     "QueueStats",
     "RateLimited",
+    "StageStats",
     "TokenBucket",
+    "WorkerPool",
 ]

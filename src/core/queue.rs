@@ -99,9 +99,20 @@ pub struct Snapshot {
     pub shut_down: bool,
 }
 
+/// How many items a queue may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capacity {
+    Unbounded,
+    Bounded(u64),
+    /// None: a put goes through only to a consumer waiting for it, as on
+    /// Go's unbuffered channel.
+    Handover,
+}
+
 pub struct Queue<T, F> {
     state: Mutex<State<T, F>>,
     maxsize: u64,
+    capacity: Capacity,
     overflow: Overflow,
     /// Priority order: items must be located (compared) before insertion.
     sorted: bool,
@@ -112,6 +123,8 @@ struct State<T, F> {
     store: Store<T>,
     /// Slots granted to waiting producers that have not put their item yet.
     put_reserved: u64,
+    /// Items taken so far: the number the next one taken gets.
+    taken: u64,
     /// Stored items granted to consumers (waiting getters, lingering batches)
     /// that have not taken them yet. They stay in the store, and so within
     /// the bound, until taken; a consumer that gives up just lets go of them.
@@ -145,11 +158,17 @@ impl<F> Granted<F> {
 }
 
 impl<T, F> State<T, F> {
-    fn free_slots(&self, maxsize: u64) -> u64 {
-        if maxsize == 0 {
-            return u64::MAX;
+    fn free_slots(&self, capacity: Capacity) -> u64 {
+        match capacity {
+            Capacity::Unbounded => u64::MAX,
+            Capacity::Bounded(maxsize) => {
+                maxsize.saturating_sub(self.store.len() as u64 + self.put_reserved)
+            }
+            // Room only for consumers already waiting, each for one item.
+            Capacity::Handover => {
+                (self.getters.len() as u64).saturating_sub(self.put_reserved + self.available())
+            }
         }
-        maxsize.saturating_sub(self.store.len() as u64 + self.put_reserved)
     }
 
     fn available(&self) -> u64 {
@@ -166,8 +185,8 @@ impl<T, F> State<T, F> {
 
     /// Grants whatever the queue can give now: room to producers, items to
     /// consumers, and the end of the wait to joiners once all work is done.
-    fn grant(&mut self, maxsize: u64) -> Granted<F> {
-        let mut room = self.free_slots(maxsize);
+    fn grant(&mut self, capacity: Capacity) -> Granted<F> {
+        let mut room = self.free_slots(capacity);
         let putters = self.putters.pop_front_while(|_| {
             let fits = room > 0;
             room = room.saturating_sub(1);
@@ -201,6 +220,7 @@ impl<T, F> State<T, F> {
                 None => break,
             }
         }
+        self.taken += items.len() as u64;
         items
     }
 }
@@ -208,10 +228,24 @@ impl<T, F> State<T, F> {
 impl<T, F: Notify> Queue<T, F> {
     /// `maxsize` 0 means unbounded, as in asyncio.
     pub fn new(maxsize: u64, order: Order, overflow: Overflow) -> Self {
+        let capacity = if maxsize == 0 {
+            Capacity::Unbounded
+        } else {
+            Capacity::Bounded(maxsize)
+        };
+        Self::with_capacity(capacity, order, overflow)
+    }
+
+    pub fn with_capacity(capacity: Capacity, order: Order, overflow: Overflow) -> Self {
+        let maxsize = match capacity {
+            Capacity::Bounded(maxsize) => maxsize,
+            Capacity::Unbounded | Capacity::Handover => 0,
+        };
         Self {
             state: Mutex::new(State {
                 store: Store::new(order),
                 put_reserved: 0,
+                taken: 0,
                 get_reserved: 0,
                 putters: Waitlist::new(),
                 getters: Waitlist::new(),
@@ -220,6 +254,7 @@ impl<T, F: Notify> Queue<T, F> {
                 shut_down: false,
             }),
             maxsize,
+            capacity,
             overflow,
             sorted: order == Order::Priority,
             counters: Counters::default(),
@@ -238,7 +273,7 @@ impl<T, F: Notify> Queue<T, F> {
         if state.shut_down {
             return Offer::ShutDown(item);
         }
-        let full = state.free_slots(self.maxsize) == 0;
+        let full = state.free_slots(self.capacity) == 0;
         if full && self.overflow != Overflow::DropOld {
             drop(state);
             return match self.overflow {
@@ -263,7 +298,7 @@ impl<T, F: Notify> Queue<T, F> {
         if evicted.is_none() {
             state.unfinished += 1;
         }
-        let granted = state.grant(self.maxsize);
+        let granted = state.grant(self.capacity);
         drop(state);
         self.counters.put.fetch_add(1, Ordering::Relaxed);
         self.wake(granted);
@@ -282,7 +317,7 @@ impl<T, F: Notify> Queue<T, F> {
         let mut state = self.state.lock();
         if state.shut_down {
             state.put_reserved = state.put_reserved.saturating_sub(1);
-            let granted = state.grant(self.maxsize);
+            let granted = state.grant(self.capacity);
             drop(state);
             self.wake(granted);
             return Offer::ShutDown(item);
@@ -292,7 +327,7 @@ impl<T, F: Notify> Queue<T, F> {
         }
         state.put_reserved = state.put_reserved.saturating_sub(1);
         state.unfinished += 1;
-        let granted = state.grant(self.maxsize);
+        let granted = state.grant(self.capacity);
         drop(state);
         self.counters.put.fetch_add(1, Ordering::Relaxed);
         self.wake(granted);
@@ -300,7 +335,18 @@ impl<T, F: Notify> Queue<T, F> {
     }
 
     /// Takes the next item nobody else was granted, without waiting.
+    #[cfg(test)]
     pub fn take_one(&self) -> Take<T> {
+        match self.take_one_numbered() {
+            Take::One((_, item)) => Take::One(item),
+            Take::Empty => Take::Empty,
+            Take::ShutDown => Take::ShutDown,
+        }
+    }
+
+    /// `take_one`, with the item's place in the order items were taken
+    /// (0 for the first item this queue ever handed out).
+    pub fn take_one_numbered(&self) -> Take<(u64, T)> {
         let mut state = self.state.lock();
         if state.available() == 0 {
             return if state.shut_down {
@@ -312,11 +358,13 @@ impl<T, F: Notify> Queue<T, F> {
         let Some(item) = state.store.take() else {
             return Take::Empty;
         };
-        let granted = state.grant(self.maxsize);
+        let number = state.taken;
+        state.taken += 1;
+        let granted = state.grant(self.capacity);
         drop(state);
         self.counters.got.fetch_add(1, Ordering::Relaxed);
         self.wake(granted);
-        Take::One(item)
+        Take::One((number, item))
     }
 
     /// Reserves up to `max` items nobody else was granted, leaving them in
@@ -331,16 +379,22 @@ impl<T, F: Notify> Queue<T, F> {
     /// Takes `count` items this caller holds reservations for. Fewer come
     /// back only if `shutdown(immediate=True)` removed them meanwhile.
     pub fn take_reserved(&self, count: u64) -> Vec<T> {
+        self.take_reserved_numbered(count).1
+    }
+
+    /// `take_reserved`, with the number of the first item taken.
+    pub fn take_reserved_numbered(&self, count: u64) -> (u64, Vec<T>) {
         let mut state = self.state.lock();
         state.get_reserved = state.get_reserved.saturating_sub(count);
+        let first = state.taken;
         let items = state.take_items(count);
-        let granted = state.grant(self.maxsize);
+        let granted = state.grant(self.capacity);
         drop(state);
         self.counters
             .got
             .fetch_add(items.len() as u64, Ordering::Relaxed);
         self.wake(granted);
-        items
+        (first, items)
     }
 
     /// Gives back a granted slot whose item could not be put.
@@ -359,7 +413,7 @@ impl<T, F: Notify> Queue<T, F> {
         let mut state = self.state.lock();
         let granted_now = match line {
             Line::Putters if state.shut_down => return Enqueued::ShutDown,
-            Line::Putters => state.putters.is_empty() && state.free_slots(self.maxsize) > 0,
+            Line::Putters => state.putters.is_empty() && state.free_slots(self.capacity) > 0,
             Line::Getters => state.getters.is_empty() && state.available() > 0,
             Line::Joiners => state.unfinished == 0,
         };
@@ -374,7 +428,14 @@ impl<T, F: Notify> Queue<T, F> {
         if line == Line::Getters && state.shut_down {
             return Enqueued::ShutDown;
         }
-        Enqueued::Queued(state.line(line).push(waiter.weight, Arc::clone(waiter)))
+        let id = state.line(line).push(waiter.weight, Arc::clone(waiter));
+        if line == Line::Getters && self.capacity == Capacity::Handover {
+            // A waiting consumer is room for one producer's item.
+            let granted = state.grant(self.capacity);
+            drop(state);
+            self.wake(granted);
+        }
+        Enqueued::Queued(id)
     }
 
     /// A waiter stops waiting for `reason` (its time ran out, the queue shut
@@ -407,7 +468,7 @@ impl<T, F: Notify> Queue<T, F> {
         let mut state = self.state.lock();
         state.put_reserved = state.put_reserved.saturating_sub(slots);
         state.get_reserved = state.get_reserved.saturating_sub(items);
-        let granted = state.grant(self.maxsize);
+        let granted = state.grant(self.capacity);
         drop(state);
         self.wake(granted);
     }
@@ -422,7 +483,7 @@ impl<T, F: Notify> Queue<T, F> {
             return Err(TaskDoneTooOften);
         }
         state.unfinished -= 1;
-        let granted = state.grant(self.maxsize);
+        let granted = state.grant(self.capacity);
         drop(state);
         self.wake(granted);
         Ok(())
@@ -446,7 +507,7 @@ impl<T, F: Notify> Queue<T, F> {
         } else {
             Vec::new()
         };
-        let granted = state.grant(self.maxsize);
+        let granted = state.grant(self.capacity);
         let mut kicked = state.putters.all();
         if state.available() == 0 {
             kicked.extend(state.getters.all());
@@ -474,7 +535,7 @@ impl<T, F: Notify> Queue<T, F> {
             let mut state = self.state.lock();
             state.put_reserved = state.put_reserved.saturating_sub(slots);
             state.get_reserved = state.get_reserved.saturating_sub(items);
-            granted = state.grant(self.maxsize);
+            granted = state.grant(self.capacity);
         }
     }
 
@@ -582,7 +643,7 @@ impl<T, F: Notify> Queue<T, F> {
 
     /// True when `put_nowait` would find no room.
     pub fn is_full(&self) -> bool {
-        self.state.lock().free_slots(self.maxsize) == 0
+        self.state.lock().free_slots(self.capacity) == 0
     }
 }
 

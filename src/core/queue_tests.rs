@@ -177,10 +177,79 @@ fn task_done_ends_join_and_refuses_to_go_below_zero() {
 }
 
 #[test]
+fn a_handover_put_goes_through_only_to_a_waiting_consumer() {
+    let queue: TestQueue = Queue::with_capacity(Capacity::Handover, Order::Fifo, Overflow::Block);
+    assert_eq!(queue.offer(1, None, false), Offer::Full(1));
+    assert_eq!(queue.offer(1, None, true), Offer::MustWait(1));
+    let getter = Waiter::for_this_thread(1);
+    assert!(matches!(
+        queue.enqueue(Line::Getters, &getter),
+        Enqueued::Queued(_)
+    ));
+    assert_eq!(queue.offer(1, None, false), Offer::Stored);
+    assert!(getter.is_granted(), "the item went to the waiting consumer");
+    assert_eq!(
+        queue.offer(2, None, false),
+        Offer::Full(2),
+        "one item per consumer"
+    );
+    assert_eq!(queue.take_reserved(1), vec![1]);
+    assert_eq!(queue.snapshot().size, 0);
+}
+
+#[test]
+fn a_consumer_arriving_at_a_handover_lets_the_first_producer_in() {
+    let queue: TestQueue = Queue::with_capacity(Capacity::Handover, Order::Fifo, Overflow::Block);
+    let first = Waiter::for_this_thread(1);
+    let second = Waiter::for_this_thread(1);
+    assert!(matches!(
+        queue.enqueue(Line::Putters, &first),
+        Enqueued::Queued(_)
+    ));
+    assert!(matches!(
+        queue.enqueue(Line::Putters, &second),
+        Enqueued::Queued(_)
+    ));
+    let getter = Waiter::for_this_thread(1);
+    assert!(matches!(
+        queue.enqueue(Line::Getters, &getter),
+        Enqueued::Queued(_)
+    ));
+    assert!(first.is_granted() && !second.is_granted());
+    assert!(first.take());
+    assert_eq!(queue.put_reserved(7, None), Offer::Stored);
+    assert!(getter.is_granted());
+    assert_eq!(queue.take_reserved(1), vec![7]);
+}
+
+#[test]
+fn taken_items_are_numbered_in_the_order_they_leave() {
+    let queue = fifo(0, Overflow::Block);
+    for item in [10, 11, 12, 13] {
+        assert_eq!(queue.offer(item, None, false), Offer::Stored);
+    }
+    assert_eq!(queue.take_one_numbered(), Take::One((0, 10)));
+    assert_eq!(queue.reserve_now(2), 2);
+    assert_eq!(queue.take_reserved_numbered(2), (1, vec![11, 12]));
+    assert_eq!(queue.take_one_numbered(), Take::One((3, 13)));
+    assert_eq!(queue.take_one_numbered(), Take::Empty);
+}
+
+#[test]
 fn threads_move_every_item_exactly_once_in_producer_order() {
+    move_every_item_exactly_once(Capacity::Bounded(8));
+}
+
+#[test]
+fn threads_hand_over_every_item_exactly_once_in_producer_order() {
+    move_every_item_exactly_once(Capacity::Handover);
+}
+
+fn move_every_item_exactly_once(capacity: Capacity) {
     const PRODUCERS: u32 = 4;
     const PER_PRODUCER: u32 = 20_000;
-    let queue = Arc::new(fifo(8, Overflow::Block));
+    let queue: Arc<TestQueue> =
+        Arc::new(Queue::with_capacity(capacity, Order::Fifo, Overflow::Block));
     let never = || false;
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
@@ -212,13 +281,21 @@ fn threads_move_every_item_exactly_once_in_producer_order() {
             let queue = Arc::clone(&queue);
             std::thread::spawn(move || {
                 let mut seen = Vec::new();
+                let mut numbers = Vec::new();
                 loop {
-                    match queue.take_one() {
-                        Take::One(item) => seen.push(item),
-                        Take::ShutDown => return seen,
+                    match queue.take_one_numbered() {
+                        Take::One((number, item)) => {
+                            numbers.push(number);
+                            seen.push(item);
+                        }
+                        Take::ShutDown => return (seen, numbers),
                         Take::Empty => match queue.wait_blocking(Line::Getters, None, never) {
-                            Waited::Granted => seen.extend(queue.take_reserved(1)),
-                            Waited::ShutDown => return seen,
+                            Waited::Granted => {
+                                let (number, items) = queue.take_reserved_numbered(1);
+                                numbers.push(number);
+                                seen.extend(items);
+                            }
+                            Waited::ShutDown => return (seen, numbers),
                             other => panic!("unexpected {other:?}"),
                         },
                     }
@@ -231,8 +308,11 @@ fn threads_move_every_item_exactly_once_in_producer_order() {
     }
     queue.shutdown(false);
     let mut all = Vec::new();
+    let mut all_numbers = Vec::new();
     for consumer in consumers {
-        let seen = consumer.join().unwrap();
+        let (seen, numbers) = consumer.join().unwrap();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "numbers rise");
+        all_numbers.extend(numbers);
         for p in 0..PRODUCERS {
             let mine: Vec<_> = seen.iter().filter(|&&x| x / PER_PRODUCER == p).collect();
             assert!(mine.windows(2).all(|w| w[0] < w[1]), "FIFO per producer");
@@ -241,6 +321,9 @@ fn threads_move_every_item_exactly_once_in_producer_order() {
     }
     all.sort_unstable();
     assert_eq!(all, (0..PRODUCERS * PER_PRODUCER).collect::<Vec<_>>());
+    all_numbers.sort_unstable();
+    let expected: Vec<u64> = (0..u64::from(PRODUCERS * PER_PRODUCER)).collect();
+    assert_eq!(all_numbers, expected, "every number handed out once");
     let end = queue.snapshot();
     assert_eq!(
         (end.size, end.putters_waiting, end.getters_waiting),

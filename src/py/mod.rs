@@ -4,6 +4,7 @@ pub mod arguments;
 pub mod awaitable;
 pub mod blocking;
 pub mod bucket;
+pub mod channel;
 pub mod clock;
 pub mod decorator;
 pub mod errors;

@@ -17,7 +17,7 @@ use super::awaitable::{
 use super::blocking::wait_detached;
 use super::errors::{is_queue_shut_down, queue_empty, queue_full, queue_shut_down, value_error};
 use crate::core::queue::{
-    Enqueued, Line, Offer, Overflow, Queue as CoreQueue, Snapshot, Take, Waited,
+    Capacity, Enqueued, Line, Offer, Overflow, Queue as CoreQueue, Snapshot, Take, Waited,
 };
 use crate::core::sorted::{locate, Spot};
 use crate::core::store::Order;
@@ -250,20 +250,53 @@ impl Queue {
     }
 
     fn get_here(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        match self.core.take_one() {
-            Take::One(item) => return Ok(item),
+        self.get_numbered_here(py, timeout).map(|(_, item)| item)
+    }
+
+    /// Gets an item in this thread, with its number (see `Channel`).
+    pub(crate) fn get_numbered_here(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<(u64, Py<PyAny>)> {
+        match self.core.take_one_numbered() {
+            Take::One(numbered) => return Ok(numbered),
             Take::ShutDown => return Err(queue_shut_down(py)),
             Take::Empty if timeout == Some(0.0) => return Err(self.empty_error(py)),
             Take::Empty => {}
         }
         match self.wait_here(py, Line::Getters, timeout) {
-            (Waited::Granted, _) => self.first_item(py, self.core.take_reserved(1)),
+            (Waited::Granted, _) => {
+                let (number, items) = self.core.take_reserved_numbered(1);
+                Ok((number, self.first_item(py, items)?))
+            }
             (Waited::TimedOut, _) => Err(queue_empty(
                 py,
                 "no item came within the timeout".to_owned(),
             )),
             (Waited::ShutDown, _) => Err(queue_shut_down(py)),
             (Waited::Interrupted, err) => Err(interrupted(err)),
+        }
+    }
+
+    /// `await get_numbered()`: an awaited get whose value is `(number, item)`.
+    pub(crate) fn get_numbered(queue: &Bound<'_, Self>) -> Acquiring {
+        Acquiring::new(Call::Get(Get {
+            queue: queue.clone().unbind(),
+            ends_iteration: false,
+            numbered: true,
+        }))
+    }
+
+    /// A queue of the given capacity that only the crate makes.
+    pub(crate) fn with_capacity(capacity: Capacity) -> Self {
+        Self {
+            core: CoreQueue::with_capacity(capacity, Order::Fifo, Overflow::Block),
+            maxsize: match capacity {
+                Capacity::Bounded(n) => n as i64,
+                Capacity::Unbounded | Capacity::Handover => 0,
+            },
+            on_drop: Mutex::new(None),
         }
     }
 
@@ -371,6 +404,7 @@ impl Queue {
         Acquiring::new(Call::Get(Get {
             queue: slf.clone().unbind(),
             ends_iteration: false,
+            numbered: false,
         }))
     }
 
@@ -515,6 +549,7 @@ impl Queue {
         Acquiring::new(Call::Get(Get {
             queue: slf.clone().unbind(),
             ends_iteration: true,
+            numbered: false,
         }))
     }
 
@@ -750,6 +785,8 @@ pub struct Get {
     queue: Py<Queue>,
     /// `__anext__` ends the iteration at shutdown instead of raising.
     ends_iteration: bool,
+    /// The value is `(number, item)`: see `Channel.get_numbered`.
+    numbered: bool,
 }
 
 impl Get {
@@ -761,10 +798,20 @@ impl Get {
         }
     }
 
+    fn value(&self, py: Python<'_>, number: u64, item: Py<PyAny>) -> PyResult<Value> {
+        if self.numbered {
+            Ok(Value::Object(
+                (number, item).into_pyobject(py)?.into_any().unbind(),
+            ))
+        } else {
+            Ok(Value::Object(item))
+        }
+    }
+
     fn take_granted(&self, py: Python<'_>) -> PyResult<Value> {
-        let items = self.queue.get().core.take_reserved(1);
+        let (number, items) = self.queue.get().core.take_reserved_numbered(1);
         match items.into_iter().next() {
-            Some(item) => Ok(Value::Object(item)),
+            Some(item) => self.value(py, number, item),
             None => Err(self.shut_down(py)),
         }
     }
@@ -772,8 +819,8 @@ impl Get {
 
 impl Operation for Get {
     fn try_now(&self, py: Python<'_>) -> Attempt {
-        match self.queue.get().core.take_one() {
-            Take::One(item) => Attempt::Done(Ok(Value::Object(item))),
+        match self.queue.get().core.take_one_numbered() {
+            Take::One((number, item)) => Attempt::Done(self.value(py, number, item)),
             Take::Empty => Attempt::MustWait,
             Take::ShutDown => Attempt::Done(Err(self.shut_down(py))),
         }

@@ -1,0 +1,598 @@
+"""A fixed set of workers, threads or tasks, fed through a bounded channel."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, TypeVar, cast
+
+from brakes._brakes import Channel, QueueEmpty, QueueFull, QueueShutDown, Reorder, Tally
+from brakes._running import OwnLoop, check_callable, check_count, is_async_callable
+
+__all__ = ["PoolStats", "WorkerPool"]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+_NOT_YET = object()
+# How many items `map` reads ahead of its workers by default: enough that
+# threads pass items in runs rather than one GIL hand-off each.
+_READ_AHEAD = 64
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of a `WorkerPool`."""
+
+    mode: Literal["thread", "async"]
+    workers: int
+    busy: int
+    """Workers running a job now."""
+    queued: int
+    """Jobs waiting for a worker."""
+    submitted: int
+    completed: int
+    failed: int
+    """Jobs whose function raised."""
+    rejected: int
+    """Submissions refused at once (overflow="reject")."""
+    cancelled: int
+    """Jobs cancelled before they started."""
+
+
+class _Finished:
+    """An awaitable that is already done: `shutdown()` of a thread pool."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+class WorkerPool:
+    """`workers` workers that run the functions given to them, at most
+    `workers` at a time.
+
+    mode="thread": a fixed set of threads; `submit` returns a
+    `concurrent.futures.Future`. mode="async": that many tasks on the running
+    loop; `await pool.submit(...)` returns the result. Plain functions in an
+    async pool run in a thread; async functions in a thread pool run on a
+    loop of the pool's own.
+
+    `queue_size=0` hands a job straight to a free worker: `submit` waits
+    while all are busy (or, with `overflow="reject"`, raises `QueueFull`).
+    With `queue_size=n`, up to n jobs wait for a worker.
+
+    >>> with WorkerPool(3) as pool:
+    ...     list(pool.map(lambda x: x * 2, range(5)))
+    [0, 2, 4, 6, 8]
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        queue_size: int = 0,
+        overflow: Literal["block", "reject"] = "block",
+        mode: Literal["thread", "async"] = "thread",
+    ) -> None:
+        self._workers = check_count("workers", workers, 1)
+        self._queue_size = check_count("queue_size", queue_size, 0)
+        if overflow not in ("block", "reject"):
+            raise ValueError(f"overflow must be 'block' or 'reject', got {overflow!r}")
+        if mode not in ("thread", "async"):
+            raise ValueError(f"mode must be 'thread' or 'async', got {mode!r}")
+        self._reject = overflow == "reject"
+        self._mode: Literal["thread", "async"] = mode
+        self._jobs: Channel[_Job] = Channel(self._queue_size)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._threads: list[threading.Thread] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._own_loop = OwnLoop("brakes-pool-loop")
+        self._busy = Tally()
+        self._submitted = Tally()
+        self._completed = Tally()
+        self._failed = Tally()
+        self._rejected = Tally()
+        self._cancelled = Tally()
+        if mode == "thread":
+            self._start_threads()
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    @property
+    def mode(self) -> Literal["thread", "async"]:
+        return self._mode
+
+    # Workers
+
+    def _start_threads(self) -> None:
+        for n in range(self._workers):
+            thread = threading.Thread(target=self._thread_worker, name=f"brakes-pool-{n}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        # Until every worker waits for a job, a hand-over would be refused.
+        while self._jobs.stats().getters_waiting < self._workers:
+            time.sleep(0.0005)
+
+    def _thread_worker(self) -> None:
+        get = self._jobs.get_blocking
+        while True:
+            try:
+                job = get()
+            except QueueShutDown:
+                return
+            job.run_here(self)
+
+    async def _tasks_started(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._loop is None:
+                self._loop = loop
+                self._tasks = [loop.create_task(self._task_worker()) for _ in range(self._workers)]
+                starting = True
+            else:
+                starting = False
+        if self._loop is not loop:
+            raise RuntimeError("an async WorkerPool is bound to the event loop it was first used on")
+        if starting:
+            # One step takes each worker to its first wait for a job.
+            await asyncio.sleep(0)
+
+    async def _task_worker(self) -> None:
+        jobs = self._jobs
+        while True:
+            try:
+                try:
+                    job = jobs.get_nowait()
+                except QueueEmpty:
+                    job = await jobs.get()
+            except QueueShutDown:
+                return
+            await job.run_async(self)
+
+    def _call_here(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if is_async_callable(fn):
+            return self._own_loop.call(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    async def _call_async(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if is_async_callable(fn):
+            return await fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # Handing jobs over
+
+    def _closed_error(self) -> RuntimeError:
+        return RuntimeError("cannot submit to a WorkerPool after shutdown")
+
+    def _put_blocking(self, job: _Job) -> None:
+        if self._closed:
+            raise self._closed_error()
+        try:
+            if self._reject:
+                try:
+                    self._jobs.put_nowait(job)
+                except QueueFull:
+                    self._rejected.add()
+                    raise
+            else:
+                self._jobs.put_blocking(job)
+        except QueueShutDown:
+            raise self._closed_error() from None
+        self._submitted.add()
+
+    async def _put_async(self, job: _Job) -> None:
+        if self._closed:
+            raise self._closed_error()
+        await self._tasks_started()
+        try:
+            try:
+                self._jobs.put_nowait(job)
+            except QueueFull:
+                if self._reject:
+                    self._rejected.add()
+                    raise
+                await self._jobs.put(job)
+        except QueueShutDown:
+            raise self._closed_error() from None
+        self._submitted.add()
+
+    def submit(self, fn: Callable[..., _R], /, *args: Any, **kwargs: Any) -> Any:
+        """Runs `fn(*args, **kwargs)` on a worker. A thread pool returns a
+        `concurrent.futures.Future` once a worker (or a place in the queue)
+        took the job; an async pool returns an awaitable of the result."""
+        check_callable("fn", fn)
+        if self._mode == "async":
+            return self._submit_async(fn, args, kwargs)
+        future: concurrent.futures.Future[_R] = concurrent.futures.Future()
+        self._put_blocking(_Submitted(future, fn, args, kwargs))
+        return future
+
+    async def _submit_async(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        await self._put_async(_Submitted(future, fn, args, kwargs))
+        # Cancelling this await cancels the future: a job not started yet
+        # is then skipped.
+        return await future
+
+    def map(
+        self,
+        fn: Callable[[_T], _R] | Callable[[_T], Awaitable[_R]],
+        iterable: Iterable[_T] | AsyncIterable[_T],
+        *,
+        ordered: bool = True,
+        window: int | None = None,
+    ) -> Any:
+        """`fn(item)` for each item, as an iterator (thread pool) or an async
+        iterator (async pool), on the pool's workers.
+
+        `iterable` is read lazily, as results are taken: at most `window`
+        items are read and not yet yielded (by default `workers` plus 64, or
+        plus `queue_size` if larger), so an endless source is fine.
+        `ordered=True` yields results in the order of `iterable`;
+        `ordered=False` as they finish. An exception of `fn` is raised when
+        its result is reached."""
+        check_callable("fn", fn)
+        if not isinstance(ordered, bool):
+            raise TypeError(f"ordered must be True or False, got {ordered!r}")
+        if window is not None:
+            window = check_count("window", window, 1)
+        if self._mode == "async":
+            if not isinstance(iterable, (Iterable, AsyncIterable)):
+                raise TypeError(f"iterable must be an iterable or an async iterable, got {iterable!r}")
+            return self._map_async(fn, iterable, ordered, window)
+        if not isinstance(iterable, Iterable):
+            raise TypeError(f"iterable must be an iterable, got {iterable!r}")
+        return self._map_threads(fn, iterable, ordered, window)
+
+    def _map_threads(
+        self, fn: Callable[[Any], Any], iterable: Iterable[Any], ordered: bool, window: int | None
+    ) -> Iterator[Any]:
+        mapping = _Mapping(self, fn, ordered, window)
+        self._put_blocking(_Drain(mapping))
+        mapping.add_drains(self._put_nowait)
+        items = iter(iterable)
+        outstanding = 0
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and outstanding < mapping.window:
+                    try:
+                        item = next(items)
+                    except StopIteration:
+                        exhausted = True
+                        mapping.items.shutdown()
+                        break
+                    mapping.items.put_blocking(item)
+                    outstanding += 1
+                if outstanding == 0:
+                    return
+                done = mapping.results.get_blocking()
+                outstanding -= 1
+                for ok, value in mapping.in_order(done):
+                    if not ok:
+                        raise value
+                    yield value
+        finally:
+            mapping.close()
+
+    async def _map_async(
+        self,
+        fn: Callable[[Any], Any],
+        iterable: Iterable[Any] | AsyncIterable[Any],
+        ordered: bool,
+        window: int | None,
+    ) -> AsyncIterator[Any]:
+        mapping = _Mapping(self, fn, ordered, window)
+        await self._put_async(_Drain(mapping))
+        mapping.add_drains(self._put_nowait)
+        items = _async_items(iterable)
+        outstanding = 0
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and outstanding < mapping.window:
+                    try:
+                        item = await anext(items)
+                    except StopAsyncIteration:
+                        exhausted = True
+                        mapping.items.shutdown()
+                        break
+                    try:
+                        mapping.items.put_nowait(item)
+                    except QueueFull:
+                        await mapping.items.put(item)
+                    outstanding += 1
+                if outstanding == 0:
+                    return
+                try:
+                    done = mapping.results.get_nowait()
+                except QueueEmpty:
+                    done = await mapping.results.get()
+                outstanding -= 1
+                for ok, value in mapping.in_order(done):
+                    if not ok:
+                        raise value
+                    yield value
+        finally:
+            mapping.close()
+
+    def _put_nowait(self, job: _Job) -> bool:
+        try:
+            self._jobs.put_nowait(job)
+        except (QueueFull, QueueShutDown):
+            return False
+        self._submitted.add()
+        return True
+
+    # Ending
+
+    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> Awaitable[None]:
+        """Takes no more jobs; the workers finish the queued ones (or, with
+        `cancel_pending`, cancel them) and end. A thread pool waits for its
+        threads here when `wait`; an async pool's shutdown is awaited:
+        `await pool.shutdown()`."""
+        self._closed = True
+        self._jobs.shutdown()
+        if cancel_pending:
+            while True:
+                try:
+                    job = self._jobs.get_nowait()
+                except (QueueEmpty, QueueShutDown):
+                    break
+                job.cancel(self)
+        if self._mode == "async":
+            return self._wait_tasks(wait)
+        if wait:
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+            self._own_loop.close()
+        return _Finished()
+
+    async def _wait_tasks(self, wait: bool) -> None:
+        if wait and self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._mode == "async":
+            raise RuntimeError("use 'async with' with an async WorkerPool")
+        self.shutdown()
+
+    async def __aenter__(self) -> WorkerPool:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._mode == "async":
+            await self.shutdown()
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, self.shutdown)
+
+    def stats(self) -> PoolStats:
+        return PoolStats(
+            mode=self._mode,
+            workers=self._workers,
+            busy=self._busy.value,
+            queued=self._jobs.qsize(),
+            submitted=self._submitted.value,
+            completed=self._completed.value,
+            failed=self._failed.value,
+            rejected=self._rejected.value,
+            cancelled=self._cancelled.value,
+        )
+
+    def __repr__(self) -> str:
+        s = self.stats()
+        state = " shut down" if self._closed else ""
+        return (
+            f"<WorkerPool mode={s.mode!r} workers={s.workers} busy={s.busy} "
+            f"queued={s.queued} completed={s.completed}{state}>"
+        )
+
+
+async def _async_items(iterable: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(iterable, AsyncIterable):
+        async for item in iterable:
+            yield item
+    else:
+        for item in iterable:
+            yield item
+
+
+class _Job:
+    """A job in the pool's channel."""
+
+    __slots__ = ()
+
+    def run_here(self, pool: WorkerPool) -> None:
+        raise NotImplementedError
+
+    async def run_async(self, pool: WorkerPool) -> None:
+        raise NotImplementedError
+
+    def cancel(self, pool: WorkerPool) -> None:
+        raise NotImplementedError
+
+
+class _Submitted(_Job):
+    __slots__ = ("args", "fn", "future", "kwargs")
+
+    def __init__(
+        self,
+        future: concurrent.futures.Future[Any] | asyncio.Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.future = future
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+
+    def run_here(self, pool: WorkerPool) -> None:
+        future = self.future
+        assert isinstance(future, concurrent.futures.Future)
+        if not future.set_running_or_notify_cancel():
+            pool._cancelled.add()
+            return
+        pool._busy.add()
+        try:
+            result = pool._call_here(self.fn, self.args, self.kwargs)
+        except BaseException as exc:
+            pool._failed.add()
+            future.set_exception(exc)
+        else:
+            pool._completed.add()
+            future.set_result(result)
+        finally:
+            pool._busy.add(-1)
+
+    async def run_async(self, pool: WorkerPool) -> None:
+        future = self.future
+        assert isinstance(future, asyncio.Future)
+        if future.done():
+            pool._cancelled.add()
+            return
+        pool._busy.add()
+        try:
+            result = await pool._call_async(self.fn, self.args, self.kwargs)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            pool._failed.add()
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            pool._completed.add()
+            if not future.done():
+                future.set_result(result)
+        finally:
+            pool._busy.add(-1)
+
+    def cancel(self, pool: WorkerPool) -> None:
+        if self.future.cancel():
+            pool._cancelled.add()
+
+
+class _Mapping:
+    """One `map` call: its items wait in a channel of their own, which up to
+    `workers` drain jobs on the pool's workers empty; results come back
+    numbered, to be put in order."""
+
+    def __init__(self, pool: WorkerPool, fn: Callable[[Any], Any], ordered: bool, window: int | None) -> None:
+        self.pool = pool
+        self.fn = fn
+        # Items read and not yet yielded: waiting for a worker, worked on, or
+        # waiting for an earlier result.
+        if window is None:
+            window = pool.workers + max(pool._queue_size, _READ_AHEAD)
+        self.window = window
+        self.items: Channel[Any] = Channel(window)
+        self.results: Channel[tuple[int, bool, Any]] = Channel(self.window)
+        self.reorder = Reorder() if ordered else None
+
+    def add_drains(self, put_nowait: Callable[[_Job], bool]) -> None:
+        """More drain jobs, as long as workers are free to take them."""
+        for _ in range(self.pool.workers - 1):
+            if not put_nowait(_Drain(self)):
+                break
+
+    def in_order(self, done: tuple[int, bool, Any]) -> Iterator[tuple[bool, Any]]:
+        number, ok, value = done
+        if self.reorder is None or number < 0:
+            yield ok, value
+            return
+        if self.reorder.push(number, (ok, value)):
+            while (result := self.reorder.pop(_NOT_YET)) is not _NOT_YET:
+                yield result
+
+    def close(self) -> None:
+        """The consumer is done (or gone): the drain jobs end."""
+        self.items.shutdown(immediate=True)
+        if self.reorder is not None:
+            self.reorder.clear()
+
+
+class _Drain(_Job):
+    """Runs a map's function on its items until they run out."""
+
+    __slots__ = ("mapping",)
+
+    def __init__(self, mapping: _Mapping) -> None:
+        self.mapping = mapping
+
+    def run_here(self, pool: WorkerPool) -> None:
+        get = cast(Any, self.mapping.items).get_numbered_blocking
+        put = self.mapping.results.put_nowait
+        fn = self.mapping.fn
+        call_async = is_async_callable(fn)
+        busy, completed, failed = pool._busy.add, pool._completed.add, pool._failed.add
+        while True:
+            try:
+                number, item = get()
+            except QueueShutDown:
+                return
+            busy()
+            try:
+                done = (number, True, pool._call_here(fn, (item,), {}) if call_async else fn(item))
+                completed()
+            except BaseException as exc:
+                failed()
+                done = (number, False, exc)
+            finally:
+                busy(-1)
+            put(done)
+
+    async def run_async(self, pool: WorkerPool) -> None:
+        items = cast(Any, self.mapping.items)
+        put = self.mapping.results.put_nowait
+        fn = self.mapping.fn
+        busy, completed, failed = pool._busy.add, pool._completed.add, pool._failed.add
+        while True:
+            try:
+                number, item = await items.get_numbered()
+            except QueueShutDown:
+                return
+            busy()
+            try:
+                done = (number, True, await pool._call_async(fn, (item,), {}))
+                completed()
+            except asyncio.CancelledError:
+                put((number, False, concurrent.futures.CancelledError("the pool was shut down")))
+                raise
+            except BaseException as exc:
+                failed()
+                done = (number, False, exc)
+            finally:
+                busy(-1)
+            put(done)
+
+    def cancel(self, pool: WorkerPool) -> None:
+        """A drain cancelled before it started: if no other drain serves the
+        map, its consumer learns that the pool was shut down."""
+        pool._cancelled.add()
+        error = concurrent.futures.CancelledError("the pool was shut down before this map ran")
+        self.mapping.results.put_nowait((-1, False, error))
