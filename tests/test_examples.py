@@ -193,3 +193,31 @@ def test_drop_when_full_keeps_the_oldest_or_the_newest() -> None:
     assert (received, dropped) == (list(range(5)), list(range(5, 20)))
     received, dropped = asyncio.run(example.run("drop_old", log=lambda _: None))
     assert (received, dropped) == (list(range(15, 20)), list(range(15)))
+
+
+def test_worker_pool_runs_3_at_once_queues_5_and_holds_the_producer() -> None:
+    report = load("worker_pool").run(log=lambda line: None)
+    assert report.results == [2 * n for n in range(20)]
+    assert report.most_running == 3
+    assert report.most_queued == 5
+    # Once 3 run and 5 wait, a submit waits for a worker to free up: the
+    # last 12 jobs go in only as 4 rounds of 3 jobs finish.
+    assert report.submits_that_waited >= 1
+    assert report.seconds_to_submit_all >= 3 * 0.05
+
+
+def test_batching_pipeline_batches_flushes_on_linger_and_holds_the_producer() -> None:
+    example = load("batching_pipeline")
+    flowing = example.run(items=500, log=lambda line: None)
+    assert flowing.stored == list(range(500))
+    sizes = flowing.batch_sizes
+    assert (max(sizes["parse"]), max(sizes["enrich"]), max(sizes["store"])) == (10, 5, 3)
+    assert sizes["parse"].count(10) == 50, "a steady source fills every batch"
+    # Buffers 50+30+20; each batch stage fills one batch while the stage
+    # after it works on another; one worker per stage.
+    bound = (50 + 30 + 20) + 2 * (10 + 5 + 3) + 4
+    assert flowing.most_ahead <= bound < 500, "the slow store stage held the producer back"
+
+    lull = example.run(items=30, pause_after=7, pause_seconds=0.6, log=lambda line: None)
+    assert lull.stored == list(range(30))
+    assert lull.batch_sizes["parse"][0] == 7, "the partial batch went on after its linger"
