@@ -68,7 +68,12 @@ async def test_async_and_plain_functions_mix_in_an_async_run() -> None:
         for n in range(20):
             yield n
 
-    out = [x async for x in Pipeline(source()).map(double, workers=2).map(double_async, workers=3, buffer=1)]
+    out = [
+        x
+        async for x in Pipeline(source())
+        .map(double, workers=2)
+        .map(double_async, workers=3, buffer=1)
+    ]
     assert out == [4 * x for x in range(20)]
     await wait_until_async(lambda: not pipeline_threads())
 
@@ -127,8 +132,10 @@ def test_a_slow_stage_holds_the_source_back_within_the_bound() -> None:
         return x
 
     buffers, workers = 3 + 5 + 2, 2 + 3
-    pipeline = Pipeline(source(), buffer=3).map(slow, workers=2, buffer=5).map(double, workers=3, buffer=2)
-    for x in pipeline:
+    pipeline = (
+        Pipeline(source(), buffer=3).map(slow, workers=2, buffer=5).map(double, workers=3, buffer=2)
+    )
+    for _x in pipeline:
         seen += 1
         most_alive = max(most_alive, yielded - seen)
         if seen == 400:
@@ -185,7 +192,12 @@ def test_an_error_in_stage_2_of_3_reraises_and_leaves_no_worker(kind: str) -> No
         return fail_at_50(x)
 
     fn: Any = fail_at_50 if kind == "thread" else fail_at_50_async
-    pipeline = Pipeline(range(10_000)).map(double, workers=2, buffer=4).map(fn, workers=3).map(double, workers=2)
+    pipeline = (
+        Pipeline(range(10_000))
+        .map(double, workers=2, buffer=4)
+        .map(fn, workers=3)
+        .map(double, workers=2)
+    )
     with pytest.raises(Boom) as raised:
         pipeline.run()
     assert any(frame.name == "fail_at_50" for frame in raised.traceback), "the original traceback"
@@ -210,7 +222,9 @@ async def test_an_error_cancels_the_other_stages_async_work() -> None:
         return x
 
     with pytest.raises(Boom):
-        await asyncio.wait_for(Pipeline(range(2)).map(one_fails_one_sleeps, workers=2).run_async(), 10)
+        await asyncio.wait_for(
+            Pipeline(range(2)).map(one_fails_one_sleeps, workers=2).run_async(), 10
+        )
     assert cancelled.is_set()
 
 
@@ -224,7 +238,11 @@ def test_on_error_skip_and_callable_count_and_go_on() -> None:
     assert pipeline.to_list() == [0, 2, 4, 6, 8]
     assert pipeline.stats()[0].errors == 5
     seen: list[tuple[int, str]] = []
-    out = Pipeline(range(6)).map(odd_fails, on_error=lambda item, exc: seen.append((item, type(exc).__name__))).to_list()
+    out = (
+        Pipeline(range(6))
+        .map(odd_fails, on_error=lambda item, exc: seen.append((item, type(exc).__name__)))
+        .to_list()
+    )
     assert out == [0, 2, 4]
     assert seen == [(1, "ValueError"), (3, "ValueError"), (5, "ValueError")]
 

@@ -131,3 +131,19 @@ async def use_queues() -> None:
     async for each in queue:
         got += each
     del got, items
+
+
+def pipelines_and_pools() -> None:
+    import asyncio as _asyncio
+
+    from brakes import Pipeline, StageStats, WorkerPool
+
+    async def fetch(n: int) -> str:
+        return str(n)
+
+    rows: list[list[str]] = Pipeline(range(3)).map(fetch, workers=2).batch(2, linger=0.1).to_list()
+    flat: list[str] = Pipeline(rows).unbatch().to_list()
+    stats: tuple[StageStats, ...] = Pipeline(flat).filter(str.isdigit).stats()
+    with WorkerPool(2) as pool:
+        doubled = list(pool.map(lambda x: x * 2, range(3)))
+    _ = (stats, doubled, _asyncio)

@@ -283,6 +283,7 @@ __all__ = [
     "Acquiring",
     "BrakesError",
     "BucketStats",
+    "Channel",
     "Gauge",
     "GaugeStats",
     "LeakyBucket",
@@ -297,10 +298,13 @@ __all__ = [
     "QueueStats",
     "RateLimited",
     "Ready",
+    "Reorder",
+    "Tally",
     "TokenBucket",
     "_Bucket",
 ]
 
+@final
 class Channel(Queue[_T]):
     """A FIFO queue between pipeline stages; `buffer=0` hands items over
     only to a consumer already waiting. Items are numbered as taken."""

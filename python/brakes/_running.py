@@ -19,8 +19,8 @@ def is_async_callable(fn: object) -> bool:
         fn = fn.func
     if inspect.iscoroutinefunction(fn):
         return True
-    call = getattr(type(fn), "__call__", None)
-    return inspect.iscoroutinefunction(call) and not inspect.isroutine(fn)
+    # An object whose class defines `async def __call__`.
+    return not inspect.isroutine(fn) and inspect.iscoroutinefunction(type(fn).__call__)
 
 
 def check_callable(name: str, fn: object) -> None:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 from brakes._brakes import Channel, QueueEmpty, QueueFull, QueueShutDown, Reorder, Tally
 from brakes._running import (
@@ -28,7 +28,7 @@ from brakes._running import (
 
 __all__ = ["Pipeline", "StageStats"]
 
-_T = TypeVar("_T")
+_T = TypeVar("_T", covariant=True)
 _U = TypeVar("_U")
 
 OnError = Literal["raise", "skip"] | Callable[[Any, Exception], object]
@@ -104,8 +104,9 @@ class Pipeline(Generic[_T]):
     """A chain of stages fed by `source` (any iterable or async iterable).
 
     The source is read `buffer` items ahead of the first stage (0: only
-    when a worker of the first stage is free). Each stage runs its function on `workers` workers: threads for a plain
-    function, tasks for an `async def`. A stage hands its results to the
+    when a worker of the first stage is free). Each stage runs its function
+    on `workers` workers: threads for a plain function, tasks for an
+    `async def`. A stage hands its results to the
     next through a bounded buffer of `buffer` items (0: a direct hand-over,
     as on Go's unbuffered channel), so when a stage falls behind, the stages
     before it wait and the source is not read further. A pipeline never
@@ -154,15 +155,35 @@ class Pipeline(Generic[_T]):
             )
         )
 
+    @overload
     def map(
         self,
-        fn: Callable[[_T], _U] | Callable[[_T], Awaitable[_U]],
+        fn: Callable[[_T], Awaitable[_U]],
         *,
         workers: int = 1,
         buffer: int = 0,
         ordered: bool = True,
         on_error: OnError = "raise",
-    ) -> Pipeline[_U]:
+    ) -> Pipeline[_U]: ...
+    @overload
+    def map(
+        self,
+        fn: Callable[[_T], _U],
+        *,
+        workers: int = 1,
+        buffer: int = 0,
+        ordered: bool = True,
+        on_error: OnError = "raise",
+    ) -> Pipeline[_U]: ...
+    def map(
+        self,
+        fn: Callable[[_T], Any],
+        *,
+        workers: int = 1,
+        buffer: int = 0,
+        ordered: bool = True,
+        on_error: OnError = "raise",
+    ) -> Pipeline[Any]:
         """Passes on `fn(item)` for each item. With several workers,
         `ordered=True` keeps the source's order (a result waits for those
         before it, within a window of `workers + buffer` items);
@@ -171,7 +192,7 @@ class Pipeline(Generic[_T]):
         `on_error="skip"` drops an item whose `fn` raised and goes on;
         a callable `on_error(item, exc)` is called first. Skipped items are
         counted in `stats()`. The default stops the pipeline and raises."""
-        return cast(Pipeline[_U], self._stage("map", fn, workers, buffer, ordered, on_error))
+        return cast(Pipeline[Any], self._stage("map", fn, workers, buffer, ordered, on_error))
 
     def filter(
         self,
@@ -185,17 +206,37 @@ class Pipeline(Generic[_T]):
         """Passes on the items for which `fn(item)` is true."""
         return cast(Pipeline[_T], self._stage("filter", fn, workers, buffer, ordered, on_error))
 
+    @overload
     def flat_map(
         self,
-        fn: Callable[[_T], Iterable[_U]] | Callable[[_T], Awaitable[Iterable[_U]]],
+        fn: Callable[[_T], Awaitable[Iterable[_U]]],
         *,
         workers: int = 1,
         buffer: int = 0,
         ordered: bool = True,
         on_error: OnError = "raise",
-    ) -> Pipeline[_U]:
+    ) -> Pipeline[_U]: ...
+    @overload
+    def flat_map(
+        self,
+        fn: Callable[[_T], Iterable[_U]],
+        *,
+        workers: int = 1,
+        buffer: int = 0,
+        ordered: bool = True,
+        on_error: OnError = "raise",
+    ) -> Pipeline[_U]: ...
+    def flat_map(
+        self,
+        fn: Callable[[_T], Any],
+        *,
+        workers: int = 1,
+        buffer: int = 0,
+        ordered: bool = True,
+        on_error: OnError = "raise",
+    ) -> Pipeline[Any]:
         """Passes on every item of the iterable `fn(item)` returns."""
-        return cast(Pipeline[_U], self._stage("flat_map", fn, workers, buffer, ordered, on_error))
+        return cast(Pipeline[Any], self._stage("flat_map", fn, workers, buffer, ordered, on_error))
 
     def each(
         self,
@@ -261,8 +302,7 @@ class Pipeline(Generic[_T]):
         run = self._run
         if run is None:
             return tuple(
-                StageStats(stage.name, stage.workers, 0, 0, 0, 0, 0.0, 0)
-                for stage in self._stages
+                StageStats(stage.name, stage.workers, 0, 0, 0, 0, 0.0, 0) for stage in self._stages
             )
         return tuple(part.stats() for part in run.parts)
 
@@ -338,11 +378,11 @@ class _Run:
         self.threads: list[threading.Thread] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.own_tasks: list[concurrent.futures.Future[None]] = []
-        self.first = Channel(buffer)
+        self.first: Channel[Any] = Channel(buffer)
         channel = self.first
         self.parts: list[_Part] = []
         for stage in stages:
-            out = Channel(0 if stage.reorders else stage.buffer)
+            out: Channel[Any] = Channel(0 if stage.reorders else stage.buffer)
             self.parts.append(_Part(self, stage, channel, out))
             channel = out
         self.output = channel
@@ -452,7 +492,7 @@ class _Run:
         for future in self.own_tasks:
             try:
                 future.result()
-            except BaseException:  # noqa: S110 - a worker's error is already in self.error
+            except BaseException:
                 pass
         self.own_loop.close()
 
@@ -804,4 +844,3 @@ async def _aiter(result: Any) -> AsyncIterator[Any]:
     else:
         for each in result:
             yield each
-

@@ -6,7 +6,15 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
@@ -116,7 +124,9 @@ class WorkerPool:
 
     def _start_threads(self) -> None:
         for n in range(self._workers):
-            thread = threading.Thread(target=self._thread_worker, name=f"brakes-pool-{n}", daemon=True)
+            thread = threading.Thread(
+                target=self._thread_worker, name=f"brakes-pool-{n}", daemon=True
+            )
             self._threads.append(thread)
             thread.start()
         # Until every worker waits for a job, a hand-over would be refused.
@@ -142,7 +152,9 @@ class WorkerPool:
             else:
                 starting = False
         if self._loop is not loop:
-            raise RuntimeError("an async WorkerPool is bound to the event loop it was first used on")
+            raise RuntimeError(
+                "an async WorkerPool is bound to the event loop it was first used on"
+            )
         if starting:
             # One step takes each worker to its first wait for a job.
             await asyncio.sleep(0)
@@ -159,12 +171,16 @@ class WorkerPool:
                 return
             await job.run_async(self)
 
-    def _call_here(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _call_here(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if is_async_callable(fn):
             return self._own_loop.call(fn, *args, **kwargs)
         return fn(*args, **kwargs)
 
-    async def _call_async(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _call_async(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if is_async_callable(fn):
             return await fn(*args, **kwargs)
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -217,7 +233,9 @@ class WorkerPool:
         self._put_blocking(_Submitted(future, fn, args, kwargs))
         return future
 
-    async def _submit_async(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _submit_async(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         future = asyncio.get_running_loop().create_future()
         await self._put_async(_Submitted(future, fn, args, kwargs))
         # Cancelling this await cancels the future: a job not started yet
@@ -248,7 +266,9 @@ class WorkerPool:
             window = check_count("window", window, 1)
         if self._mode == "async":
             if not isinstance(iterable, (Iterable, AsyncIterable)):
-                raise TypeError(f"iterable must be an iterable or an async iterable, got {iterable!r}")
+                raise TypeError(
+                    f"iterable must be an iterable or an async iterable, got {iterable!r}"
+                )
             return self._map_async(fn, iterable, ordered, window)
         if not isinstance(iterable, Iterable):
             raise TypeError(f"iterable must be an iterable, got {iterable!r}")
@@ -502,7 +522,9 @@ class _Mapping:
     `workers` drain jobs on the pool's workers empty; results come back
     numbered, to be put in order."""
 
-    def __init__(self, pool: WorkerPool, fn: Callable[[Any], Any], ordered: bool, window: int | None) -> None:
+    def __init__(
+        self, pool: WorkerPool, fn: Callable[[Any], Any], ordered: bool, window: int | None
+    ) -> None:
         self.pool = pool
         self.fn = fn
         # Items read and not yet yielded: waiting for a worker, worked on, or
