@@ -23,6 +23,8 @@ def test_public_names_are_pinned() -> None:
         "LeakyBucket",
         "LifoQueue",
         "Overloaded",
+        "Pipeline",
+        "PoolStats",
         "PriorityQueue",
         "Queue",
         "QueueEmpty",
@@ -30,7 +32,9 @@ def test_public_names_are_pinned() -> None:
         "QueueShutDown",
         "QueueStats",
         "RateLimited",
+        "StageStats",
         "TokenBucket",
+        "WorkerPool",
     ]
     for name in brakes.__all__:
         assert getattr(brakes, name).__module__ == "brakes", name
