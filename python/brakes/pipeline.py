@@ -845,6 +845,7 @@ async def _aiter(result: Any) -> AsyncIterator[Any]:
         for each in result:
             yield each
 
+
 # Public names live in `brakes`, where users import them from.
 StageStats.__module__ = "brakes"
 Pipeline.__module__ = "brakes"

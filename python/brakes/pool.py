@@ -619,6 +619,7 @@ class _Drain(_Job):
         error = concurrent.futures.CancelledError("the pool was shut down before this map ran")
         self.mapping.results.put_nowait((-1, False, error))
 
+
 # Public names live in `brakes`, where users import them from.
 PoolStats.__module__ = "brakes"
 WorkerPool.__module__ = "brakes"
