@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -105,3 +106,13 @@ def loop_thread() -> Iterator[LoopThread]:
         yield lt
     finally:
         lt.close()
+
+
+def on_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Runs an async test on a fresh event loop."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from brakes import Pipeline, StageStats
 
-from .conftest import wait_until, wait_until_async
-
-
-def on_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Runs an async test on a fresh event loop."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return run
+from .conftest import on_loop, wait_until, wait_until_async
 
 
 def pipeline_threads() -> list[threading.Thread]:

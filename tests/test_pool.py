@@ -9,22 +9,14 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from brakes import PoolStats, QueueFull, WorkerPool
 
-from .conftest import wait_until
-
-
-def on_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return run
+from .conftest import on_loop, wait_until
 
 
 def pool_threads() -> list[threading.Thread]:
