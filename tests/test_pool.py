@@ -96,6 +96,23 @@ def test_shutdown_cancel_pending_cancels_queued_jobs() -> None:
         pool.submit(print)
 
 
+def test_a_map_goes_on_when_shutdown_cancels_one_of_its_queued_drains() -> None:
+    release = threading.Event()
+    pool = WorkerPool(2, queue_size=2)
+    pool.submit(release.wait, 5)
+    wait_until(lambda: pool.stats().busy == 1)
+    # More items than the map reads ahead: its first drain keeps the free
+    # worker, and the second waits in the pool's queue.
+    results = pool.map(lambda x: x * 2, range(1000))
+    assert next(results) == 0
+    wait_until(lambda: pool.stats().queued == 1)
+    pool.shutdown(wait=False, cancel_pending=True)
+    assert pool.stats().cancelled == 1
+    assert list(results) == [2 * x for x in range(1, 1000)]
+    release.set()
+    pool.shutdown()
+
+
 def test_map_is_lazy_and_bounded_on_an_endless_source() -> None:
     read = 0
 

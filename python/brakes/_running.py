@@ -8,7 +8,7 @@ import concurrent.futures
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any
 
 
@@ -34,6 +34,22 @@ def check_count(name: str, value: object, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be {minimum} or more, got {value!r}")
     return value
+
+
+def check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+async def async_items(iterable: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    """The items of an iterable or an async iterable, for `async for`."""
+    if isinstance(iterable, AsyncIterable):
+        async for item in iterable:
+            yield item
+    else:
+        for item in iterable:
+            yield item
 
 
 def check_seconds(name: str, value: object) -> float | None:

@@ -20,8 +20,10 @@ from typing import Any, Generic, Literal, TypeVar, cast, overload
 from brakes._brakes import Channel, QueueEmpty, QueueFull, QueueShutDown, Reorder, Tally
 from brakes._running import (
     OwnLoop,
+    async_items,
     check_callable,
     check_count,
+    check_flag,
     check_seconds,
     is_async_callable,
 )
@@ -94,12 +96,6 @@ def _check_on_error(on_error: object) -> OnError:
     raise ValueError(f"on_error must be 'raise', 'skip' or a callable, got {on_error!r}")
 
 
-def _check_ordered(ordered: object) -> bool:
-    if not isinstance(ordered, bool):
-        raise TypeError(f"ordered must be True or False, got {ordered!r}")
-    return ordered
-
-
 class Pipeline(Generic[_T]):
     """A chain of stages fed by `source` (any iterable or async iterable).
 
@@ -150,7 +146,7 @@ class Pipeline(Generic[_T]):
                 cast(Callable[..., Any], fn),
                 workers=check_count("workers", workers, 1),
                 buffer=check_count("buffer", buffer, 0),
-                ordered=_check_ordered(ordered),
+                ordered=check_flag("ordered", ordered),
                 on_error=_check_on_error(on_error),
             )
         )
@@ -747,7 +743,7 @@ class _Part:
                         except QueueFull:
                             await self._send_slowly(item)
                 elif kind == "flat_map":
-                    async for each in _aiter(result):
+                    async for each in async_items(result):
                         try:
                             put_nowait(each)
                         except QueueFull:
@@ -775,7 +771,7 @@ class _Part:
             try:
                 result = await fn(item)
                 if kind == "flat_map":
-                    result = [each async for each in _aiter(result)]
+                    result = [each async for each in async_items(result)]
                 result = _ordered_result(kind, item, result)
             except Exception as exc:
                 if not self.skips(item, exc):
@@ -834,16 +830,6 @@ def _ordered_result(kind: str, item: Any, result: Any) -> Any:
     if kind == "flat_map":
         return list(result)
     return result
-
-
-async def _aiter(result: Any) -> AsyncIterator[Any]:
-    """The items of a flat_map result, an iterable or an async iterable."""
-    if isinstance(result, AsyncIterable):
-        async for each in result:
-            yield each
-    else:
-        for each in result:
-            yield each
 
 
 # Public names live in `brakes`, where users import them from.

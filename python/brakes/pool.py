@@ -20,7 +20,14 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
 from brakes._brakes import Channel, QueueEmpty, QueueFull, QueueShutDown, Reorder, Tally
-from brakes._running import OwnLoop, check_callable, check_count, is_async_callable
+from brakes._running import (
+    OwnLoop,
+    async_items,
+    check_callable,
+    check_count,
+    check_flag,
+    is_async_callable,
+)
 
 __all__ = ["PoolStats", "WorkerPool"]
 
@@ -260,8 +267,7 @@ class WorkerPool:
         `ordered=False` as they finish. An exception of `fn` is raised when
         its result is reached."""
         check_callable("fn", fn)
-        if not isinstance(ordered, bool):
-            raise TypeError(f"ordered must be True or False, got {ordered!r}")
+        check_flag("ordered", ordered)
         if window is not None:
             window = check_count("window", window, 1)
         if self._mode == "async":
@@ -278,30 +284,22 @@ class WorkerPool:
         self, fn: Callable[[Any], Any], iterable: Iterable[Any], ordered: bool, window: int | None
     ) -> Iterator[Any]:
         mapping = _Mapping(self, fn, ordered, window)
-        self._put_blocking(_Drain(mapping))
+        self._put_blocking(mapping.drain())
         mapping.add_drains(self._put_nowait)
         items = iter(iterable)
-        outstanding = 0
-        exhausted = False
         try:
             while True:
-                while not exhausted and outstanding < mapping.window:
+                while mapping.wants_items():
                     try:
                         item = next(items)
                     except StopIteration:
-                        exhausted = True
-                        mapping.items.shutdown()
+                        mapping.source_ended()
                         break
                     mapping.items.put_blocking(item)
-                    outstanding += 1
-                if outstanding == 0:
+                    mapping.outstanding += 1
+                if mapping.outstanding == 0:
                     return
-                done = mapping.results.get_blocking()
-                outstanding -= 1
-                for ok, value in mapping.in_order(done):
-                    if not ok:
-                        raise value
-                    yield value
+                yield from mapping.deliver(mapping.results.get_blocking())
         finally:
             mapping.close()
 
@@ -313,35 +311,29 @@ class WorkerPool:
         window: int | None,
     ) -> AsyncIterator[Any]:
         mapping = _Mapping(self, fn, ordered, window)
-        await self._put_async(_Drain(mapping))
+        await self._put_async(mapping.drain())
         mapping.add_drains(self._put_nowait)
-        items = _async_items(iterable)
-        outstanding = 0
-        exhausted = False
+        items = async_items(iterable)
         try:
             while True:
-                while not exhausted and outstanding < mapping.window:
+                while mapping.wants_items():
                     try:
                         item = await anext(items)
                     except StopAsyncIteration:
-                        exhausted = True
-                        mapping.items.shutdown()
+                        mapping.source_ended()
                         break
                     try:
                         mapping.items.put_nowait(item)
                     except QueueFull:
                         await mapping.items.put(item)
-                    outstanding += 1
-                if outstanding == 0:
+                    mapping.outstanding += 1
+                if mapping.outstanding == 0:
                     return
                 try:
                     done = mapping.results.get_nowait()
                 except QueueEmpty:
                     done = await mapping.results.get()
-                outstanding -= 1
-                for ok, value in mapping.in_order(done):
-                    if not ok:
-                        raise value
+                for value in mapping.deliver(done):
                     yield value
         finally:
             mapping.close()
@@ -430,15 +422,6 @@ class WorkerPool:
             f"<WorkerPool mode={s.mode!r} workers={s.workers} busy={s.busy} "
             f"queued={s.queued} completed={s.completed}{state}>"
         )
-
-
-async def _async_items(iterable: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
-    if isinstance(iterable, AsyncIterable):
-        async for item in iterable:
-            yield item
-    else:
-        for item in iterable:
-            yield item
 
 
 class _Job:
@@ -535,21 +518,58 @@ class _Mapping:
         self.items: Channel[Any] = Channel(window)
         self.results: Channel[tuple[int, bool, Any]] = Channel(self.window)
         self.reorder = Reorder() if ordered else None
+        # Read from the source and not yet yielded.
+        self.outstanding = 0
+        self.exhausted = False
+        # Drain jobs put on the pool and not cancelled.
+        self.drains = 0
+        self.lock = threading.Lock()
+
+    def drain(self) -> _Drain:
+        self.drains += 1
+        return _Drain(self)
 
     def add_drains(self, put_nowait: Callable[[_Job], bool]) -> None:
         """More drain jobs, as long as workers are free to take them."""
         for _ in range(self.pool.workers - 1):
             if not put_nowait(_Drain(self)):
                 break
+            self.drains += 1
 
-    def in_order(self, done: tuple[int, bool, Any]) -> Iterator[tuple[bool, Any]]:
+    def drain_cancelled(self) -> None:
+        """A drain job was cancelled before it started; once none is left to
+        serve the map, its consumer learns that the pool was shut down."""
+        with self.lock:
+            self.drains -= 1
+            served = self.drains > 0
+        if not served:
+            error = concurrent.futures.CancelledError("the pool was shut down before this map ran")
+            self.results.put_nowait((-1, False, error))
+
+    def wants_items(self) -> bool:
+        return not self.exhausted and self.outstanding < self.window
+
+    def source_ended(self) -> None:
+        self.exhausted = True
+        self.items.shutdown()
+
+    def deliver(self, done: tuple[int, bool, Any]) -> Iterator[Any]:
+        """The results `done` lets out, in order if the map is ordered; a
+        failed one raises its exception."""
+        self.outstanding -= 1
         number, ok, value = done
         if self.reorder is None or number < 0:
-            yield ok, value
-            return
-        if self.reorder.push(number, (ok, value)):
+            ready = [(ok, value)]
+        elif self.reorder.push(number, (ok, value)):
+            ready = []
             while (result := self.reorder.pop(_NOT_YET)) is not _NOT_YET:
-                yield result
+                ready.append(result)
+        else:
+            ready = []
+        for ok, value in ready:
+            if not ok:
+                raise value
+            yield value
 
     def close(self) -> None:
         """The consumer is done (or gone): the drain jobs end."""
@@ -613,11 +633,8 @@ class _Drain(_Job):
             put(done)
 
     def cancel(self, pool: WorkerPool) -> None:
-        """A drain cancelled before it started: if no other drain serves the
-        map, its consumer learns that the pool was shut down."""
         pool._cancelled.add()
-        error = concurrent.futures.CancelledError("the pool was shut down before this map ran")
-        self.mapping.results.put_nowait((-1, False, error))
+        self.mapping.drain_cancelled()
 
 
 # Public names live in `brakes`, where users import them from.
