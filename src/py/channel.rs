@@ -128,9 +128,10 @@ impl Tally {
         }
     }
 
+    /// Adds `n` and returns the new value, in one step.
     #[pyo3(signature = (n = 1))]
-    fn add(&self, n: i64) {
-        self.value.fetch_add(n, Ordering::Relaxed);
+    fn add(&self, n: i64) -> i64 {
+        self.value.fetch_add(n, Ordering::Relaxed).wrapping_add(n)
     }
 
     #[getter]

@@ -1,0 +1,226 @@
+"""What the ASGI and WSGI `LoadShed` share: their options, the response fields
+they add, and their counters. The two differ only in how they wait and how
+they speak to the server."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from brakes._brakes import (
+    Gauge,
+    LeakyBucket,
+    Overloaded,
+    RateLimited,
+    Tally,
+    TokenBucket,
+)
+from brakes._running import check_callable, check_flag
+from brakes.http import Key, LoadShedStats
+
+Fields = list[tuple[bytes, bytes]]
+
+# Float arithmetic gives 3.0000000000000004 for three whole seconds; a
+# nanosecond of slack keeps that at 3 when rounding up.
+_SLACK = 1e-9
+
+
+def whole_seconds(seconds: float) -> int:
+    """Seconds rounded up to a whole number, as the HTTP fields want them."""
+    return max(0, math.ceil(seconds - _SLACK))
+
+
+def retry_after_seconds(error: Overloaded) -> int:
+    """The `Retry-After` of a refusal: whole seconds, rounded up, never 0.
+
+    A gauge cannot know when a slot frees up, so its refusals say 1 second.
+    """
+    seconds = getattr(error, "retry_after", None)
+    if not isinstance(seconds, (int, float)) or not seconds > 0 or math.isinf(seconds):
+        return 1
+    return max(1, whole_seconds(seconds))
+
+
+def _exempt_prefixes(exempt: object) -> tuple[str, ...]:
+    if isinstance(exempt, str):
+        exempt = (exempt,)
+    if not isinstance(exempt, Iterable):
+        raise TypeError(f"exempt must be a path prefix or a sequence of them, got {exempt!r}")
+    prefixes = []
+    for prefix in exempt:
+        if not isinstance(prefix, str) or not prefix.startswith("/"):
+            raise ValueError(f"exempt paths must be strings that start with '/', got {prefix!r}")
+        prefixes.append(prefix.rstrip("/"))
+    return tuple(prefixes)
+
+
+class Shedding:
+    """The options of a `LoadShed`, checked, and what it counts."""
+
+    __slots__ = (
+        "admitted",
+        "bucket",
+        "bucket_wait",
+        "exempt",
+        "exempt_count",
+        "gauge",
+        "gauge_wait",
+        "headers",
+        "key",
+        "on_reject",
+        "overloaded",
+        "policy_field",
+        "rate_limited",
+        "seconds_per_token",
+        "shadow",
+        "shadow_in_flight",
+        "shadow_overloaded",
+        "shadow_rate_limited",
+        "token_bucket",
+    )
+
+    def __init__(
+        self,
+        gauge: object,
+        bucket: object,
+        key: object,
+        shadow: object,
+        exempt: object,
+        headers: object,
+        on_reject: object,
+    ) -> None:
+        if gauge is not None and not isinstance(gauge, Gauge):
+            raise TypeError(f"gauge must be a brakes.Gauge or None, got {gauge!r}")
+        if bucket is not None and not isinstance(bucket, (TokenBucket, LeakyBucket)):
+            raise TypeError(
+                f"bucket must be a brakes.TokenBucket, a brakes.LeakyBucket or None, got {bucket!r}"
+            )
+        if gauge is None and bucket is None:
+            raise ValueError("LoadShed needs a gauge=, a bucket= or both")
+        if key is not None:
+            check_callable("key", key)
+            if bucket is None:
+                raise ValueError("key= chooses a bucket per client, so it needs a bucket=")
+        if on_reject is not None:
+            check_callable("on_reject", on_reject)
+        self.gauge: Gauge | None = gauge
+        self.bucket: TokenBucket | LeakyBucket | None = bucket
+        self.key: Callable[[Any], Key] | None = key  # type: ignore[assignment]
+        self.shadow = check_flag("shadow", shadow)
+        self.headers = check_flag("headers", headers)
+        self.exempt = _exempt_prefixes(exempt)
+        self.on_reject: Callable[[Any, Overloaded], Any] | None = on_reject  # type: ignore[assignment]
+        self.gauge_wait = gauge.max_wait if gauge is not None else 0.0
+        self.bucket_wait = bucket.max_wait if bucket is not None else 0.0
+        self.token_bucket = isinstance(bucket, TokenBucket)
+        self.seconds_per_token = 0.0
+        self.policy_field = b""
+        if bucket is not None:
+            self.seconds_per_token = bucket.per / bucket.rate
+            # A leaky bucket lets one request through at a time: a burst of 1.
+            burst = bucket.burst if isinstance(bucket, TokenBucket) else 1
+            window = max(1, whole_seconds(burst * self.seconds_per_token))
+            self.policy_field = b'"default";q=%d;w=%d' % (burst, window)
+        self.admitted = Tally()
+        self.rate_limited = Tally()
+        self.overloaded = Tally()
+        self.exempt_count = Tally()
+        self.shadow_rate_limited = Tally()
+        self.shadow_overloaded = Tally()
+        # In shadow mode nothing holds the gauge: this counts what would.
+        self.shadow_in_flight = Tally()
+
+    def is_exempt(self, path: str) -> bool:
+        """Whether a path is one of the exempt prefixes or lies under one,
+        segment by segment: "/health" covers "/health/live", not "/healthz"."""
+        for prefix in self.exempt:
+            if path.startswith(prefix) and (
+                len(path) == len(prefix) or path[len(prefix)] == "/" or not prefix
+            ):
+                return True
+        return False
+
+    def rate_fields(self, key: Key) -> Fields:
+        """`RateLimit-Policy` and `RateLimit` for the bucket of `key`, as it
+        stands after this request."""
+        bucket = self.bucket
+        if self.token_bucket:
+            tokens = bucket.tokens(key)  # type: ignore[union-attr]
+            left = int(tokens)
+            until_full = whole_seconds((bucket.burst - tokens) * self.seconds_per_token)  # type: ignore[union-attr]
+        else:
+            wait = bucket.retry_after(key=key)  # type: ignore[union-attr]
+            left = 0 if wait > 0 else 1
+            until_full = whole_seconds(wait)
+        return [
+            (b"ratelimit-policy", self.policy_field),
+            (b"ratelimit", b'"default";r=%d;t=%d' % (left, until_full)),
+        ]
+
+    def bucket_refusal(self, key: Key) -> RateLimited:
+        """The refusal of a bucket that had no token and may not wait."""
+        seconds = self.bucket.retry_after(key=key)  # type: ignore[union-attr]
+        error = RateLimited(f"rate limited: retry after {seconds:.3g} s")
+        error.retry_after = seconds
+        return error
+
+    def gauge_refusal(self) -> Overloaded:
+        """The refusal of a gauge that had no slot and may not wait."""
+        gauge = self.gauge
+        assert gauge is not None
+        return Overloaded(
+            f"no free slot: {gauge.in_flight} of {gauge.limit} in flight, none may wait"
+        )
+
+    def would_wait_too_long(self, key: Key) -> bool:
+        """In shadow mode: whether the bucket would have refused this request."""
+        wait = self.bucket_wait
+        if wait is None:
+            return False
+        return self.bucket.retry_after(key=key) > wait  # type: ignore[union-attr]
+
+    def shadow_enter(self) -> bool:
+        """In shadow mode: counts a request in, and says whether the gauge
+        would have found no slot for it."""
+        return self.shadow_in_flight.add() > self.gauge.limit  # type: ignore[union-attr]
+
+    def stats(self) -> LoadShedStats:
+        return LoadShedStats(
+            admitted=self.admitted.value,
+            rate_limited=self.rate_limited.value,
+            overloaded=self.overloaded.value,
+            exempt=self.exempt_count.value,
+            shadow_rate_limited=self.shadow_rate_limited.value,
+            shadow_overloaded=self.shadow_overloaded.value,
+        )
+
+    def describe(self) -> str:
+        parts = []
+        if self.gauge is not None:
+            parts.append(f"gauge={self.gauge!r}")
+        if self.bucket is not None:
+            parts.append(f"bucket={self.bucket!r}")
+        if self.shadow:
+            parts.append("shadow=True")
+        return ", ".join(parts)
+
+
+def refusal_fields(error: Overloaded) -> tuple[int, bytes, Fields]:
+    """Status, body and fields of the default refusal."""
+    if isinstance(error, RateLimited):
+        status, body = 429, b"Too Many Requests\n"
+    else:
+        status, body = 503, b"Service Unavailable\n"
+    return (
+        status,
+        body,
+        [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+            (b"retry-after", b"%d" % retry_after_seconds(error)),
+        ],
+    )
+
+
+SHADOW_FIELD = b"brakes-shadow"

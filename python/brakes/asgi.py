@@ -1,0 +1,362 @@
+"""ASGI middleware that sheds load: 429 over the rate, 503 over capacity.
+
+Wrap any ASGI app (Starlette, FastAPI, Django's ASGI handler, ...)::
+
+    from brakes import Gauge, TokenBucket
+    from brakes.asgi import LoadShed
+    from brakes.http import client_ip
+
+    app = LoadShed(
+        app,
+        gauge=Gauge(32, max_wait=0.2),          # 32 at once; 503 after 200 ms
+        bucket=TokenBucket(10, burst=20, max_wait=0, max_keys=100_000),
+        key=client_ip(),                        # 10/s per client; 429 beyond
+        exempt=["/health"],
+    )
+
+With FastAPI or Starlette, `app.add_middleware(LoadShed, gauge=..., ...)` does
+the same. For limits on single endpoints, decorate the handler with the
+limiter and install `exception_handlers`, which answer `Overloaded` with 503
+and `RateLimited` with 429, with `Retry-After`::
+
+    app = FastAPI(exception_handlers=brakes.asgi.exception_handlers)
+
+    @app.get("/search")
+    @TokenBucket(5, max_wait=0)
+    async def search(q: str): ...
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from brakes._brakes import Gauge, LeakyBucket, Overloaded, RateLimited, TokenBucket
+from brakes._shedding import (
+    SHADOW_FIELD,
+    Fields,
+    Shedding,
+    refusal_fields,
+)
+from brakes.http import KeyFunction, LoadShedStats
+
+__all__ = ["LoadShed", "exception_handlers"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# The close code of RFC 6455 for "try again later".
+_TRY_AGAIN_LATER = 1013
+_SHADOW_VALUES = {429: b"429", 503: b"503"}
+
+
+class LoadShed:
+    """ASGI middleware: admits a request when the bucket has a token for it
+    and the gauge a slot, and answers it otherwise.
+
+    - `bucket` (a `TokenBucket` or `LeakyBucket`), asked first: a request
+      over the rate gets **429** with `Retry-After` (whole seconds, rounded up,
+      at least 1). With `key=` (see `brakes.http`) each client draws from its
+      own tokens; the bucket's `max_keys` bounds how many it remembers.
+    - `gauge` (a `Gauge`): at most `gauge.limit` requests run at once. The
+      slot is held until the response body has been sent in full, streaming
+      included, and is given back when the client disconnects or the app
+      raises. A request that gets no slot gets **503** with `Retry-After: 1`.
+    - How long a request may wait for a token or a slot is the limiter's own
+      `max_wait`: 0 answers at once, None waits as long as it takes.
+    - `headers=True` adds `RateLimit-Policy` and `RateLimit` (IETF httpapi
+      draft 11) to every response of a bucket-limited request.
+    - `shadow=True` admits everything and only counts what it would have
+      refused (`stats()`), marking such responses `brakes-shadow: 429` or
+      `503`, so that a limit can be tried on real traffic first. A shadow
+      gauge counts a request that finds `limit` requests in flight; a shadow
+      bucket takes tokens as a real one would.
+    - `exempt`: path prefixes never limited, such as "/health" (which covers
+      "/health/live" but not "/healthz").
+    - `on_reject(scope, error)`: called with the `RateLimited` or `Overloaded`
+      error of a refusal; it may return an ASGI app to answer with (a
+      Starlette `Response` is one), or an awaitable of one, or None for the
+      default plain-text answer. `Retry-After` and the RateLimit fields are
+      added to its response unless it sets them itself.
+
+    Lifespan scopes pass through. A websocket connection takes a gauge slot
+    for as long as it is open; one that gets none is accepted and closed at
+    once with code 1013 ("try again later"). The bucket does not limit
+    websockets.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        gauge: Gauge | None = None,
+        bucket: TokenBucket | LeakyBucket | None = None,
+        key: KeyFunction | None = None,
+        shadow: bool = False,
+        exempt: Iterable[str] | str = (),
+        headers: bool = True,
+        on_reject: Callable[[Scope, Overloaded], Any] | None = None,
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be an ASGI application, got {app!r}")
+        self.app = app
+        self._shedding = Shedding(gauge, bucket, key, shadow, exempt, headers, on_reject)
+
+    @property
+    def gauge(self) -> Gauge | None:
+        return self._shedding.gauge
+
+    @property
+    def bucket(self) -> TokenBucket | LeakyBucket | None:
+        return self._shedding.bucket
+
+    def stats(self) -> LoadShedStats:
+        """Counts of admitted, refused, exempt and shadow-refused requests."""
+        return self._shedding.stats()
+
+    def __repr__(self) -> str:
+        return f"<brakes.asgi.LoadShed {self._shedding.describe()} app={self.app!r}>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "websocket" and self._shedding.gauge is not None:
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        shedding = self._shedding
+        if shedding.exempt and shedding.is_exempt(scope["path"]):
+            shedding.exempt_count.add()
+            await self.app(scope, receive, send)
+            return
+        if shedding.shadow:
+            await self._shadow(scope, receive, send)
+            return
+
+        fields: Fields | None = None
+        bucket = shedding.bucket
+        if bucket is not None:
+            key = shedding.key(scope) if shedding.key is not None else None
+            if not bucket.try_acquire(key=key):
+                refusal = await _token(shedding, bucket, key)
+                if refusal is not None:
+                    shedding.rate_limited.add()
+                    extra = shedding.rate_fields(key) if shedding.headers else []
+                    await self._refuse(scope, receive, send, refusal, extra)
+                    return
+            if shedding.headers:
+                fields = shedding.rate_fields(key)
+
+        gauge = shedding.gauge
+        if gauge is None:
+            shedding.admitted.add()
+            if fields is None:
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, _adding(send, fields))
+            return
+        if not gauge.try_acquire():
+            overloaded = await _slot(shedding, gauge)
+            if overloaded is not None:
+                shedding.overloaded.add()
+                await self._refuse(scope, receive, send, overloaded, fields or [])
+                return
+        shedding.admitted.add()
+        await _holding_slot(self.app, scope, receive, send, gauge.release, fields)
+
+    async def _shadow(self, scope: Scope, receive: Receive, send: Send) -> None:
+        shedding = self._shedding
+        fields: Fields = []
+        would_refuse = 0
+        bucket = shedding.bucket
+        if bucket is not None:
+            key = shedding.key(scope) if shedding.key is not None else None
+            if not bucket.try_acquire(key=key) and shedding.would_wait_too_long(key):
+                shedding.shadow_rate_limited.add()
+                would_refuse = 429
+            if shedding.headers:
+                fields = shedding.rate_fields(key)
+        counted = shedding.gauge is not None
+        if counted and shedding.shadow_enter() and not would_refuse:
+            shedding.shadow_overloaded.add()
+            would_refuse = 503
+        if would_refuse:
+            fields.append((SHADOW_FIELD, _SHADOW_VALUES[would_refuse]))
+        shedding.admitted.add()
+        try:
+            await self.app(scope, receive, _adding(send, fields) if fields else send)
+        finally:
+            if counted:
+                shedding.shadow_in_flight.add(-1)
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, error: Overloaded, fields: Fields
+    ) -> None:
+        status, body, default_fields = refusal_fields(error)
+        on_reject = self._shedding.on_reject
+        if on_reject is not None:
+            response = on_reject(scope, error)
+            if inspect.isawaitable(response):
+                response = await response
+            if response is not None:
+                own = [(b"retry-after", default_fields[-1][1]), *fields]
+                await response(scope, receive, _adding(send, own, keep_existing=True))
+                return
+        await send(
+            {"type": "http.response.start", "status": status, "headers": default_fields + fields}
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        shedding = self._shedding
+        gauge = shedding.gauge
+        assert gauge is not None
+        if shedding.exempt and shedding.is_exempt(scope["path"]):
+            shedding.exempt_count.add()
+            await self.app(scope, receive, send)
+            return
+        if shedding.shadow:
+            if shedding.shadow_enter():
+                shedding.shadow_overloaded.add()
+            shedding.admitted.add()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                shedding.shadow_in_flight.add(-1)
+            return
+        if not gauge.try_acquire() and await _slot(shedding, gauge) is not None:
+            shedding.overloaded.add()
+            await _close_try_again_later(receive, send)
+            return
+        shedding.admitted.add()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            gauge.release()
+
+
+async def _token(
+    shedding: Shedding, bucket: TokenBucket | LeakyBucket, key: Any
+) -> Overloaded | None:
+    """Waits for a token as long as the bucket's `max_wait` allows; returns
+    the refusal when there is none in time."""
+    wait = shedding.bucket_wait
+    if wait == 0:
+        return shedding.bucket_refusal(key)
+    try:
+        await bucket.acquire(key=key, timeout=wait)
+    except RateLimited as error:
+        return error
+    return None
+
+
+async def _slot(shedding: Shedding, gauge: Gauge) -> Overloaded | None:
+    """Waits for a slot as long as the gauge's `max_wait` allows; returns
+    the refusal when there is none in time."""
+    wait = shedding.gauge_wait
+    if wait == 0:
+        return shedding.gauge_refusal()
+    try:
+        await gauge.acquire(timeout=wait)
+    except Overloaded as error:
+        return error
+    return None
+
+
+async def _close_try_again_later(receive: Receive, send: Send) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": _TRY_AGAIN_LATER, "reason": "overloaded"})
+
+
+def _adding(send: Send, fields: Fields, *, keep_existing: bool = False) -> Send:
+    """`send`, adding `fields` to the response's start."""
+
+    async def send_with_fields(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            if keep_existing:
+                present = {name.lower() for name, _ in headers}
+                headers.extend(field for field in fields if field[0] not in present)
+            else:
+                headers.extend(fields)
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_with_fields
+
+
+async def _holding_slot(
+    app: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    release: Callable[[], None],
+    fields: Fields | None,
+) -> None:
+    """Runs `app` and calls `release` once: when the last of the body has
+    been sent, when the client disconnects, or when the app returns or
+    raises, whichever comes first."""
+    held = True
+
+    def give_back() -> None:
+        nonlocal held
+        if held:
+            held = False
+            release()
+
+    async def send_holding(message: Message) -> None:
+        kind = message["type"]
+        if fields is not None and kind == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *fields]}
+        try:
+            await send(message)
+        except BaseException:
+            give_back()
+            raise
+        if kind == "http.response.body" and not message.get("more_body", False):
+            give_back()
+
+    async def receive_holding() -> Message:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            give_back()
+        return message
+
+    try:
+        await app(scope, receive_holding, send_holding)
+    finally:
+        give_back()
+
+
+def _handler_response(error: Overloaded) -> Any:
+    from starlette.responses import PlainTextResponse
+
+    status, body, fields = refusal_fields(error)
+    return PlainTextResponse(
+        body.decode(), status_code=status, headers={"retry-after": fields[-1][1].decode()}
+    )
+
+
+async def _overloaded_handler(request: Any, error: Exception) -> Any:
+    """Starlette/FastAPI exception handler: `Overloaded` -> 503, `RateLimited`
+    -> 429, with `Retry-After`."""
+    if not isinstance(error, Overloaded):
+        raise error
+    return _handler_response(error)
+
+
+exception_handlers: dict[Any, Callable[[Any, Exception], Awaitable[Any]]] = {
+    Overloaded: _overloaded_handler,
+    RateLimited: _overloaded_handler,
+}
+"""For `Starlette(exception_handlers=...)` / `FastAPI(exception_handlers=...)`:
+answers `Overloaded` raised by a decorated handler with 503 and `RateLimited`
+with 429, each with `Retry-After` in whole seconds (at least 1)."""

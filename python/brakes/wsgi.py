@@ -1,0 +1,280 @@
+"""WSGI middleware that sheds load: 429 over the rate, 503 over capacity.
+
+Wrap any WSGI app (Flask, Django's WSGI handler, ...)::
+
+    from brakes import Gauge, TokenBucket
+    from brakes.http import client_ip
+    from brakes.wsgi import LoadShed
+
+    app.wsgi_app = LoadShed(            # Flask; for Django wrap get_wsgi_application()
+        app.wsgi_app,
+        gauge=Gauge(16, max_wait=0.2),
+        bucket=TokenBucket(10, burst=20, max_wait=0, max_keys=100_000),
+        key=client_ip(),
+    )
+
+Waits happen in the server's worker thread, with the GIL released.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, Protocol
+
+from brakes._brakes import Gauge, LeakyBucket, Overloaded, RateLimited, TokenBucket
+from brakes._shedding import SHADOW_FIELD, Fields, Shedding, refusal_fields
+from brakes.http import Key, KeyFunction, LoadShedStats
+
+__all__ = ["LoadShed"]
+
+Environ = dict[str, Any]
+Headers = list[tuple[str, str]]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+class StartResponse(Protocol):
+    def __call__(
+        self, status: str, headers: Headers, exc_info: ExcInfo | None = ..., /
+    ) -> Callable[[bytes], object]: ...
+
+
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+_REASONS = {429: "429 Too Many Requests", 503: "503 Service Unavailable"}
+
+
+def _text(fields: Fields) -> Headers:
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in fields]
+
+
+def _path(environ: Environ) -> str:
+    return str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+
+
+class LoadShed:
+    """WSGI middleware: admits a request when the bucket has a token for it
+    and the gauge a slot, and answers it otherwise.
+
+    It takes the options of `brakes.asgi.LoadShed` and behaves the same way:
+    the bucket is asked first and answers 429, the gauge answers 503, each
+    with `Retry-After`; `RateLimit-Policy`/`RateLimit` fields when
+    `headers=True`; `shadow`, `exempt` and `on_reject` alike (`on_reject`
+    gets the `environ` and may return a WSGI app to answer with, such as a
+    Flask or Werkzeug `Response`).
+
+    The gauge slot is held until the server has taken the whole body and
+    closed it (which it also does when the client goes away), or until the
+    app raises.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        gauge: Gauge | None = None,
+        bucket: TokenBucket | LeakyBucket | None = None,
+        key: KeyFunction | None = None,
+        shadow: bool = False,
+        exempt: Iterable[str] | str = (),
+        headers: bool = True,
+        on_reject: Callable[[Environ, Overloaded], WSGIApp | None] | None = None,
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be a WSGI application, got {app!r}")
+        self.app = app
+        self._shedding = Shedding(gauge, bucket, key, shadow, exempt, headers, on_reject)
+
+    @property
+    def gauge(self) -> Gauge | None:
+        return self._shedding.gauge
+
+    @property
+    def bucket(self) -> TokenBucket | LeakyBucket | None:
+        return self._shedding.bucket
+
+    def stats(self) -> LoadShedStats:
+        """Counts of admitted, refused, exempt and shadow-refused requests."""
+        return self._shedding.stats()
+
+    def __repr__(self) -> str:
+        return f"<brakes.wsgi.LoadShed {self._shedding.describe()} app={self.app!r}>"
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        shedding = self._shedding
+        if shedding.exempt and shedding.is_exempt(_path(environ)):
+            shedding.exempt_count.add()
+            return self.app(environ, start_response)
+        if shedding.shadow:
+            return self._shadow(environ, start_response)
+
+        fields: Fields | None = None
+        bucket = shedding.bucket
+        if bucket is not None:
+            key = shedding.key(environ) if shedding.key is not None else None
+            if not bucket.try_acquire(key=key):
+                refusal = _token(shedding, bucket, key)
+                if refusal is not None:
+                    shedding.rate_limited.add()
+                    extra = shedding.rate_fields(key) if shedding.headers else []
+                    return self._refuse(environ, start_response, refusal, extra)
+            if shedding.headers:
+                fields = shedding.rate_fields(key)
+        start = start_response if fields is None else _adding(start_response, _text(fields))
+
+        gauge = shedding.gauge
+        if gauge is None:
+            shedding.admitted.add()
+            return self.app(environ, start)
+        if not gauge.try_acquire():
+            overloaded = _slot(shedding, gauge)
+            if overloaded is not None:
+                shedding.overloaded.add()
+                return self._refuse(environ, start_response, overloaded, fields or [])
+        shedding.admitted.add()
+        return _holding(self.app, environ, start, gauge.release)
+
+    def _shadow(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        shedding = self._shedding
+        fields: Fields = []
+        would_refuse = 0
+        bucket = shedding.bucket
+        if bucket is not None:
+            key = shedding.key(environ) if shedding.key is not None else None
+            if not bucket.try_acquire(key=key) and shedding.would_wait_too_long(key):
+                shedding.shadow_rate_limited.add()
+                would_refuse = 429
+            if shedding.headers:
+                fields = shedding.rate_fields(key)
+        if shedding.gauge is not None and shedding.shadow_enter() and not would_refuse:
+            shedding.shadow_overloaded.add()
+            would_refuse = 503
+        if would_refuse:
+            fields.append((SHADOW_FIELD, b"%d" % would_refuse))
+        start = _adding(start_response, _text(fields)) if fields else start_response
+        shedding.admitted.add()
+        if shedding.gauge is None:
+            return self.app(environ, start)
+        return _holding(self.app, environ, start, lambda: shedding.shadow_in_flight.add(-1))
+
+    def _refuse(
+        self,
+        environ: Environ,
+        start_response: StartResponse,
+        error: Overloaded,
+        fields: Fields,
+    ) -> Iterable[bytes]:
+        status, body, default_fields = refusal_fields(error)
+        on_reject = self._shedding.on_reject
+        if on_reject is not None:
+            response = on_reject(environ, error)
+            if response is not None:
+                own = _text([default_fields[-1], *fields])
+                return response(environ, _adding(start_response, own, keep_existing=True))  # type: ignore[no-any-return]
+        start_response(_REASONS[status], _text(default_fields + fields))
+        return [body]
+
+
+def _token(shedding: Shedding, bucket: TokenBucket | LeakyBucket, key: Key) -> Overloaded | None:
+    """Waits for a token as long as the bucket's `max_wait` allows; returns
+    the refusal when there is none in time."""
+    wait = shedding.bucket_wait
+    if wait == 0:
+        return shedding.bucket_refusal(key)
+    try:
+        bucket.acquire_blocking(key=key, timeout=wait)
+    except RateLimited as error:
+        return error
+    return None
+
+
+def _slot(shedding: Shedding, gauge: Gauge) -> Overloaded | None:
+    """Waits for a slot as long as the gauge's `max_wait` allows; returns
+    the refusal when there is none in time."""
+    wait = shedding.gauge_wait
+    if wait == 0:
+        return shedding.gauge_refusal()
+    try:
+        gauge.acquire_blocking(timeout=wait)
+    except Overloaded as error:
+        return error
+    return None
+
+
+def _adding(start_response: StartResponse, fields: Headers, *, keep_existing: bool = False) -> Any:
+    """`start_response`, adding `fields` to the response's headers."""
+
+    def start_with_fields(
+        status: str, headers: Headers, exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        if keep_existing:
+            present = {name.lower() for name, _ in headers}
+            extra = [field for field in fields if field[0] not in present]
+        else:
+            extra = fields
+        return start_response(status, [*headers, *extra], exc_info)
+
+    return start_with_fields
+
+
+def _holding(
+    app: WSGIApp, environ: Environ, start_response: StartResponse, release: Callable[[], object]
+) -> Iterable[bytes]:
+    """Runs `app` and calls `release` once its body is done with."""
+    try:
+        body = app(environ, start_response)
+    except BaseException:
+        release()
+        raise
+    if hasattr(body, "__len__"):
+        return _SizedReleasingBody(body, release)
+    return _ReleasingBody(body, release)
+
+
+class _ReleasingBody:
+    """The app's body, passed on to the server; `release` is called once,
+    when the server has read it all or closes it (PEP 3333 has servers call
+    `close()` whatever happens, a client gone included)."""
+
+    __slots__ = ("_body", "_iterator", "_release")
+
+    def __init__(self, body: Iterable[bytes], release: Callable[[], object]) -> None:
+        self._body = body
+        self._release: Callable[[], object] | None = release
+        self._iterator: Iterator[bytes] | None = None
+
+    def _give_back(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._iterator is None:
+            self._iterator = iter(self._body)
+        try:
+            return next(self._iterator)
+        except BaseException:
+            # StopIteration included: the server has the whole body.
+            self._give_back()
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._give_back()
+
+
+class _SizedReleasingBody(_ReleasingBody):
+    """The same, for a body with a length (a list of chunks), so that a
+    server can still set Content-Length from a one-chunk body."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._body)  # type: ignore[arg-type]

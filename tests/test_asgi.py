@@ -1,0 +1,531 @@
+"""brakes.asgi.LoadShed in front of a real Starlette app served by uvicorn,
+driven by httpx over the network."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import random
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from brakes import Gauge, LeakyBucket, Overloaded, RateLimited, TokenBucket
+from brakes.asgi import LoadShed
+from brakes.http import client_ip, header
+from brakes.testing import ManualClock
+
+from .conftest import wait_until
+from .http_servers import serve_asgi
+
+
+class Backend:
+    """A Starlette app whose requests the test can hold and release."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.running = 0
+        self.most_running = 0
+        self.lock = threading.Lock()
+        self.lifespan: list[str] = []
+        self.app = Starlette(
+            routes=[
+                Route("/ok", self.ok),
+                Route("/health", self.ok),
+                Route("/healthz", self.ok),
+                Route("/hold", self.hold),
+                Route("/boom", self.boom),
+                Route("/stream", self.stream),
+                Route("/stream-boom", self.stream_boom),
+                Route("/endless", self.endless),
+                Route("/work", self.work),
+                WebSocketRoute("/ws", self.websocket),
+            ],
+            lifespan=self.lifespan_context,
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan_context(self, app: Starlette) -> AsyncIterator[None]:
+        self.lifespan.append("startup")
+        yield
+        self.lifespan.append("shutdown")
+
+    async def ok(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def hold(self, request: Request) -> Response:
+        self.entered.set()
+        await asyncio.to_thread(self.release.wait, 10)
+        return PlainTextResponse("held")
+
+    async def boom(self, request: Request) -> Response:
+        raise RuntimeError("the app failed")
+
+    async def stream(self, request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"first\n"
+            self.entered.set()
+            await asyncio.to_thread(self.release.wait, 10)
+            yield b"last\n"
+
+        return StreamingResponse(chunks())
+
+    async def stream_boom(self, request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"first\n"
+            raise RuntimeError("the stream failed")
+
+        return StreamingResponse(chunks())
+
+    async def endless(self, request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                yield b"x" * 1024
+                await asyncio.sleep(0.005)
+
+        return StreamingResponse(chunks())
+
+    async def work(self, request: Request) -> Response:
+        with self.lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            await asyncio.sleep(random.uniform(0, 0.004))
+        finally:
+            with self.lock:
+                self.running -= 1
+        return PlainTextResponse("done")
+
+    async def websocket(self, ws: WebSocket) -> None:
+        await ws.accept()
+        self.entered.set()
+        async for text in ws.iter_text():
+            await ws.send_text(text)
+
+
+@pytest.fixture
+def backend() -> Backend:
+    return Backend()
+
+
+@contextlib.contextmanager
+def served(app: Any, **kwargs: Any) -> Iterator[httpx.Client]:
+    with serve_asgi(app, **kwargs) as url, httpx.Client(base_url=url, timeout=10) as client:
+        yield client
+
+
+def in_background(client: httpx.Client, path: str) -> concurrent.futures.Future[httpx.Response]:
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    future = pool.submit(client.get, path)
+    pool.shutdown(wait=False)
+    return future
+
+
+def test_a_request_over_the_rate_gets_429_and_one_over_capacity_gets_503(
+    backend: Backend,
+) -> None:
+    gauge = Gauge(1, max_wait=0)
+    bucket = TokenBucket(1, per=60, burst=2, max_wait=0)
+    shed = LoadShed(backend.app, gauge=gauge, bucket=bucket)
+    with served(shed) as client:
+        held = in_background(client, "/hold")
+        assert backend.entered.wait(5)
+        full = client.get("/ok")
+        assert full.status_code == 503
+        assert full.headers["retry-after"] == "1"
+        # The bucket is asked first: out of tokens is 429 even with the gauge full.
+        over = client.get("/ok")
+        assert over.status_code == 429
+        backend.release.set()
+        assert held.result(5).status_code == 200
+        assert client.get("/ok").status_code == 429
+    stats = shed.stats()
+    assert (stats.admitted, stats.overloaded, stats.rate_limited) == (1, 1, 2)
+    assert gauge.in_flight == 0
+
+
+def test_retry_after_and_ratelimit_fields_follow_the_bucket_clock(backend: Backend) -> None:
+    clock = ManualClock()
+    # A token every 4 s, bursts of 2: the policy refills its burst in 8 s.
+    bucket = TokenBucket(1, per=4, burst=2, max_wait=0, clock=clock)
+    with served(LoadShed(backend.app, bucket=bucket)) as client:
+        first = client.get("/ok")
+        assert first.status_code == 200
+        assert first.headers["ratelimit-policy"] == '"default";q=2;w=8'
+        assert first.headers["ratelimit"] == '"default";r=1;t=4'
+        assert "retry-after" not in first.headers
+        second = client.get("/ok")
+        assert second.headers["ratelimit"] == '"default";r=0;t=8'
+        refused = client.get("/ok")
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "4"
+        assert refused.headers["ratelimit"] == '"default";r=0;t=8'
+        clock.advance(1.5)
+        refused = client.get("/ok")
+        # 2.5 s and 6.5 s, rounded up.
+        assert refused.headers["retry-after"] == "3"
+        assert refused.headers["ratelimit"] == '"default";r=0;t=7'
+        clock.advance(2.4999)
+        # A hair before the token: Retry-After never says 0 when refusing.
+        refused = client.get("/ok")
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "1"
+        clock.advance(0.0001)
+        again = client.get("/ok")
+        assert again.status_code == 200
+        assert again.headers["ratelimit"] == '"default";r=0;t=8'
+        clock.advance(100)
+        assert client.get("/ok").headers["ratelimit"] == '"default";r=1;t=4'
+
+
+def test_headers_false_keeps_retry_after_and_drops_the_ratelimit_fields(
+    backend: Backend,
+) -> None:
+    bucket = TokenBucket(1, per=60, burst=1, max_wait=0)
+    with served(LoadShed(backend.app, bucket=bucket, headers=False)) as client:
+        admitted = client.get("/ok")
+        refused = client.get("/ok")
+    assert "ratelimit" not in admitted.headers and "ratelimit-policy" not in admitted.headers
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "60"
+    assert "ratelimit" not in refused.headers
+
+
+def test_a_leaky_bucket_reports_a_burst_of_one(backend: Backend) -> None:
+    clock = ManualClock()
+    bucket = LeakyBucket(1, per=2, max_wait=0, clock=clock)
+    with served(LoadShed(backend.app, bucket=bucket)) as client:
+        admitted = client.get("/ok")
+        refused = client.get("/ok")
+    assert admitted.headers["ratelimit-policy"] == '"default";q=1;w=2'
+    assert admitted.headers["ratelimit"] == '"default";r=0;t=2'
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "2"
+
+
+def test_a_request_waits_up_to_the_gauges_max_wait_for_a_slot(backend: Backend) -> None:
+    gauge = Gauge(1, max_wait=10)
+    shed = LoadShed(backend.app, gauge=gauge)
+    with served(shed) as client:
+        held = in_background(client, "/hold")
+        assert backend.entered.wait(5)
+        waiting = in_background(client, "/ok")
+        wait_until(lambda: gauge.waiting == 1)
+        backend.release.set()
+        assert held.result(5).status_code == 200
+        assert waiting.result(5).status_code == 200
+    assert gauge.stats().waited == 1 and shed.stats().overloaded == 0
+
+
+def test_a_request_that_waits_past_max_wait_gets_503(backend: Backend) -> None:
+    gauge = Gauge(1, max_wait=0.05)
+    with served(LoadShed(backend.app, gauge=gauge)) as client:
+        held = in_background(client, "/hold")
+        assert backend.entered.wait(5)
+        refused = client.get("/ok")
+        backend.release.set()
+        held.result(5)
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert gauge.stats().timed_out == 1
+
+
+def test_a_bucket_with_max_wait_delays_instead_of_refusing(backend: Backend) -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(1, per=1, burst=1, max_wait=5, clock=clock)
+    with served(LoadShed(backend.app, bucket=bucket)) as client:
+        assert client.get("/ok").status_code == 200
+        waiting = in_background(client, "/ok")
+        wait_until(lambda: bucket.stats().waiting == 1)
+        clock.advance(1)
+        assert waiting.result(5).status_code == 200
+        # A wait longer than max_wait is refused at once.
+        clock_refusal = TokenBucket(1, per=60, burst=1, max_wait=5, clock=clock)
+    with served(LoadShed(backend.app, bucket=clock_refusal)) as client:
+        client.get("/ok")
+        refused = client.get("/ok")
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "60"
+
+
+def test_a_streaming_response_holds_its_slot_until_the_last_chunk(backend: Backend) -> None:
+    gauge = Gauge(1, max_wait=0)
+    with served(LoadShed(backend.app, gauge=gauge)) as client:
+        with client.stream("GET", "/stream") as response:
+            chunks = response.iter_bytes()
+            assert next(chunks).startswith(b"first")
+            assert backend.entered.wait(5)
+            assert gauge.in_flight == 1
+            assert client.get("/ok").status_code == 503
+            backend.release.set()
+            assert b"".join(chunks).endswith(b"last\n")
+        wait_until(lambda: gauge.in_flight == 0)
+        assert client.get("/ok").status_code == 200
+
+
+def test_a_client_that_disconnects_mid_stream_gives_its_slot_back(backend: Backend) -> None:
+    gauge = Gauge(1, max_wait=0)
+    with served(LoadShed(backend.app, gauge=gauge)) as client:
+        with client.stream("GET", "/endless") as response:
+            assert next(response.iter_bytes())
+            assert gauge.in_flight == 1
+        # Leaving the block closes the connection mid-body.
+        wait_until(lambda: gauge.in_flight == 0)
+        assert client.get("/ok").status_code == 200
+
+
+def test_an_app_that_raises_gives_its_slot_back(backend: Backend) -> None:
+    gauge = Gauge(1, max_wait=0)
+    with served(LoadShed(backend.app, gauge=gauge)) as client:
+        assert client.get("/boom").status_code == 500
+        assert gauge.in_flight == 0
+        with pytest.raises(httpx.HTTPError), client.stream("GET", "/stream-boom") as response:
+            response.read()
+        wait_until(lambda: gauge.in_flight == 0)
+        assert client.get("/ok").status_code == 200
+
+
+def test_shadow_mode_admits_everything_and_counts_what_it_would_refuse(
+    backend: Backend,
+) -> None:
+    gauge = Gauge(1, max_wait=0)
+    bucket = TokenBucket(1, per=60, burst=2, max_wait=0)
+    shed = LoadShed(backend.app, gauge=gauge, bucket=bucket, shadow=True)
+    with served(shed) as client:
+        held = in_background(client, "/hold")
+        assert backend.entered.wait(5)
+        over_capacity = client.get("/ok")
+        over_rate = client.get("/ok")
+        backend.release.set()
+        assert held.result(5).status_code == 200
+    assert over_capacity.status_code == 200
+    assert over_capacity.headers["brakes-shadow"] == "503"
+    assert over_rate.status_code == 200
+    assert over_rate.headers["brakes-shadow"] == "429"
+    assert over_rate.headers["ratelimit"] == '"default";r=0;t=120'
+    assert "brakes-shadow" not in held.result().headers
+    stats = shed.stats()
+    assert stats.admitted == 3
+    assert (stats.shadow_overloaded, stats.shadow_rate_limited) == (1, 1)
+    assert (stats.overloaded, stats.rate_limited) == (0, 0)
+    assert gauge.in_flight == 0
+
+
+def test_exempt_paths_are_never_limited_and_match_whole_segments(backend: Backend) -> None:
+    bucket = TokenBucket(1, per=60, burst=1, max_wait=0)
+    shed = LoadShed(backend.app, bucket=bucket, exempt=["/health"])
+    with served(shed) as client:
+        assert client.get("/ok").status_code == 200
+        for _ in range(3):
+            health = client.get("/health")
+            assert health.status_code == 200
+            assert "ratelimit" not in health.headers
+        assert client.get("/healthz").status_code == 429
+    assert shed.stats().exempt == 3
+
+
+def test_a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(backend: Backend) -> None:
+    bucket = TokenBucket(1, per=60, burst=1, max_wait=0, max_keys=100)
+    shed = LoadShed(backend.app, bucket=bucket, key=client_ip(trusted_proxies=["10.0.0.0/8"]))
+    with served(shed) as client:
+        statuses = [
+            client.get("/ok", headers={"x-forwarded-for": f"203.0.113.{n}"}).status_code
+            for n in range(3)
+        ]
+    assert statuses == [200, 429, 429]
+    assert bucket.stats().keys == 1
+
+
+def test_forwarded_for_from_a_trusted_proxy_keys_each_client(backend: Backend) -> None:
+    bucket = TokenBucket(1, per=60, burst=1, max_wait=0, max_keys=100)
+    shed = LoadShed(backend.app, bucket=bucket, key=client_ip(trusted_proxies=["127.0.0.1"]))
+    with served(shed) as client:
+        first = [
+            client.get("/ok", headers={"x-forwarded-for": f"203.0.113.{n}"}).status_code
+            for n in range(3)
+        ]
+        again = client.get("/ok", headers={"x-forwarded-for": "203.0.113.1"})
+    assert first == [200, 200, 200]
+    assert again.status_code == 429
+    assert bucket.stats().keys == 3
+
+
+def test_each_key_draws_from_its_own_tokens(backend: Backend) -> None:
+    bucket = TokenBucket(1, per=60, burst=2, max_wait=0, max_keys=10)
+    shed = LoadShed(backend.app, bucket=bucket, key=header("x-api-key"))
+    with served(shed) as client:
+        alice = [client.get("/ok", headers={"x-api-key": "alice"}) for _ in range(3)]
+        bob = client.get("/ok", headers={"x-api-key": "bob"})
+    assert [r.status_code for r in alice] == [200, 200, 429]
+    assert bob.status_code == 200
+    assert bob.headers["ratelimit"] == '"default";r=1;t=60'
+
+
+def test_lifespan_events_pass_through_to_the_app(backend: Backend) -> None:
+    with served(LoadShed(backend.app, gauge=Gauge(1, max_wait=0)), lifespan="on") as client:
+        assert backend.lifespan == ["startup"]
+        assert client.get("/ok").status_code == 200
+    assert backend.lifespan == ["startup", "shutdown"]
+
+
+def test_a_websocket_holds_a_slot_and_one_over_capacity_is_closed_with_1013(
+    backend: Backend,
+) -> None:
+    gauge = Gauge(1, max_wait=0)
+    shed = LoadShed(backend.app, gauge=gauge)
+    with serve_asgi(shed) as url:
+        ws_url = url.replace("http://", "ws://") + "/ws"
+        with connect(ws_url) as first:
+            first.send("hello")
+            assert first.recv(timeout=5) == "hello"
+            assert gauge.in_flight == 1
+            with connect(ws_url) as second, pytest.raises(ConnectionClosed) as closed:
+                second.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        wait_until(lambda: gauge.in_flight == 0)
+        with connect(ws_url) as third:
+            third.send("again")
+            assert third.recv(timeout=5) == "again"
+    assert shed.stats().overloaded == 1
+
+
+def test_on_reject_answers_with_its_own_response_and_keeps_retry_after(
+    backend: Backend,
+) -> None:
+    seen: list[tuple[str, type[BaseException]]] = []
+
+    def on_reject(scope: Any, error: Overloaded) -> Response:
+        seen.append((scope["path"], type(error)))
+        status = 429 if isinstance(error, RateLimited) else 503
+        return JSONResponse({"error": type(error).__name__}, status_code=status)
+
+    bucket = TokenBucket(1, per=30, burst=1, max_wait=0)
+    with served(LoadShed(backend.app, bucket=bucket, on_reject=on_reject)) as client:
+        client.get("/ok")
+        refused = client.get("/ok")
+    assert refused.status_code == 429
+    assert refused.json() == {"error": "RateLimited"}
+    assert refused.headers["retry-after"] == "30"
+    assert refused.headers["ratelimit"] == '"default";r=0;t=30'
+    assert seen == [("/ok", RateLimited)]
+
+
+def test_an_async_on_reject_that_returns_none_gets_the_default_answer(
+    backend: Backend,
+) -> None:
+    async def on_reject(scope: Any, error: Overloaded) -> None:
+        return None
+
+    gauge = Gauge(1, max_wait=0)
+    gauge.acquire_blocking()
+    with served(LoadShed(backend.app, gauge=gauge, on_reject=on_reject)) as client:
+        refused = client.get("/ok")
+    assert refused.status_code == 503 and refused.text == "Service Unavailable\n"
+
+
+def test_concurrent_clients_with_timeouts_never_exceed_the_gauge_or_leak_a_slot(
+    backend: Backend,
+) -> None:
+    gauge = Gauge(3, max_wait=0.02)
+    shed = LoadShed(backend.app, gauge=gauge)
+    outcomes: list[int | str] = []
+    lock = threading.Lock()
+
+    async def client(url: str, requests: int) -> None:
+        async with httpx.AsyncClient(base_url=url) as http:
+            for _ in range(requests):
+                timeout = random.choice([0.001, 0.003, 10])
+                try:
+                    response = await http.get("/work", timeout=timeout)
+                    outcome: int | str = response.status_code
+                except httpx.TimeoutException:
+                    outcome = "timeout"
+                with lock:
+                    outcomes.append(outcome)
+
+    async def clients(url: str) -> None:
+        await asyncio.gather(*(client(url, 25) for _ in range(12)))
+
+    with serve_asgi(shed) as url:
+        threads = [threading.Thread(target=asyncio.run, args=(clients(url),)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        wait_until(lambda: gauge.in_flight == 0 and gauge.waiting == 0)
+    assert len(outcomes) == 2 * 12 * 25
+    assert backend.most_running <= 3
+    assert set(outcomes) <= {200, 503, "timeout"}
+    assert 200 in outcomes and 503 in outcomes
+    stats = shed.stats()
+    # Each request the server saw was admitted or refused, exactly once.
+    assert stats.admitted >= outcomes.count(200)
+    assert stats.overloaded >= outcomes.count(503)
+    assert stats.admitted == gauge.stats().acquired
+
+
+def test_bad_arguments_are_named() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="gauge=, a bucket="):
+        LoadShed(app)
+    with pytest.raises(TypeError, match="gauge must be"):
+        LoadShed(app, gauge=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bucket must be"):
+        LoadShed(app, bucket=Gauge(1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="key= .* needs a bucket"):
+        LoadShed(app, gauge=Gauge(1), key=client_ip())
+    with pytest.raises(TypeError, match="key must be callable"):
+        LoadShed(app, bucket=TokenBucket(1), key="ip")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="shadow must be True or False"):
+        LoadShed(app, gauge=Gauge(1), shadow=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="headers must be True or False"):
+        LoadShed(app, gauge=Gauge(1), headers="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="exempt paths must"):
+        LoadShed(app, gauge=Gauge(1), exempt=["health"])
+    with pytest.raises(TypeError, match="on_reject must be callable"):
+        LoadShed(app, gauge=Gauge(1), on_reject=503)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="app must be an ASGI application"):
+        LoadShed(None, gauge=Gauge(1))  # type: ignore[arg-type]
+    shed = LoadShed(app, gauge=Gauge(2), exempt="/health")
+    assert shed.gauge is not None and shed.bucket is None
+    assert "Gauge" in repr(shed)
+
+
+def test_exception_handlers_answer_decorated_fastapi_endpoints() -> None:
+    from fastapi import FastAPI
+
+    import brakes.asgi
+
+    app = FastAPI(exception_handlers=brakes.asgi.exception_handlers)
+    gauge = Gauge(1, max_wait=0)
+
+    @app.get("/search")
+    @TokenBucket(1, per=5, burst=1, max_wait=0)
+    async def search(q: str) -> dict[str, str]:
+        return {"q": q}
+
+    @app.get("/report")
+    @gauge
+    def report() -> dict[str, str]:
+        return {"report": "ready"}
+
+    with served(app) as client:
+        assert client.get("/search", params={"q": "x"}).json() == {"q": "x"}
+        # The decorator keeps the signature: FastAPI still validates q.
+        assert client.get("/search").status_code == 422
+        refused = client.get("/search", params={"q": "y"})
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
+        assert client.get("/report").json() == {"report": "ready"}
+        gauge.acquire_blocking()
+        busy = client.get("/report")
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
