@@ -482,7 +482,7 @@ def test_bad_arguments_are_named() -> None:
         LoadShed(app, gauge=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="bucket must be"):
         LoadShed(app, bucket=Gauge(1))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="key= .* needs a bucket"):
+    with pytest.raises(ValueError, match=r"key= .* needs a bucket"):
         LoadShed(app, gauge=Gauge(1), key=client_ip())
     with pytest.raises(TypeError, match="key must be callable"):
         LoadShed(app, bucket=TokenBucket(1), key="ip")  # type: ignore[arg-type]
