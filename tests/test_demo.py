@@ -1,37 +1,56 @@
-"""The demo: every caller is accounted for, and each mode behaves as it says."""
+"""The demo: a real server under rising load, with and without LoadShed."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from brakes.demo import run_demo
 
 
-def test_each_mode_accounts_for_every_caller_and_keeps_its_promise() -> None:
-    rows = asyncio.run(run_demo(callers=60, limit=5, burst_seconds=0.03, work_seconds=0.01))
-    unbounded, fail_fast, bounded = rows
-    for row in rows:
-        assert row.admitted + row.rejected == row.callers == 60
-        assert row.waited <= row.admitted
-    assert unbounded.rejected == 0 and unbounded.waited > 0
-    assert fail_fast.waited == 0 and fail_fast.rejected > 0
-    # Admitted fail-fast callers never queued: their latency is the work alone.
-    assert fail_fast.p99_ms < unbounded.p99_ms
-    # Waiting up to 200 ms turns away fewer callers than not waiting at all.
-    assert bounded.rejected < fail_fast.rejected
+def test_loadshed_keeps_admitted_latency_bounded_where_the_bare_server_queues() -> None:
+    work, max_wait = 0.02, 0.2
+    bare, braked = run_demo(workers=2, work_seconds=work, step_seconds=0.6, steps=(0.5, 3.0))
+    for run in (bare, braked):
+        for step in run.steps:
+            # Every request sent got an answer, counted once.
+            assert sum(step.statuses.values()) == round(step.offered_rate * step.seconds)
+            assert step.statuses["error"] == 0
+    calm, overloaded = braked.steps
+    assert calm.statuses[503] == 0
+    assert overloaded.statuses[503] > 0 and overloaded.statuses[200] > 0
+    # An admitted request waited at most max_wait for its slot, then did its work.
+    assert overloaded.percentile_ms(0.99) < (max_wait + work) * 1000 + 250
+    # The bare server admits everything, and its queue grows past that bound.
+    assert sum(bare.steps[1].statuses.values()) == bare.steps[1].statuses[200]
+    assert bare.steps[1].percentile_ms(0.99) > overloaded.percentile_ms(0.99)
 
 
-def test_the_command_line_demo_runs_and_prints_the_table() -> None:
+def test_the_command_line_demo_prints_both_runs_and_draws_the_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "demo.png"
     result = subprocess.run(
-        [sys.executable, "-m", "brakes", "demo", "--callers", "40"],
+        [sys.executable, "-m", "brakes", "demo", "--step-seconds", "0.3", "--plot", str(png)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    for heading in ("offered/s", "good/s", "429", "503", "p50 ms", "p99 ms"):
+        assert heading in result.stdout
+    assert "without brakes" in result.stdout
+    assert "LoadShed(gauge=Gauge(2, max_wait=0.2))" in result.stdout
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_bad_step_length_is_refused_by_name() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "brakes", "demo", "--step-seconds", "0"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode == 0, result.stderr
-    for heading in ("admitted", "waited", "rejected", "p50 ms", "p99 ms"):
-        assert heading in result.stdout
-    for mode in ("max_wait=None", "max_wait=0)", "max_wait=0.2"):
-        assert mode in result.stdout
+    assert result.returncode == 2 and "--step-seconds" in result.stderr

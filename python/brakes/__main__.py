@@ -10,12 +10,18 @@ from brakes import demo
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m brakes")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("demo", help="a gauge under a burst of concurrent callers")
-    run.add_argument("--callers", type=int, default=400, help="callers in the burst")
-    run.add_argument("--limit", type=int, default=10, help="the gauge's limit")
+    run = commands.add_parser(
+        "demo", help="a web server past its capacity, with and without brakes.asgi.LoadShed"
+    )
+    run.add_argument(
+        "--step-seconds", type=float, default=2.0, help="how long each load step lasts (2)"
+    )
+    run.add_argument("--plot", metavar="FILE", help="also draw the result as a PNG (matplotlib)")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        demo.main(callers=args.callers, limit=args.limit)
+        if not args.step_seconds > 0:
+            parser.error(f"--step-seconds must be more than 0, got {args.step_seconds}")
+        demo.main(step_seconds=args.step_seconds, plot_path=args.plot)
 
 
 if __name__ == "__main__":
