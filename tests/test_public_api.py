@@ -9,7 +9,10 @@ import sys
 import pytest
 
 import brakes
+import brakes.asgi
+import brakes.http
 import brakes.testing
+import brakes.wsgi
 
 TESTS = pathlib.Path(__file__).parent
 
@@ -40,6 +43,26 @@ def test_public_names_are_pinned() -> None:
         assert getattr(brakes, name).__module__ == "brakes", name
     assert brakes.testing.__all__ == ["ManualClock"]
     assert brakes.testing.ManualClock.__module__ == "brakes.testing"
+
+
+def test_http_names_are_pinned_and_need_no_web_framework() -> None:
+    assert brakes.asgi.__all__ == ["LoadShed", "exception_handlers"]
+    assert brakes.wsgi.__all__ == ["LoadShed"]
+    assert brakes.http.__all__ == [
+        "Key",
+        "KeyFunction",
+        "LoadShedStats",
+        "client_ip",
+        "header",
+        "path",
+    ]
+    # Importing the middleware imports no framework: they are not dependencies.
+    code = (
+        "import sys, brakes.asgi, brakes.wsgi, brakes.http; "
+        "print(sorted(m for m in ('starlette', 'fastapi', 'httpx', 'uvicorn') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr
 
 
 def test_package_ships_its_type_information() -> None:

@@ -147,3 +147,27 @@ def pipelines_and_pools() -> None:
     with WorkerPool(2) as pool:
         doubled = list(pool.map(lambda x: x * 2, range(3)))
     _ = (stats, doubled, _asyncio)
+
+
+def http_middleware() -> None:
+    from collections.abc import Iterable
+    from typing import Any
+
+    from brakes.asgi import LoadShed as AsgiLoadShed
+    from brakes.asgi import exception_handlers
+    from brakes.http import KeyFunction, LoadShedStats, client_ip, header
+    from brakes.wsgi import LoadShed as WsgiLoadShed
+
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        return [b"ok"]
+
+    key: KeyFunction = client_ip(trusted_proxies=["10.0.0.0/8"])
+    shed = AsgiLoadShed(
+        asgi_app, gauge=Gauge(4, max_wait=0.2), bucket=TokenBucket(5), key=key, exempt=["/h"]
+    )
+    stats: LoadShedStats = shed.stats()
+    wsgi = WsgiLoadShed(wsgi_app, bucket=TokenBucket(5, max_wait=0), key=header("x-api-key"))
+    _ = (stats, wsgi, exception_handlers)
