@@ -5,6 +5,7 @@ thread of its own."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import socket
 import socketserver
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import httpx
 import uvicorn
 
 
@@ -96,3 +98,11 @@ def serve_wsgi(app: Any) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def in_background(client: httpx.Client, path: str) -> concurrent.futures.Future[httpx.Response]:
+    """GETs `path` from another thread; the future holds the answer."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    future = pool.submit(client.get, path)
+    pool.shutdown(wait=False)
+    return future

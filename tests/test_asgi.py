@@ -4,7 +4,6 @@ driven by httpx over the network."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import random
 import threading
@@ -27,7 +26,7 @@ from brakes.http import client_ip, header
 from brakes.testing import ManualClock
 
 from .conftest import wait_until
-from .http_servers import serve_asgi
+from .http_servers import in_background, serve_asgi
 
 
 class Backend:
@@ -124,13 +123,6 @@ def backend() -> Backend:
 def served(app: Any, **kwargs: Any) -> Iterator[httpx.Client]:
     with serve_asgi(app, **kwargs) as url, httpx.Client(base_url=url, timeout=10) as client:
         yield client
-
-
-def in_background(client: httpx.Client, path: str) -> concurrent.futures.Future[httpx.Response]:
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    future = pool.submit(client.get, path)
-    pool.shutdown(wait=False)
-    return future
 
 
 def test_a_request_over_the_rate_gets_429_and_one_over_capacity_gets_503(
@@ -398,6 +390,23 @@ def test_a_websocket_holds_a_slot_and_one_over_capacity_is_closed_with_1013(
     assert shed.stats().overloaded == 1
 
 
+def test_shadow_websockets_count_against_the_gauge_and_leave_the_bucket_alone(
+    backend: Backend,
+) -> None:
+    gauge = Gauge(1, max_wait=0)
+    bucket = TokenBucket(1, per=60, burst=1, max_wait=0)
+    shed = LoadShed(backend.app, gauge=gauge, bucket=bucket, shadow=True)
+    with serve_asgi(shed) as url:
+        ws_url = url.replace("http://", "ws://") + "/ws"
+        with connect(ws_url) as first, connect(ws_url) as second:
+            for ws in (first, second):
+                ws.send("hi")
+                assert ws.recv(timeout=5) == "hi"
+        wait_until(lambda: shed._shedding.shadow_in_flight.value == 0)
+    assert (shed.stats().admitted, shed.stats().shadow_overloaded) == (2, 1)
+    assert bucket.tokens() == 1 and gauge.in_flight == 0
+
+
 def test_on_reject_answers_with_its_own_response_and_keeps_retry_after(
     backend: Backend,
 ) -> None:
@@ -499,7 +508,7 @@ def test_bad_arguments_are_named() -> None:
         LoadShed(None, gauge=Gauge(1))  # type: ignore[arg-type]
     shed = LoadShed(app, gauge=Gauge(2), exempt="/health")
     assert shed.gauge is not None and shed.bucket is None
-    assert "Gauge" in repr(shed)
+    assert repr(shed).startswith("<brakes.asgi.LoadShed gauge=<brakes.Gauge")
 
 
 def test_exception_handlers_answer_decorated_fastapi_endpoints() -> None:

@@ -3,7 +3,6 @@ driven by httpx over the network."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import random
 import socket
@@ -21,7 +20,7 @@ from brakes.testing import ManualClock
 from brakes.wsgi import LoadShed
 
 from .conftest import wait_until
-from .http_servers import serve_wsgi
+from .http_servers import in_background, serve_wsgi
 
 Environ = dict[str, Any]
 
@@ -83,13 +82,6 @@ def backend() -> Backend:
 def served(app: Any) -> Iterator[httpx.Client]:
     with serve_wsgi(app) as url, httpx.Client(base_url=url, timeout=10) as client:
         yield client
-
-
-def in_background(client: httpx.Client, path: str) -> concurrent.futures.Future[httpx.Response]:
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    future = pool.submit(client.get, path)
-    pool.shutdown(wait=False)
-    return future
 
 
 def test_a_request_over_the_rate_gets_429_and_one_over_capacity_gets_503(

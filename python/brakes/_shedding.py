@@ -173,17 +173,39 @@ class Shedding:
             f"no free slot: {gauge.in_flight} of {gauge.limit} in flight, none may wait"
         )
 
-    def would_wait_too_long(self, key: Key) -> bool:
+    def _would_wait_too_long(self, key: Key) -> bool:
         """In shadow mode: whether the bucket would have refused this request."""
         wait = self.bucket_wait
         if wait is None:
             return False
         return self.bucket.retry_after(key=key) > wait  # type: ignore[union-attr]
 
-    def shadow_enter(self) -> bool:
-        """In shadow mode: counts a request in, and says whether the gauge
-        would have found no slot for it."""
-        return self.shadow_in_flight.add() > self.gauge.limit  # type: ignore[union-attr]
+    def shadow_admit(self, request: Any, *, rate: bool = True) -> Fields:
+        """In shadow mode: takes the request's token (unless `rate` is false),
+        counts it in flight when there is a gauge (the caller calls
+        `shadow_leave` once it is done), counts what would have refused it,
+        and returns its response fields."""
+        fields: Fields = []
+        would_refuse = b""
+        bucket = self.bucket
+        if bucket is not None and rate:
+            key = self.key(request) if self.key is not None else None
+            if not bucket.try_acquire(key=key) and self._would_wait_too_long(key):
+                self.shadow_rate_limited.add()
+                would_refuse = b"429"
+            if self.headers:
+                fields = self.rate_fields(key)
+        gauge = self.gauge
+        if gauge is not None and self.shadow_in_flight.add() > gauge.limit and not would_refuse:
+            self.shadow_overloaded.add()
+            would_refuse = b"503"
+        if would_refuse:
+            fields.append((b"brakes-shadow", would_refuse))
+        self.admitted.add()
+        return fields
+
+    def shadow_leave(self) -> None:
+        self.shadow_in_flight.add(-1)
 
     def stats(self) -> LoadShedStats:
         return LoadShedStats(
@@ -223,4 +245,41 @@ def refusal_fields(error: Overloaded) -> tuple[int, bytes, Fields]:
     )
 
 
-SHADOW_FIELD = b"brakes-shadow"
+class LoadShedBase:
+    """What the ASGI and WSGI `LoadShed` share beyond their options."""
+
+    _kind = ""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        gauge: object,
+        bucket: object,
+        key: object,
+        shadow: object,
+        exempt: object,
+        headers: object,
+        on_reject: object,
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be a{self._kind} application, got {app!r}")
+        self.app = app
+        self._shedding = Shedding(gauge, bucket, key, shadow, exempt, headers, on_reject)
+
+    @property
+    def gauge(self) -> Gauge | None:
+        """The gauge that bounds requests in flight, if any."""
+        return self._shedding.gauge
+
+    @property
+    def bucket(self) -> TokenBucket | LeakyBucket | None:
+        """The bucket that bounds the request rate, if any."""
+        return self._shedding.bucket
+
+    def stats(self) -> LoadShedStats:
+        """Counts of admitted, refused, exempt and shadow-refused requests."""
+        return self._shedding.stats()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.LoadShed {self._shedding.describe()} app={self.app!r}>"

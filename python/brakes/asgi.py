@@ -33,13 +33,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from brakes._brakes import Gauge, LeakyBucket, Overloaded, RateLimited, TokenBucket
-from brakes._shedding import (
-    SHADOW_FIELD,
-    Fields,
-    Shedding,
-    refusal_fields,
-)
-from brakes.http import KeyFunction, LoadShedStats
+from brakes._shedding import Fields, LoadShedBase, Shedding, refusal_fields
+from brakes.http import KeyFunction
 
 __all__ = ["LoadShed", "exception_handlers"]
 
@@ -51,10 +46,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # The close code of RFC 6455 for "try again later".
 _TRY_AGAIN_LATER = 1013
-_SHADOW_VALUES = {429: b"429", 503: b"503"}
 
 
-class LoadShed:
+class LoadShed(LoadShedBase):
     """ASGI middleware: admits a request when the bucket has a token for it
     and the gauge a slot, and answers it otherwise.
 
@@ -89,6 +83,9 @@ class LoadShed:
     websockets.
     """
 
+    _kind = "n ASGI"
+    app: ASGIApp
+
     def __init__(
         self,
         app: ASGIApp,
@@ -101,25 +98,16 @@ class LoadShed:
         headers: bool = True,
         on_reject: Callable[[Scope, Overloaded], Any] | None = None,
     ) -> None:
-        if not callable(app):
-            raise TypeError(f"app must be an ASGI application, got {app!r}")
-        self.app = app
-        self._shedding = Shedding(gauge, bucket, key, shadow, exempt, headers, on_reject)
-
-    @property
-    def gauge(self) -> Gauge | None:
-        return self._shedding.gauge
-
-    @property
-    def bucket(self) -> TokenBucket | LeakyBucket | None:
-        return self._shedding.bucket
-
-    def stats(self) -> LoadShedStats:
-        """Counts of admitted, refused, exempt and shadow-refused requests."""
-        return self._shedding.stats()
-
-    def __repr__(self) -> str:
-        return f"<brakes.asgi.LoadShed {self._shedding.describe()} app={self.app!r}>"
+        super().__init__(
+            app,
+            gauge=gauge,
+            bucket=bucket,
+            key=key,
+            shadow=shadow,
+            exempt=exempt,
+            headers=headers,
+            on_reject=on_reject,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -171,28 +159,12 @@ class LoadShed:
 
     async def _shadow(self, scope: Scope, receive: Receive, send: Send) -> None:
         shedding = self._shedding
-        fields: Fields = []
-        would_refuse = 0
-        bucket = shedding.bucket
-        if bucket is not None:
-            key = shedding.key(scope) if shedding.key is not None else None
-            if not bucket.try_acquire(key=key) and shedding.would_wait_too_long(key):
-                shedding.shadow_rate_limited.add()
-                would_refuse = 429
-            if shedding.headers:
-                fields = shedding.rate_fields(key)
-        counted = shedding.gauge is not None
-        if counted and shedding.shadow_enter() and not would_refuse:
-            shedding.shadow_overloaded.add()
-            would_refuse = 503
-        if would_refuse:
-            fields.append((SHADOW_FIELD, _SHADOW_VALUES[would_refuse]))
-        shedding.admitted.add()
+        fields = shedding.shadow_admit(scope)
         try:
             await self.app(scope, receive, _adding(send, fields) if fields else send)
         finally:
-            if counted:
-                shedding.shadow_in_flight.add(-1)
+            if shedding.gauge is not None:
+                shedding.shadow_leave()
 
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, error: Overloaded, fields: Fields
@@ -221,13 +193,12 @@ class LoadShed:
             await self.app(scope, receive, send)
             return
         if shedding.shadow:
-            if shedding.shadow_enter():
-                shedding.shadow_overloaded.add()
-            shedding.admitted.add()
+            # The bucket does not limit websockets, and they carry no fields.
+            shedding.shadow_admit(scope, rate=False)
             try:
                 await self.app(scope, receive, send)
             finally:
-                shedding.shadow_in_flight.add(-1)
+                shedding.shadow_leave()
             return
         if not gauge.try_acquire() and await _slot(shedding, gauge) is not None:
             shedding.overloaded.add()

@@ -23,8 +23,8 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from brakes._brakes import Gauge, LeakyBucket, Overloaded, RateLimited, TokenBucket
-from brakes._shedding import SHADOW_FIELD, Fields, Shedding, refusal_fields
-from brakes.http import Key, KeyFunction, LoadShedStats
+from brakes._shedding import Fields, LoadShedBase, Shedding, refusal_fields
+from brakes.http import Key, KeyFunction
 
 __all__ = ["LoadShed"]
 
@@ -52,7 +52,7 @@ def _path(environ: Environ) -> str:
     return str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
 
 
-class LoadShed:
+class LoadShed(LoadShedBase):
     """WSGI middleware: admits a request when the bucket has a token for it
     and the gauge a slot, and answers it otherwise.
 
@@ -68,6 +68,9 @@ class LoadShed:
     app raises.
     """
 
+    _kind = " WSGI"
+    app: WSGIApp
+
     def __init__(
         self,
         app: WSGIApp,
@@ -80,25 +83,16 @@ class LoadShed:
         headers: bool = True,
         on_reject: Callable[[Environ, Overloaded], WSGIApp | None] | None = None,
     ) -> None:
-        if not callable(app):
-            raise TypeError(f"app must be a WSGI application, got {app!r}")
-        self.app = app
-        self._shedding = Shedding(gauge, bucket, key, shadow, exempt, headers, on_reject)
-
-    @property
-    def gauge(self) -> Gauge | None:
-        return self._shedding.gauge
-
-    @property
-    def bucket(self) -> TokenBucket | LeakyBucket | None:
-        return self._shedding.bucket
-
-    def stats(self) -> LoadShedStats:
-        """Counts of admitted, refused, exempt and shadow-refused requests."""
-        return self._shedding.stats()
-
-    def __repr__(self) -> str:
-        return f"<brakes.wsgi.LoadShed {self._shedding.describe()} app={self.app!r}>"
+        super().__init__(
+            app,
+            gauge=gauge,
+            bucket=bucket,
+            key=key,
+            shadow=shadow,
+            exempt=exempt,
+            headers=headers,
+            on_reject=on_reject,
+        )
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         shedding = self._shedding
@@ -136,26 +130,11 @@ class LoadShed:
 
     def _shadow(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         shedding = self._shedding
-        fields: Fields = []
-        would_refuse = 0
-        bucket = shedding.bucket
-        if bucket is not None:
-            key = shedding.key(environ) if shedding.key is not None else None
-            if not bucket.try_acquire(key=key) and shedding.would_wait_too_long(key):
-                shedding.shadow_rate_limited.add()
-                would_refuse = 429
-            if shedding.headers:
-                fields = shedding.rate_fields(key)
-        if shedding.gauge is not None and shedding.shadow_enter() and not would_refuse:
-            shedding.shadow_overloaded.add()
-            would_refuse = 503
-        if would_refuse:
-            fields.append((SHADOW_FIELD, b"%d" % would_refuse))
+        fields = shedding.shadow_admit(environ)
         start = _adding(start_response, _text(fields)) if fields else start_response
-        shedding.admitted.add()
         if shedding.gauge is None:
             return self.app(environ, start)
-        return _holding(self.app, environ, start, lambda: shedding.shadow_in_flight.add(-1))
+        return _holding(self.app, environ, start, shedding.shadow_leave)
 
     def _refuse(
         self,
