@@ -101,7 +101,7 @@ class Backend:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
         try:
-            await asyncio.sleep(random.uniform(0, 0.004))
+            await asyncio.sleep(random.uniform(0, 0.01))
         finally:
             with self.lock:
                 self.running -= 1
@@ -444,7 +444,7 @@ def test_an_async_on_reject_that_returns_none_gets_the_default_answer(
 def test_concurrent_clients_with_timeouts_never_exceed_the_gauge_or_leak_a_slot(
     backend: Backend,
 ) -> None:
-    gauge = Gauge(3, max_wait=0.02)
+    gauge = Gauge(3, max_wait=0.005)
     shed = LoadShed(backend.app, gauge=gauge)
     outcomes: list[int | str] = []
     lock = threading.Lock()
@@ -474,8 +474,9 @@ def test_concurrent_clients_with_timeouts_never_exceed_the_gauge_or_leak_a_slot(
     assert len(outcomes) == 2 * 12 * 25
     assert backend.most_running <= 3
     assert set(outcomes) <= {200, 503, "timeout"}
-    assert 200 in outcomes and 503 in outcomes
     stats = shed.stats()
+    # Both ways were taken: some requests admitted, some refused after waiting.
+    assert stats.admitted > 0 and stats.overloaded > 0 and gauge.stats().timed_out > 0
     # Each request the server saw was admitted or refused, exactly once.
     assert stats.admitted >= outcomes.count(200)
     assert stats.overloaded >= outcomes.count(503)
