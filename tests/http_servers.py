@@ -17,6 +17,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import httpx
 import uvicorn
 
+from brakes import Gauge
+
+from .conftest import wait_until
+
 
 def _listening_socket() -> socket.socket:
     # With proto=IPPROTO_TCP (not 0) asyncio sets TCP_NODELAY on each connection;
@@ -106,3 +110,20 @@ def in_background(client: httpx.Client, path: str) -> concurrent.futures.Future[
     future = pool.submit(client.get, path)
     pool.shutdown(wait=False)
     return future
+
+
+def check_a_stream_holds_its_slot(
+    client: httpx.Client, gauge: Gauge, entered: threading.Event, release: threading.Event
+) -> None:
+    """GET /stream sends a first chunk, sets `entered`, and sends the last once
+    `release` is set: the slot must stay taken in between, and come back after."""
+    with client.stream("GET", "/stream") as response:
+        chunks = response.iter_bytes()
+        assert next(chunks).startswith(b"first")
+        assert entered.wait(5)
+        assert gauge.in_flight == 1
+        assert client.get("/ok").status_code == 503
+        release.set()
+        assert b"".join(chunks).endswith(b"last\n")
+    wait_until(lambda: gauge.in_flight == 0)
+    assert client.get("/ok").status_code == 200

@@ -26,7 +26,7 @@ from brakes.http import client_ip, header
 from brakes.testing import ManualClock
 
 from .conftest import wait_until
-from .http_servers import in_background, serve_asgi
+from .http_servers import check_a_stream_holds_its_slot, in_background, serve_asgi
 
 
 class Backend:
@@ -251,16 +251,7 @@ def test_a_bucket_with_max_wait_delays_instead_of_refusing(backend: Backend) -> 
 def test_a_streaming_response_holds_its_slot_until_the_last_chunk(backend: Backend) -> None:
     gauge = Gauge(1, max_wait=0)
     with served(LoadShed(backend.app, gauge=gauge)) as client:
-        with client.stream("GET", "/stream") as response:
-            chunks = response.iter_bytes()
-            assert next(chunks).startswith(b"first")
-            assert backend.entered.wait(5)
-            assert gauge.in_flight == 1
-            assert client.get("/ok").status_code == 503
-            backend.release.set()
-            assert b"".join(chunks).endswith(b"last\n")
-        wait_until(lambda: gauge.in_flight == 0)
-        assert client.get("/ok").status_code == 200
+        check_a_stream_holds_its_slot(client, gauge, backend.entered, backend.release)
 
 
 def test_a_client_that_disconnects_mid_stream_gives_its_slot_back(backend: Backend) -> None:
@@ -325,30 +316,27 @@ def test_exempt_paths_are_never_limited_and_match_whole_segments(backend: Backen
     assert shed.stats().exempt == 3
 
 
-def test_a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(backend: Backend) -> None:
+@pytest.mark.parametrize(
+    ("trusted", "expected_statuses", "expected_keys"),
+    [
+        # A peer outside trusted_proxies is keyed by its address, whatever it claims.
+        (["10.0.0.0/8"], [200, 429, 429, 429], 1),
+        # From a trusted proxy, each forwarded client has tokens of its own.
+        (["127.0.0.1"], [200, 200, 200, 429], 3),
+    ],
+)
+def test_forwarded_for_counts_only_from_a_trusted_proxy(
+    backend: Backend, trusted: list[str], expected_statuses: list[int], expected_keys: int
+) -> None:
     bucket = TokenBucket(1, per=60, burst=1, max_wait=0, max_keys=100)
-    shed = LoadShed(backend.app, bucket=bucket, key=client_ip(trusted_proxies=["10.0.0.0/8"]))
+    shed = LoadShed(backend.app, bucket=bucket, key=client_ip(trusted_proxies=trusted))
     with served(shed) as client:
         statuses = [
             client.get("/ok", headers={"x-forwarded-for": f"203.0.113.{n}"}).status_code
-            for n in range(3)
+            for n in (0, 1, 2, 1)
         ]
-    assert statuses == [200, 429, 429]
-    assert bucket.stats().keys == 1
-
-
-def test_forwarded_for_from_a_trusted_proxy_keys_each_client(backend: Backend) -> None:
-    bucket = TokenBucket(1, per=60, burst=1, max_wait=0, max_keys=100)
-    shed = LoadShed(backend.app, bucket=bucket, key=client_ip(trusted_proxies=["127.0.0.1"]))
-    with served(shed) as client:
-        first = [
-            client.get("/ok", headers={"x-forwarded-for": f"203.0.113.{n}"}).status_code
-            for n in range(3)
-        ]
-        again = client.get("/ok", headers={"x-forwarded-for": "203.0.113.1"})
-    assert first == [200, 200, 200]
-    assert again.status_code == 429
-    assert bucket.stats().keys == 3
+    assert statuses == expected_statuses
+    assert bucket.stats().keys == expected_keys
 
 
 def test_each_key_draws_from_its_own_tokens(backend: Backend) -> None:

@@ -20,7 +20,7 @@ from brakes.testing import ManualClock
 from brakes.wsgi import LoadShed
 
 from .conftest import wait_until
-from .http_servers import in_background, serve_wsgi
+from .http_servers import check_a_stream_holds_its_slot, in_background, serve_wsgi
 
 Environ = dict[str, Any]
 
@@ -135,16 +135,7 @@ def test_a_request_waits_up_to_the_gauges_max_wait_for_a_slot(backend: Backend) 
 def test_a_streamed_body_holds_its_slot_until_the_server_has_it_all(backend: Backend) -> None:
     gauge = Gauge(1, max_wait=0)
     with served(LoadShed(backend, gauge=gauge)) as client:
-        with client.stream("GET", "/stream") as response:
-            chunks = response.iter_bytes()
-            assert next(chunks).startswith(b"first")
-            assert backend.entered.wait(5)
-            assert gauge.in_flight == 1
-            assert client.get("/ok").status_code == 503
-            backend.release.set()
-            assert b"".join(chunks).endswith(b"last\n")
-        wait_until(lambda: gauge.in_flight == 0)
-        assert client.get("/ok").status_code == 200
+        check_a_stream_holds_its_slot(client, gauge, backend.entered, backend.release)
 
 
 def test_a_client_that_goes_away_mid_body_gives_its_slot_back(backend: Backend) -> None:

@@ -228,6 +228,11 @@ class Shedding:
         return ", ".join(parts)
 
 
+def retry_after_field(error: Overloaded) -> tuple[bytes, bytes]:
+    """The `Retry-After` field every refusal carries, custom ones included."""
+    return (b"retry-after", b"%d" % retry_after_seconds(error))
+
+
 def refusal_fields(error: Overloaded) -> tuple[int, bytes, Fields]:
     """Status, body and fields of the default refusal."""
     if isinstance(error, RateLimited):
@@ -240,7 +245,7 @@ def refusal_fields(error: Overloaded) -> tuple[int, bytes, Fields]:
         [
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", b"%d" % len(body)),
-            (b"retry-after", b"%d" % retry_after_seconds(error)),
+            retry_after_field(error),
         ],
     )
 

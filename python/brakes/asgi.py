@@ -33,7 +33,13 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from brakes._brakes import Gauge, LeakyBucket, Overloaded, RateLimited, TokenBucket
-from brakes._shedding import Fields, LoadShedBase, Shedding, refusal_fields
+from brakes._shedding import (
+    Fields,
+    LoadShedBase,
+    Shedding,
+    refusal_fields,
+    retry_after_field,
+)
 from brakes.http import KeyFunction
 
 __all__ = ["LoadShed", "exception_handlers"]
@@ -111,16 +117,17 @@ class LoadShed(LoadShedBase):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind != "http":
-            if kind == "websocket" and self._shedding.gauge is not None:
-                await self._websocket(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
-            return
         shedding = self._shedding
+        limited = kind == "http" or (kind == "websocket" and shedding.gauge is not None)
+        if not limited:
+            await self.app(scope, receive, send)
+            return
         if shedding.exempt and shedding.is_exempt(scope["path"]):
             shedding.exempt_count.add()
             await self.app(scope, receive, send)
+            return
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
             return
         if shedding.shadow:
             await self._shadow(scope, receive, send)
@@ -176,7 +183,7 @@ class LoadShed(LoadShedBase):
             if inspect.isawaitable(response):
                 response = await response
             if response is not None:
-                own = [(b"retry-after", default_fields[-1][1]), *fields]
+                own = [retry_after_field(error), *fields]
                 await response(scope, receive, _adding(send, own, keep_existing=True))
                 return
         await send(
@@ -188,10 +195,6 @@ class LoadShed(LoadShedBase):
         shedding = self._shedding
         gauge = shedding.gauge
         assert gauge is not None
-        if shedding.exempt and shedding.is_exempt(scope["path"]):
-            shedding.exempt_count.add()
-            await self.app(scope, receive, send)
-            return
         if shedding.shadow:
             # The bucket does not limit websockets, and they carry no fields.
             shedding.shadow_admit(scope, rate=False)
@@ -310,9 +313,10 @@ async def _holding_slot(
 def _handler_response(error: Overloaded) -> Any:
     from starlette.responses import PlainTextResponse
 
-    status, body, fields = refusal_fields(error)
+    status, body, _ = refusal_fields(error)
+    name, value = retry_after_field(error)
     return PlainTextResponse(
-        body.decode(), status_code=status, headers={"retry-after": fields[-1][1].decode()}
+        body.decode(), status_code=status, headers={name.decode(): value.decode()}
     )
 
 

@@ -23,7 +23,13 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from brakes._brakes import Gauge, LeakyBucket, Overloaded, RateLimited, TokenBucket
-from brakes._shedding import Fields, LoadShedBase, Shedding, refusal_fields
+from brakes._shedding import (
+    Fields,
+    LoadShedBase,
+    Shedding,
+    refusal_fields,
+    retry_after_field,
+)
 from brakes.http import Key, KeyFunction
 
 __all__ = ["LoadShed"]
@@ -148,7 +154,7 @@ class LoadShed(LoadShedBase):
         if on_reject is not None:
             response = on_reject(environ, error)
             if response is not None:
-                own = _text([default_fields[-1], *fields])
+                own = _text([retry_after_field(error), *fields])
                 return response(environ, _adding(start_response, own, keep_existing=True))  # type: ignore[no-any-return]
         start_response(_REASONS[status], _text(default_fields + fields))
         return [body]
