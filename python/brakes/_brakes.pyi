@@ -59,8 +59,28 @@ class _NativeCoroutine(Coroutine[Any, Any, _T_co]):
     def close(self) -> None: ...
 
 @final
-class Acquiring(_NativeCoroutine[Literal[True] | None]):
-    """The awaitable `acquire()` returns: a coroutine to asyncio."""
+class GaugeAcquire(_NativeCoroutine[Literal[True] | None]):
+    """The awaitable of `Gauge.acquire()`."""
+
+@final
+class BucketAcquire(_NativeCoroutine[Literal[True] | None]):
+    """The awaitable of `TokenBucket.acquire()` and `LeakyBucket.acquire()`."""
+
+@final
+class QueuePut(_NativeCoroutine[None]):
+    """The awaitable of `Queue.put()`."""
+
+@final
+class QueueGet(_NativeCoroutine[Any]):
+    """The awaitable of `Queue.get()`."""
+
+@final
+class QueueJoin(_NativeCoroutine[None]):
+    """The awaitable of `Queue.join()`."""
+
+@final
+class QueueGetBatch(_NativeCoroutine[list[Any]]):
+    """The awaitable of `Queue.get_batch()`."""
 
 @final
 class Ready(_NativeCoroutine[None]):
@@ -225,10 +245,10 @@ class Queue(Generic[_T]):
     def get_nowait(self) -> _T: ...
     def get_blocking(self, *, timeout: float | None = None) -> _T: ...
     def get_batch(
-        self, max_items: int, *, linger: float = 0.0, timeout: float | None = None
+        self, max_items: int, *, linger: float | None = 0.0, timeout: float | None = None
     ) -> Coroutine[Any, Any, list[_T]]: ...
     def get_batch_blocking(
-        self, max_items: int, *, linger: float = 0.0, timeout: float | None = None
+        self, max_items: int, *, linger: float | None = 0.0, timeout: float | None = None
     ) -> list[_T]: ...
     def task_done(self) -> None: ...
     def join(self) -> Coroutine[Any, Any, None]: ...
@@ -280,11 +300,12 @@ class ManualClock:
     def advance(self, seconds: float) -> None: ...
 
 __all__ = [
-    "Acquiring",
     "BrakesError",
+    "BucketAcquire",
     "BucketStats",
     "Channel",
     "Gauge",
+    "GaugeAcquire",
     "GaugeStats",
     "LeakyBucket",
     "LifoQueue",
@@ -294,6 +315,10 @@ __all__ = [
     "Queue",
     "QueueEmpty",
     "QueueFull",
+    "QueueGet",
+    "QueueGetBatch",
+    "QueueJoin",
+    "QueuePut",
     "QueueShutDown",
     "QueueStats",
     "RateLimited",

@@ -5,6 +5,7 @@
 //! one that leaves gives its booking back to those behind.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -14,7 +15,8 @@ use parking_lot::Mutex;
 use super::clock::{Clock, OnAdvance};
 use super::keys::{Key, KeyTable};
 use super::pace::Pace;
-use super::waiter::{Look, Notify, Waiter};
+use super::wait::{Outcome, Poll, Refusal, Wait, Waker};
+use super::waiter::Waiter;
 use super::waitlist::Waitlist;
 
 /// Idle keys are swept no more often than this, whatever the refill time.
@@ -28,8 +30,8 @@ pub enum Shape {
     Leaky { capacity: Option<u64> },
 }
 
-struct Queue<F> {
-    waiters: Waitlist<Arc<Waiter<F>>>,
+struct Queue {
+    waiters: Waitlist<Arc<Waiter>>,
     /// Tokens booked by everyone queued.
     weight: u64,
 }
@@ -85,14 +87,6 @@ pub enum Booking {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BucketBlocking {
-    Acquired,
-    Refused { retry_after_ns: u64 },
-    TooLarge { most: u64 },
-    Interrupted,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BucketSnapshot {
     pub keys: u64,
     pub waiting: u64,
@@ -110,17 +104,17 @@ struct Counters {
     cancelled: AtomicU64,
 }
 
-struct Table<F> {
+struct Table {
     cells: KeyTable<Cell>,
     /// The keys with callers queued, apart: few, and they must not be forgotten.
-    queues: HashMap<Key, Queue<F>>,
+    queues: HashMap<Key, Queue>,
     /// Waiter ids, unique across every queue this bucket ever made: a queue
     /// is dropped when it empties, and a late caller's id must never match
     /// someone else's in the next one.
     next_id: u64,
 }
 
-impl<F> Table<F> {
+impl Table {
     fn queued_weight(&self, key: &Key) -> u64 {
         self.queues.get(key).map_or(0, |q| q.weight)
     }
@@ -134,15 +128,15 @@ impl<F> Table<F> {
     }
 }
 
-pub struct Bucket<F> {
+pub struct Bucket {
     pace: Pace,
     shape: Shape,
     clock: Arc<dyn Clock>,
-    table: Mutex<Table<F>>,
+    table: Mutex<Table>,
     counters: Counters,
 }
 
-impl<F: Notify + Send + Sync + 'static> Bucket<F> {
+impl Bucket {
     pub fn new(
         pace: Pace,
         shape: Shape,
@@ -171,10 +165,6 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         bucket
     }
 
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
-    }
-
     /// The most tokens one call can take.
     pub fn most(&self) -> Option<u64> {
         match self.shape {
@@ -196,7 +186,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
     }
 
     /// The cell of `key`, made if new; sweeps idle cells when that is due.
-    fn cell<'t>(&self, table: &'t mut Table<F>, key: Key, now_ns: u64) -> &'t mut Cell {
+    fn cell<'t>(&self, table: &'t mut Table, key: Key, now_ns: u64) -> &'t mut Cell {
         let now = self.pace.ticks(now_ns);
         let Table { cells, queues, .. } = table;
         cells.entry(
@@ -250,7 +240,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
 
     /// Takes `n` now, or queues `waiter` if its turn comes within
     /// `max_wait_ns` (None: no bound) and, for a leaky bucket, there is room.
-    pub fn book(&self, key: &Key, waiter: &Arc<Waiter<F>>, max_wait_ns: Option<u64>) -> Booking {
+    pub fn book(&self, key: &Key, waiter: &Arc<Waiter>, max_wait_ns: Option<u64>) -> Booking {
         let n = waiter.weight;
         if let Some(most) = self.too_large(n) {
             return Booking::TooLarge { most };
@@ -299,7 +289,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
     }
 
     /// Grants, in order, the queued callers of `key` whose turn has come.
-    fn grant_due(&self, table: &mut Table<F>, key: &Key, now: u128) -> Vec<Arc<Waiter<F>>> {
+    fn grant_due(&self, table: &mut Table, key: &Key, now: u128) -> Vec<Arc<Waiter>> {
         if !table.queues.contains_key(key) {
             return Vec::new();
         }
@@ -344,7 +334,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         Some(self.pace.ns_ceil(ready.saturating_sub(now)))
     }
 
-    pub fn take_granted(&self, waiter: &Waiter<F>) -> bool {
+    pub fn take_granted(&self, waiter: &Waiter) -> bool {
         let taken = waiter.take();
         if taken {
             self.counters.acquired.fetch_add(1, Ordering::Relaxed);
@@ -356,7 +346,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
     /// A queued caller leaves (cancelled, dropped, interrupted): its booking
     /// goes back, even if it was granted in the same instant, and those
     /// behind it move up.
-    pub fn abandon(&self, key: &Key, id: u64, waiter: &Waiter<F>) {
+    pub fn abandon(&self, key: &Key, id: u64, waiter: &Waiter) {
         self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
         let now = self.pace.ticks(self.clock.now_ns());
         let mut table = self.table.lock();
@@ -386,7 +376,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         }
     }
 
-    fn give_back(&self, table: &mut Table<F>, key: &Key, n: u64) {
+    fn give_back(&self, table: &mut Table, key: &Key, n: u64) {
         if let Some(cell) = table.cells.get_mut(key) {
             let tat = cell.tat().saturating_sub(self.pace.tokens(n));
             cell.set_tat(tat);
@@ -394,7 +384,7 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         // A forgotten cell was full already: there is nothing to give back to.
     }
 
-    fn wake(&self, key: &Key, mut granted: Vec<Arc<Waiter<F>>>) {
+    fn wake(&self, key: &Key, mut granted: Vec<Arc<Waiter>>) {
         while !granted.is_empty() {
             let returned: u64 = granted.drain(..).map(|w| w.wake_granted()).sum();
             if returned == 0 {
@@ -439,46 +429,6 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
         }
     }
 
-    /// Waits in this thread for `n` tokens of `key`.
-    pub fn acquire_blocking(
-        &self,
-        key: &Key,
-        n: u64,
-        max_wait_ns: Option<u64>,
-        interrupted: impl FnMut() -> bool,
-    ) -> BucketBlocking {
-        let waiter = Waiter::for_this_thread(n);
-        let id = match self.book(key, &waiter, max_wait_ns) {
-            Booking::Acquired => return BucketBlocking::Acquired,
-            Booking::Refused { retry_after_ns } => {
-                return BucketBlocking::Refused { retry_after_ns }
-            }
-            Booking::TooLarge { most } => return BucketBlocking::TooLarge { most },
-            Booking::Queued { id, .. } => id,
-        };
-        // A manual clock grants as it moves; on the real clock the thread
-        // looks again when its turn is due and grants whoever's turn it is.
-        let manual = self.clock.as_manual().is_some();
-        let look = || {
-            let due = if manual {
-                None
-            } else {
-                self.due_in_ns(key, id)
-            };
-            if due == Some(0) {
-                self.poll(key);
-            }
-            if waiter.is_granted() && self.take_granted(&waiter) {
-                return Look::Done(BucketBlocking::Acquired);
-            }
-            Look::Sleep(due.map(Duration::from_nanos))
-        };
-        waiter.park(look, interrupted).unwrap_or_else(|| {
-            self.abandon(key, id, &waiter);
-            BucketBlocking::Interrupted
-        })
-    }
-
     pub fn snapshot(&self) -> BucketSnapshot {
         let table = self.table.lock();
         let waiting = table.queues.values().map(|q| q.waiters.len() as u64).sum();
@@ -494,13 +444,121 @@ impl<F: Notify + Send + Sync + 'static> Bucket<F> {
     }
 }
 
-impl<F: Notify + Send + Sync + 'static> OnAdvance for Bucket<F> {
+impl OnAdvance for Bucket {
     /// A manual clock moved: grant every queued caller whose time has come.
     fn clock_advanced(&self) {
         let keys: Vec<Key> = self.table.lock().queues.keys().cloned().collect();
         for key in keys {
             self.poll(&key);
         }
+    }
+}
+
+/// Waiting for `n` tokens of `key` from a bucket (held by reference or by
+/// `Arc`). The wait needed is known when the caller books its turn: one
+/// longer than `max_wait_ns` is refused at once with `Busy`, with the wait
+/// it would have taken.
+pub struct Acquire<B: Deref<Target = Bucket>> {
+    bucket: B,
+    key: Key,
+    n: u64,
+    max_wait_ns: Option<u64>,
+    queued: Option<(u64, Arc<Waiter>)>,
+}
+
+impl<B: Deref<Target = Bucket>> Acquire<B> {
+    pub fn new(bucket: B, key: Key, n: u64, max_wait_ns: Option<u64>) -> Self {
+        Self {
+            bucket,
+            key,
+            n,
+            max_wait_ns,
+            queued: None,
+        }
+    }
+
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    /// How long to sleep until due: on a manual clock, until the clock
+    /// moves (it grants as it goes).
+    fn sleep(&self, due_in_ns: u64) -> Poll<Outcome<()>> {
+        let manual = self.bucket.clock.is_manual();
+        Poll::Pending((!manual).then(|| Duration::from_nanos(due_in_ns)))
+    }
+
+    /// A queued caller looks where its turn stands, and grants whoever is
+    /// due (itself included) once its own time has come.
+    fn look(&mut self, id: u64, waiter: &Waiter) -> Poll<Outcome<()>> {
+        let bucket = &*self.bucket;
+        for _ in 0..2 {
+            if waiter.is_granted() && bucket.take_granted(waiter) {
+                self.queued = None;
+                return Poll::Ready(Ok(()));
+            }
+            if bucket.clock.is_manual() {
+                return Poll::Pending(None);
+            }
+            match bucket.due_in_ns(&self.key, id) {
+                Some(0) => bucket.poll(&self.key),
+                Some(due) => return self.sleep(due),
+                // Granted since the first look.
+                None => {}
+            }
+        }
+        Poll::Pending(None)
+    }
+}
+
+impl<B: Deref<Target = Bucket>> Wait for Acquire<B> {
+    type Output = Outcome<()>;
+
+    fn poll(&mut self, waker: Option<&Waker>) -> Poll<Outcome<()>> {
+        if let Some((id, waiter)) = self.queued.clone() {
+            return self.look(id, &waiter);
+        }
+        let bucket = &*self.bucket;
+        let Some(waker) = waker else {
+            return match bucket.try_acquire(self.key.clone(), self.n) {
+                Attempt::Acquired => Poll::Ready(Ok(())),
+                Attempt::TooLarge { most } => Poll::Ready(Err(Refusal::TooLarge { most })),
+                Attempt::Later { retry_after_ns } => {
+                    if self.max_wait_ns.is_some_and(|most| retry_after_ns > most) {
+                        bucket.count_rejected();
+                        Poll::Ready(Err(Refusal::Busy {
+                            retry_after_ns: Some(retry_after_ns),
+                        }))
+                    } else {
+                        Poll::Pending(None)
+                    }
+                }
+            };
+        };
+        let waiter = Waiter::new(self.n, waker);
+        match bucket.book(&self.key, &waiter, self.max_wait_ns) {
+            Booking::Acquired => Poll::Ready(Ok(())),
+            Booking::Refused { retry_after_ns } => Poll::Ready(Err(Refusal::Busy {
+                retry_after_ns: Some(retry_after_ns),
+            })),
+            Booking::TooLarge { most } => Poll::Ready(Err(Refusal::TooLarge { most })),
+            Booking::Queued { id, due_in_ns } => {
+                self.queued = Some((id, waiter));
+                self.sleep(due_in_ns)
+            }
+        }
+    }
+
+    fn abandon(&mut self) {
+        if let Some((id, waiter)) = self.queued.take() {
+            self.bucket.abandon(&self.key, id, &waiter);
+        }
+    }
+}
+
+impl<B: Deref<Target = Bucket>> Drop for Acquire<B> {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 

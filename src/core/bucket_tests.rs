@@ -1,12 +1,14 @@
 use super::*;
 use crate::core::clock::ManualClock;
 use crate::core::pace::{decimal_fraction, Pace};
+use crate::core::wait::block_on;
+use crate::core::waiter::tests::bell;
 
 const MS: u64 = 1_000_000;
 /// Go's x/time/rate tests step time in d = 100 ms.
 const D: u64 = 100 * MS;
 
-fn token_bucket(rate: f64, burst: u64) -> (Arc<Bucket<()>>, Arc<ManualClock>) {
+fn token_bucket(rate: f64, burst: u64) -> (Arc<Bucket>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(0));
     let pace = Pace::new(decimal_fraction(rate).unwrap(), 1_000_000_000).unwrap();
     let dyn_clock: Arc<dyn Clock> = clock.clone();
@@ -16,7 +18,7 @@ fn token_bucket(rate: f64, burst: u64) -> (Arc<Bucket<()>>, Arc<ManualClock>) {
     )
 }
 
-fn leaky_bucket(rate: f64, capacity: Option<u64>) -> (Arc<Bucket<()>>, Arc<ManualClock>) {
+fn leaky_bucket(rate: f64, capacity: Option<u64>) -> (Arc<Bucket>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(0));
     let pace = Pace::new(decimal_fraction(rate).unwrap(), 1_000_000_000).unwrap();
     let dyn_clock: Arc<dyn Clock> = clock.clone();
@@ -27,7 +29,7 @@ fn leaky_bucket(rate: f64, capacity: Option<u64>) -> (Arc<Bucket<()>>, Arc<Manua
 }
 
 /// Plays an allow table: (time in d, n, expected), moving the clock forward.
-fn run(bucket: &Bucket<()>, clock: &ManualClock, table: &[(u64, u64, bool)]) {
+fn run(bucket: &Bucket, clock: &ManualClock, table: &[(u64, u64, bool)]) {
     for (step, &(at, n, ok)) in table.iter().enumerate() {
         clock.advance(at * D - clock.now_ns());
         let got = bucket.try_acquire(Key::Shared, n);
@@ -63,8 +65,8 @@ fn go_allow_table_burst_3() {
     ]);
 }
 
-fn book(bucket: &Bucket<()>, n: u64, max_wait_ns: Option<u64>) -> (Booking, Arc<Waiter<()>>) {
-    let waiter = Waiter::for_this_thread(n);
+fn book(bucket: &Bucket, n: u64, max_wait_ns: Option<u64>) -> (Booking, Arc<Waiter>) {
+    let waiter = Waiter::new(n, &bell());
     (bucket.book(&Key::Shared, &waiter, max_wait_ns), waiter)
 }
 
@@ -235,7 +237,7 @@ fn tokens_count_down_with_bookings_and_refill_with_time() {
 #[test]
 fn a_blocking_wait_on_the_real_clock_lasts_the_interval() {
     let pace = Pace::new((20, 1), 1_000_000_000).unwrap();
-    let bucket: Arc<Bucket<()>> = Bucket::new(
+    let bucket = Bucket::new(
         pace,
         Shape::Token { burst: 1 },
         crate::core::clock::monotonic(),
@@ -243,8 +245,8 @@ fn a_blocking_wait_on_the_real_clock_lasts_the_interval() {
     );
     let started = std::time::Instant::now();
     for _ in 0..3 {
-        let got = bucket.acquire_blocking(&Key::Shared, 1, None, || false);
-        assert_eq!(got, BucketBlocking::Acquired);
+        let mut wait = Acquire::new(&*bucket, Key::Shared, 1, None);
+        assert_eq!(block_on(&mut wait, None), Some(Ok(())));
     }
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
@@ -269,4 +271,48 @@ fn a_stale_cancel_never_takes_out_a_later_waiter() {
     bucket.abandon(&Key::Shared, old_id, &old);
     assert!(new.is_granted());
     assert_eq!(bucket.snapshot().waiting, 0);
+}
+
+#[test]
+fn a_wait_longer_than_allowed_is_refused_at_once_with_its_length() {
+    let (bucket, _clock) = token_bucket(10.0, 1);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
+    let mut wait = Acquire::new(&*bucket, Key::Shared, 1, Some(D - 1));
+    assert_eq!(
+        wait.poll(None),
+        Poll::Ready(Err(Refusal::Busy {
+            retry_after_ns: Some(D)
+        }))
+    );
+    assert_eq!(bucket.snapshot().rejected, 1);
+}
+
+#[test]
+fn a_queued_wait_is_granted_as_a_manual_clock_moves() {
+    let (bucket, clock) = token_bucket(10.0, 1);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
+    let mut wait = Acquire::new(&*bucket, Key::Shared, 1, None);
+    assert_eq!(wait.poll(None), Poll::Pending(None));
+    assert_eq!(
+        bucket.snapshot().waiting,
+        0,
+        "nothing queued without a waker"
+    );
+    assert_eq!(wait.poll(Some(&bell())), Poll::Pending(None));
+    assert_eq!(bucket.snapshot().waiting, 1);
+    clock.advance(D);
+    assert_eq!(wait.poll(Some(&bell())), Poll::Ready(Ok(())));
+    assert_eq!(bucket.snapshot().waited, 1);
+}
+
+#[test]
+fn a_dropped_wait_gives_its_booking_back() {
+    let (bucket, _clock) = token_bucket(10.0, 1);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
+    let mut wait = Acquire::new(&*bucket, Key::Shared, 1, None);
+    assert_eq!(wait.poll(Some(&bell())), Poll::Pending(None));
+    assert_eq!(bucket.retry_after_ns(&Key::Shared, 1), Ok(2 * D));
+    drop(wait);
+    assert_eq!(bucket.retry_after_ns(&Key::Shared, 1), Ok(D));
+    assert_eq!(bucket.snapshot().cancelled, 1);
 }

@@ -19,6 +19,16 @@ pub trait Clock: Send + Sync {
     fn as_manual(&self) -> Option<&ManualClock> {
         None
     }
+    fn is_manual(&self) -> bool {
+        self.as_manual().is_some()
+    }
+    /// Has `subscriber` told each time a manual clock moves (waiters whose
+    /// deadline may have passed); real clocks need no such help.
+    fn wake_on_advance(&self, subscriber: Weak<dyn OnAdvance>) {
+        if let Some(manual) = self.as_manual() {
+            manual.subscribe(subscriber);
+        }
+    }
 }
 
 /// Nanoseconds since the first time anyone asked, from `Instant`.

@@ -1,24 +1,27 @@
 //! The gauge: at most `limit` units held at once; callers over the limit wait
 //! in FIFO order.
 
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::waiter::{Look, Notify, Waiter};
+use super::clock::{monotonic, Clock, OnAdvance};
+use super::wait::{Deadline, Outcome, Poll, Refusal, Wait, Waker};
+use super::waiter::Waiter;
 use super::waitlist::Waitlist;
 
-pub struct Gauge<F> {
-    state: Mutex<State<F>>,
+pub struct Gauge {
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
     counters: Counters,
 }
 
-struct State<F> {
+struct State {
     limit: u64,
     in_flight: u64,
-    waiters: Waitlist<Arc<Waiter<F>>>,
+    waiters: Waitlist<Arc<Waiter>>,
     /// Waiters granted but not yet back in their caller's hands. A newcomer
     /// queues behind them, so callers resume in the order they arrived (as
     /// asyncio's Semaphore does), not just receive grants in that order.
@@ -68,15 +71,6 @@ pub enum Enqueued {
     },
 }
 
-/// The answer of a thread that waited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Blocking {
-    Acquired,
-    TimedOut,
-    Interrupted,
-    TooLarge { limit: u64 },
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverRelease {
     pub held: u64,
@@ -94,7 +88,7 @@ pub struct Snapshot {
     pub cancelled: u64,
 }
 
-impl<F> State<F> {
+impl State {
     fn admits_now(&self, n: u64, patience: Patience) -> bool {
         let in_turn = patience == Patience::FailFast || self.resuming == 0;
         self.waiters.is_empty() && in_turn && self.in_flight + n <= self.limit
@@ -105,7 +99,7 @@ impl<F> State<F> {
     }
 
     /// Moves waiters from the head of the list to `in_flight` while they fit.
-    fn grant_waiters(&mut self) -> Vec<Arc<Waiter<F>>> {
+    fn grant_waiters(&mut self) -> Vec<Arc<Waiter>> {
         let limit = self.limit;
         let in_flight = &mut self.in_flight;
         let granted = self.waiters.pop_front_while(|weight| {
@@ -120,7 +114,7 @@ impl<F> State<F> {
     }
 
     /// Granted waiters gave their grants back (cancelled, or unreachable).
-    fn grants_returned(&mut self, returned_weight: u64, count: u64) -> Vec<Arc<Waiter<F>>> {
+    fn grants_returned(&mut self, returned_weight: u64, count: u64) -> Vec<Arc<Waiter>> {
         self.resuming = self.resuming.saturating_sub(count);
         // Saturating: user code may already have released these permits on
         // the waiter's behalf (release() cannot tell whose permit it returns).
@@ -129,8 +123,13 @@ impl<F> State<F> {
     }
 }
 
-impl<F: Notify> Gauge<F> {
+impl Gauge {
     pub fn new(limit: u64) -> Self {
+        Self::with_clock(limit, monotonic())
+    }
+
+    /// A gauge whose waits time out on `clock`.
+    pub fn with_clock(limit: u64, clock: Arc<dyn Clock>) -> Self {
         Self {
             state: Mutex::new(State {
                 limit,
@@ -138,8 +137,13 @@ impl<F: Notify> Gauge<F> {
                 waiters: Waitlist::new(),
                 resuming: 0,
             }),
+            clock,
             counters: Counters::default(),
         }
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     pub fn try_acquire(&self, n: u64, patience: Patience) -> Admission {
@@ -164,7 +168,7 @@ impl<F: Notify> Gauge<F> {
 
     /// Queues `waiter`, unless capacity is free now (then it is held at once).
     /// A queued waiter may be granted at once, behind others still resuming.
-    pub fn enqueue(&self, waiter: &Arc<Waiter<F>>) -> Enqueued {
+    pub fn enqueue(&self, waiter: &Arc<Waiter>) -> Enqueued {
         let n = waiter.weight;
         let mut state = self.state.lock();
         if let Some(limit) = state.too_large(n) {
@@ -184,7 +188,7 @@ impl<F: Notify> Gauge<F> {
     }
 
     /// Claims a waiter's grant for its caller once it was woken.
-    pub fn take_granted(&self, waiter: &Waiter<F>) -> bool {
+    pub fn take_granted(&self, waiter: &Waiter) -> bool {
         let taken = waiter.take();
         if taken {
             // No capacity changes hands, so nobody new can be granted here.
@@ -199,7 +203,7 @@ impl<F: Notify> Gauge<F> {
 
     /// A waiter's time ran out. Returns true if it was granted meanwhile and
     /// now holds its permits after all (the grant won the race).
-    pub fn settle_timeout(&self, id: u64, waiter: &Waiter<F>) -> bool {
+    pub fn settle_timeout(&self, id: u64, waiter: &Waiter) -> bool {
         if self.withdraw(id) {
             self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
             false
@@ -210,7 +214,7 @@ impl<F: Notify> Gauge<F> {
 
     /// A waiter is cancelled (task cancelled, coroutine closed or dropped,
     /// thread interrupted). If it was granted meanwhile, the grant goes back.
-    pub fn abandon(&self, id: u64, waiter: &Waiter<F>) {
+    pub fn abandon(&self, id: u64, waiter: &Waiter) {
         self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
         if !self.withdraw(id) && waiter.give_back() {
             self.give_back_weight(waiter.weight);
@@ -262,7 +266,7 @@ impl<F: Notify> Gauge<F> {
 
     /// Wakes granted waiters with no lock held; the weight of any that can no
     /// longer be reached goes back and may grant others in turn.
-    fn wake(&self, mut granted: Vec<Arc<Waiter<F>>>) {
+    fn wake(&self, mut granted: Vec<Arc<Waiter>>) {
         while !granted.is_empty() {
             let (mut weight, mut count) = (0, 0);
             for waiter in granted.drain(..) {
@@ -277,58 +281,6 @@ impl<F: Notify> Gauge<F> {
             }
             granted = self.state.lock().grants_returned(weight, count);
         }
-    }
-
-    /// Waits in this thread until `n` is held, `deadline` passes, or
-    /// `interrupted` (asked every few milliseconds) says to stop.
-    pub fn acquire_blocking(
-        &self,
-        n: u64,
-        deadline: Option<Instant>,
-        interrupted: impl FnMut() -> bool,
-    ) -> Blocking {
-        let expired = deadline.is_some_and(|d| d <= Instant::now());
-        let patience = if expired {
-            Patience::FailFast
-        } else {
-            Patience::Waits
-        };
-        match self.try_acquire(n, patience) {
-            Admission::Acquired => return Blocking::Acquired,
-            Admission::TooLarge { limit } => return Blocking::TooLarge { limit },
-            Admission::Busy if expired => {
-                self.count_rejected();
-                return Blocking::TimedOut;
-            }
-            Admission::Busy => {}
-        }
-        let waiter = Waiter::for_this_thread(n);
-        let id = match self.enqueue(&waiter) {
-            Enqueued::Acquired => return Blocking::Acquired,
-            Enqueued::TooLarge { limit } => return Blocking::TooLarge { limit },
-            Enqueued::Queued(id) => id,
-        };
-        let look = || {
-            if waiter.is_granted() && self.take_granted(&waiter) {
-                return Look::Done(Blocking::Acquired);
-            }
-            let Some(deadline) = deadline else {
-                return Look::Sleep(None);
-            };
-            let now = Instant::now();
-            if deadline > now {
-                return Look::Sleep(Some(deadline - now));
-            }
-            Look::Done(if self.settle_timeout(id, &waiter) {
-                Blocking::Acquired
-            } else {
-                Blocking::TimedOut
-            })
-        };
-        waiter.park(look, interrupted).unwrap_or_else(|| {
-            self.abandon(id, &waiter);
-            Blocking::Interrupted
-        })
     }
 
     pub fn limit(&self) -> u64 {
@@ -353,6 +305,108 @@ impl<F: Notify> Gauge<F> {
             timed_out: c.timed_out.load(Ordering::Relaxed),
             cancelled: c.cancelled.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Waiting for `n` permits of a gauge (held by reference or by `Arc`), up to
+/// a deadline: `Busy` if no wait was allowed, `TimedOut` once it passed.
+pub struct Acquire<G: Deref<Target = Gauge>> {
+    gauge: G,
+    n: u64,
+    deadline: Deadline,
+    queued: Option<(u64, Arc<Waiter>)>,
+}
+
+impl<G: Deref<Target = Gauge>> Acquire<G> {
+    /// `timeout_ns`: None waits as long as it takes, 0 allows no wait.
+    pub fn new(gauge: G, n: u64, timeout_ns: Option<u64>) -> Self {
+        let deadline = Deadline::after(gauge.clock(), timeout_ns);
+        Self {
+            gauge,
+            n,
+            deadline,
+            queued: None,
+        }
+    }
+
+    pub fn gauge(&self) -> &Gauge {
+        &self.gauge
+    }
+
+    fn refused_at_once(&self) -> Poll<Outcome<()>> {
+        self.gauge.count_rejected();
+        Poll::Ready(Err(Refusal::Busy {
+            retry_after_ns: None,
+        }))
+    }
+}
+
+impl<G: Deref<Target = Gauge>> Wait for Acquire<G> {
+    type Output = Outcome<()>;
+
+    fn poll(&mut self, waker: Option<&Waker>) -> Poll<Outcome<()>> {
+        let gauge = &*self.gauge;
+        let clock = gauge.clock();
+        if let Some((id, waiter)) = &self.queued {
+            let outcome = if waiter.is_granted() && gauge.take_granted(waiter) {
+                Ok(())
+            } else if !self.deadline.passed(clock) {
+                return Poll::Pending(self.deadline.sleep(clock));
+            } else if gauge.settle_timeout(*id, waiter) {
+                Ok(())
+            } else {
+                Err(Refusal::TimedOut)
+            };
+            self.queued = None;
+            return Poll::Ready(outcome);
+        }
+        // A deadline already passed (a tiny timeout) allows no wait either.
+        let no_wait = self.deadline.passed(clock);
+        let patience = if no_wait {
+            Patience::FailFast
+        } else {
+            Patience::Waits
+        };
+        let waker = match waker {
+            // Queueing checks the capacity itself.
+            Some(waker) if !no_wait => waker,
+            _ => {
+                return match gauge.try_acquire(self.n, patience) {
+                    Admission::Acquired => Poll::Ready(Ok(())),
+                    Admission::TooLarge { limit } => {
+                        Poll::Ready(Err(Refusal::TooLarge { most: limit }))
+                    }
+                    Admission::Busy if no_wait => self.refused_at_once(),
+                    Admission::Busy => Poll::Pending(None),
+                }
+            }
+        };
+        let waiter = Waiter::new(self.n, waker);
+        match gauge.enqueue(&waiter) {
+            Enqueued::Acquired => Poll::Ready(Ok(())),
+            Enqueued::TooLarge { limit } => Poll::Ready(Err(Refusal::TooLarge { most: limit })),
+            Enqueued::Queued(id) => {
+                if matches!(self.deadline, Deadline::At(_)) {
+                    clock.wake_on_advance(Arc::downgrade(&waiter) as Weak<dyn OnAdvance>);
+                }
+                self.queued = Some((id, waiter));
+                // Even if granted in line already, it resumes behind those
+                // granted before it: its driver polls again once woken.
+                Poll::Pending(self.deadline.sleep(clock))
+            }
+        }
+    }
+
+    fn abandon(&mut self) {
+        if let Some((id, waiter)) = self.queued.take() {
+            self.gauge.abandon(id, &waiter);
+        }
+    }
+}
+
+impl<G: Deref<Target = Gauge>> Drop for Acquire<G> {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 

@@ -1,25 +1,30 @@
 use super::*;
+use crate::core::clock::ManualClock;
+use crate::core::wait::block_on;
+use crate::core::waiter::tests::{bell, unreachable};
 use std::sync::atomic::AtomicI64;
 use std::sync::Barrier;
 use std::thread;
-use std::time::Duration;
 
-type ThreadGauge = Gauge<()>;
+type ThreadGauge = Gauge;
 
-impl<F: Notify> Gauge<F> {
+const MS: u64 = 1_000_000;
+
+impl Gauge {
     /// An attempt by a caller that would wait if it failed.
     fn try_acquire_waiting(&self, n: u64) -> Admission {
         self.try_acquire(n, Patience::Waits)
     }
 }
 
-fn forever() -> Option<Instant> {
-    None
+/// Waits in this thread, as `acquire_blocking` does.
+fn acquire_blocking(gauge: &Gauge, n: u64, timeout_ns: Option<u64>) -> Outcome<()> {
+    block_on(&mut Acquire::new(gauge, n, timeout_ns), None).expect("not interrupted")
 }
 
-/// Queues a thread waiter of `weight`; the test fails if it was not queued.
-fn queue(gauge: &ThreadGauge, weight: u64) -> (u64, Arc<Waiter<()>>) {
-    let waiter = Waiter::for_this_thread(weight);
+/// Queues a waiter of `weight`; the test fails if it was not queued.
+fn queue(gauge: &ThreadGauge, weight: u64) -> (u64, Arc<Waiter>) {
+    let waiter = Waiter::new(weight, &bell());
     match gauge.enqueue(&waiter) {
         Enqueued::Queued(id) => (id, waiter),
         other => panic!("expected the waiter to queue, got {other:?}"),
@@ -168,19 +173,12 @@ fn a_fail_fast_caller_takes_a_free_permit_while_a_granted_waiter_resumes() {
     assert_eq!(gauge.snapshot().in_flight, 2);
 }
 
-struct Closed;
-impl Notify for Closed {
-    fn notify(&self) -> bool {
-        false
-    }
-}
-
 #[test]
 fn an_unreachable_waiter_passes_its_grant_to_the_next() {
-    let gauge = Gauge::<Closed>::new(1);
+    let gauge = Gauge::new(1);
     assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
-    let dead = Waiter::for_future(1, Closed);
-    let alive = Waiter::for_this_thread(1);
+    let dead = Waiter::new(1, &unreachable());
+    let alive = Waiter::new(1, &bell());
     gauge.enqueue(&dead);
     gauge.enqueue(&alive);
     gauge.release(1).unwrap();
@@ -198,10 +196,7 @@ fn blocking_waiters_are_served_in_arrival_order() {
     for i in 0..8 {
         let (g, o) = (Arc::clone(&gauge), Arc::clone(&order));
         handles.push(thread::spawn(move || {
-            assert_eq!(
-                g.acquire_blocking(1, forever(), || false),
-                Blocking::Acquired
-            );
+            assert_eq!(acquire_blocking(&g, 1, None), Ok(()));
             o.lock().push(i);
             g.release(1).unwrap();
         }));
@@ -221,24 +216,90 @@ fn blocking_waiters_are_served_in_arrival_order() {
 fn a_blocking_wait_times_out_and_leaves_nothing_behind() {
     let gauge = ThreadGauge::new(1);
     assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
-    let deadline = Some(Instant::now() + Duration::from_millis(20));
     assert_eq!(
-        gauge.acquire_blocking(1, deadline, || false),
-        Blocking::TimedOut
+        acquire_blocking(&gauge, 1, Some(20 * MS)),
+        Err(Refusal::TimedOut)
     );
     let snap = gauge.snapshot();
     assert_eq!((snap.in_flight, snap.waiting, snap.timed_out), (1, 0, 1));
 }
 
 #[test]
+fn a_wait_allowed_no_time_is_refused_at_once() {
+    let gauge = ThreadGauge::new(1);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
+    let mut wait = Acquire::new(&gauge, 1, Some(0));
+    assert_eq!(
+        wait.poll(Some(&bell())),
+        Poll::Ready(Err(Refusal::Busy {
+            retry_after_ns: None
+        }))
+    );
+    let snap = gauge.snapshot();
+    assert_eq!((snap.waiting, snap.rejected), (0, 1));
+}
+
+#[test]
+fn polled_without_a_waker_a_wait_queues_nothing() {
+    let gauge = ThreadGauge::new(1);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
+    let mut wait = Acquire::new(&gauge, 1, None);
+    assert_eq!(wait.poll(None), Poll::Pending(None));
+    assert_eq!(gauge.snapshot().waiting, 0);
+    assert_eq!(wait.poll(Some(&bell())), Poll::Pending(None));
+    assert_eq!(gauge.snapshot().waiting, 1);
+    gauge.release(1).unwrap();
+    assert_eq!(wait.poll(Some(&bell())), Poll::Ready(Ok(())));
+    assert_eq!(gauge.snapshot().in_flight, 1);
+}
+
+#[test]
+fn a_timeout_on_a_manual_clock_ends_as_the_clock_moves() {
+    let clock = Arc::new(ManualClock::new(0));
+    let gauge = Gauge::with_clock(1, clock.clone());
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
+    let waker = Arc::new(crate::core::waiter::tests::Bell::default());
+    let dyn_waker: Waker = waker.clone();
+    let mut wait = Acquire::new(&gauge, 1, Some(100 * MS));
+    assert_eq!(wait.poll(Some(&dyn_waker)), Poll::Pending(None));
+    clock.advance(99 * MS);
+    assert_eq!(waker.rings.load(Ordering::SeqCst), 1, "woken to look");
+    assert_eq!(wait.poll(Some(&dyn_waker)), Poll::Pending(None));
+    clock.advance(MS);
+    assert_eq!(
+        wait.poll(Some(&dyn_waker)),
+        Poll::Ready(Err(Refusal::TimedOut))
+    );
+    assert_eq!(gauge.snapshot().timed_out, 1);
+}
+
+#[test]
 fn an_interrupted_blocking_wait_leaves_the_queue() {
     let gauge = ThreadGauge::new(1);
     assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
+    let mut stop = || true;
+    let check: &mut dyn FnMut() -> bool = &mut stop;
+    let mut wait = Acquire::new(&gauge, 1, None);
     assert_eq!(
-        gauge.acquire_blocking(1, forever(), || true),
-        Blocking::Interrupted
+        block_on(
+            &mut wait,
+            Some((check, std::time::Duration::from_millis(1)))
+        ),
+        None
     );
     assert_eq!(gauge.snapshot().waiting, 0);
+}
+
+#[test]
+fn a_dropped_wait_leaves_the_queue_and_returns_a_grant_that_raced_in() {
+    let gauge = ThreadGauge::new(1);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
+    let mut wait = Acquire::new(&gauge, 1, None);
+    assert_eq!(wait.poll(Some(&bell())), Poll::Pending(None));
+    gauge.release(1).unwrap();
+    drop(wait);
+    let snap = gauge.snapshot();
+    assert_eq!((snap.in_flight, snap.waiting, snap.cancelled), (0, 0, 1));
 }
 
 #[test]
@@ -256,8 +317,8 @@ fn threads_hammering_with_timeouts_never_exceed_the_limit_nor_leak() {
                 start.wait();
                 for i in 0..2000u64 {
                     let n = 1 + (i + t) % 2;
-                    let deadline = (i % 3 == 0).then(|| Instant::now() + Duration::from_micros(50));
-                    if g.acquire_blocking(n, deadline, || false) == Blocking::Acquired {
+                    let timeout = (i % 3 == 0).then_some(50_000);
+                    if acquire_blocking(&g, n, timeout).is_ok() {
                         let now = inside.fetch_add(n as i64, Ordering::SeqCst) + n as i64;
                         peak.fetch_max(now, Ordering::SeqCst);
                         inside.fetch_sub(n as i64, Ordering::SeqCst);

@@ -1,5 +1,6 @@
 //! Pure Rust: the algorithms, with no knowledge of Python.
 
+pub mod batch;
 pub mod bucket;
 pub mod clock;
 pub mod gauge;
@@ -9,5 +10,6 @@ pub mod queue;
 pub mod reorder;
 pub mod sorted;
 pub mod store;
+pub mod wait;
 pub mod waiter;
 pub mod waitlist;

@@ -7,16 +7,35 @@
 //! caller cancelled after its grant gives the reservation back, so the next
 //! one in line gets it. No item is ever lost or handed out twice.
 
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::sorted::{Layout, Spot};
+use super::clock::{monotonic, Clock, OnAdvance};
+use super::sorted::{locate, Layout, Spot};
 use super::store::{Order, Store};
-use super::waiter::{Look, Notify, Waiter};
+use super::wait::{Deadline, Outcome, Poll, Refusal, Wait, Waker};
+use super::waiter::Waiter;
 use super::waitlist::Waitlist;
+
+/// What a queue holds. Only a priority queue ever compares items, and it
+/// does so outside any lock, since comparing may run user code.
+pub trait Item: Sized {
+    type Error;
+    /// Runs `f` where `share` and `goes_before` may be called (for Python
+    /// items: attached to the interpreter). The queue takes its lock only
+    /// inside, so that order is always this first, the lock second.
+    fn attached<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+    /// Another handle to the same item, made under the queue's lock: it must
+    /// not run user code.
+    fn share(&self) -> Self;
+    /// `self < other`, the one comparison used (as with `heapq`).
+    fn goes_before(&self, other: &Self) -> Result<bool, Self::Error>;
+}
 
 /// What a put does when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,15 +92,6 @@ pub enum Enqueued {
     ShutDown,
 }
 
-/// How a wait in a line ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waited {
-    Granted,
-    TimedOut,
-    Interrupted,
-    ShutDown,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskDoneTooOften;
 
@@ -109,8 +119,9 @@ pub enum Capacity {
     Handover,
 }
 
-pub struct Queue<T, F> {
-    state: Mutex<State<T, F>>,
+pub struct Queue<T> {
+    state: Mutex<State<T>>,
+    clock: Arc<dyn Clock>,
     maxsize: u64,
     capacity: Capacity,
     overflow: Overflow,
@@ -119,7 +130,7 @@ pub struct Queue<T, F> {
     counters: Counters,
 }
 
-struct State<T, F> {
+struct State<T> {
     store: Store<T>,
     /// Slots granted to waiting producers that have not put their item yet.
     put_reserved: u64,
@@ -129,9 +140,9 @@ struct State<T, F> {
     /// that have not taken them yet. They stay in the store, and so within
     /// the bound, until taken; a consumer that gives up just lets go of them.
     get_reserved: u64,
-    putters: Waitlist<Arc<Waiter<F>>>,
-    getters: Waitlist<Arc<Waiter<F>>>,
-    joiners: Waitlist<Arc<Waiter<F>>>,
+    putters: Waitlist<Arc<Waiter>>,
+    getters: Waitlist<Arc<Waiter>>,
+    joiners: Waitlist<Arc<Waiter>>,
     unfinished: u64,
     shut_down: bool,
 }
@@ -145,19 +156,19 @@ struct Counters {
 }
 
 /// Waiters granted under the lock, to be woken once it is released.
-struct Granted<F> {
-    putters: Vec<Arc<Waiter<F>>>,
-    getters: Vec<Arc<Waiter<F>>>,
-    joiners: Vec<Arc<Waiter<F>>>,
+struct Granted {
+    putters: Vec<Arc<Waiter>>,
+    getters: Vec<Arc<Waiter>>,
+    joiners: Vec<Arc<Waiter>>,
 }
 
-impl<F> Granted<F> {
+impl Granted {
     fn is_empty(&self) -> bool {
         self.putters.is_empty() && self.getters.is_empty() && self.joiners.is_empty()
     }
 }
 
-impl<T, F> State<T, F> {
+impl<T> State<T> {
     fn free_slots(&self, capacity: Capacity) -> u64 {
         match capacity {
             Capacity::Unbounded => u64::MAX,
@@ -175,7 +186,7 @@ impl<T, F> State<T, F> {
         (self.store.len() as u64).saturating_sub(self.get_reserved)
     }
 
-    fn line(&mut self, line: Line) -> &mut Waitlist<Arc<Waiter<F>>> {
+    fn line(&mut self, line: Line) -> &mut Waitlist<Arc<Waiter>> {
         match line {
             Line::Putters => &mut self.putters,
             Line::Getters => &mut self.getters,
@@ -185,7 +196,7 @@ impl<T, F> State<T, F> {
 
     /// Grants whatever the queue can give now: room to producers, items to
     /// consumers, and the end of the wait to joiners once all work is done.
-    fn grant(&mut self, capacity: Capacity) -> Granted<F> {
+    fn grant(&mut self, capacity: Capacity) -> Granted {
         let mut room = self.free_slots(capacity);
         let putters = self.putters.pop_front_while(|_| {
             let fits = room > 0;
@@ -225,7 +236,7 @@ impl<T, F> State<T, F> {
     }
 }
 
-impl<T, F: Notify> Queue<T, F> {
+impl<T: Item> Queue<T> {
     /// `maxsize` 0 means unbounded, as in asyncio.
     pub fn new(maxsize: u64, order: Order, overflow: Overflow) -> Self {
         let capacity = if maxsize == 0 {
@@ -237,6 +248,16 @@ impl<T, F: Notify> Queue<T, F> {
     }
 
     pub fn with_capacity(capacity: Capacity, order: Order, overflow: Overflow) -> Self {
+        Self::with_clock(capacity, order, overflow, monotonic())
+    }
+
+    /// A queue whose waits time out, and whose batches linger, on `clock`.
+    pub fn with_clock(
+        capacity: Capacity,
+        order: Order,
+        overflow: Overflow,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let maxsize = match capacity {
             Capacity::Bounded(maxsize) => maxsize,
             Capacity::Unbounded | Capacity::Handover => 0,
@@ -253,6 +274,7 @@ impl<T, F: Notify> Queue<T, F> {
                 unfinished: 0,
                 shut_down: false,
             }),
+            clock,
             maxsize,
             capacity,
             overflow,
@@ -263,6 +285,81 @@ impl<T, F: Notify> Queue<T, F> {
 
     pub fn overflow(&self) -> Overflow {
         self.overflow
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// Where `item` goes in a priority store, found by comparing outside the
+    /// lock; None for the other orders. Must run inside `T::attached`.
+    fn locate(&self, item: &T) -> Result<Option<Spot>, T::Error> {
+        loop {
+            let Some(layout) = self.layout() else {
+                return Ok(None);
+            };
+            let read = |chunk, index| self.read_sorted(layout.version, chunk, index, T::share);
+            if let Some(spot) = locate(&layout, read, |other| item.goes_before(other))? {
+                return Ok(Some(spot));
+            }
+        }
+    }
+
+    /// Joins `line` with a new waiter. `watch`: the waiter has a deadline,
+    /// so a manual clock must wake it as it moves.
+    pub fn join_line(&self, line: Line, waker: &Waker, watch: bool) -> (Enqueued, Arc<Waiter>) {
+        let waiter = Waiter::new(1, waker);
+        let enqueued = self.enqueue(line, &waiter);
+        if watch && matches!(enqueued, Enqueued::Queued(_)) {
+            self.clock
+                .wake_on_advance(Arc::downgrade(&waiter) as Weak<dyn OnAdvance>);
+        }
+        (enqueued, waiter)
+    }
+
+    /// `offer`, locating the item first (and again, for as long as the
+    /// store changes under the search). Never `Stale`.
+    pub fn offer_located(&self, item: T, can_wait: bool) -> Result<Offer<T>, T::Error> {
+        if !self.sorted {
+            return Ok(self.offer(item, None, can_wait));
+        }
+        // Unplaced, it is refused or dropped if the queue is full, without
+        // a comparison; otherwise it comes back stale, to be placed.
+        let mut item = match self.offer(item, None, can_wait) {
+            Offer::Stale(item) => item,
+            other => return Ok(other),
+        };
+        T::attached(|| loop {
+            let spot = self.locate(&item)?;
+            match self.offer(item, spot, can_wait) {
+                Offer::Stale(back) => item = back,
+                other => return Ok(other),
+            }
+        })
+    }
+
+    /// `put_reserved`, locating the item first; a failed comparison gives
+    /// the slot back. Never `Stale`.
+    pub fn put_reserved_located(&self, item: T) -> Result<Offer<T>, T::Error> {
+        if !self.sorted {
+            return Ok(self.put_reserved(item, None));
+        }
+        T::attached(|| {
+            let mut item = item;
+            loop {
+                let spot = match self.locate(&item) {
+                    Ok(spot) => spot,
+                    Err(err) => {
+                        self.release_slot();
+                        return Err(err);
+                    }
+                };
+                match self.put_reserved(item, spot) {
+                    Offer::Stale(back) => item = back,
+                    other => return Ok(other),
+                }
+            }
+        })
     }
 
     /// Offers an item. `spot` is where `locate` placed it (priority order
@@ -376,13 +473,9 @@ impl<T, F: Notify> Queue<T, F> {
         count
     }
 
-    /// Takes `count` items this caller holds reservations for. Fewer come
-    /// back only if `shutdown(immediate=True)` removed them meanwhile.
-    pub fn take_reserved(&self, count: u64) -> Vec<T> {
-        self.take_reserved_numbered(count).1
-    }
-
-    /// `take_reserved`, with the number of the first item taken.
+    /// Takes `count` items this caller holds reservations for, with the
+    /// number of the first. Fewer come back only if `shutdown(immediate=True)`
+    /// removed them meanwhile.
     pub fn take_reserved_numbered(&self, count: u64) -> (u64, Vec<T>) {
         let mut state = self.state.lock();
         state.get_reserved = state.get_reserved.saturating_sub(count);
@@ -409,7 +502,7 @@ impl<T, F: Notify> Queue<T, F> {
 
     /// Joins a line, unless the wait is already over (a slot or an item is
     /// free and nobody is ahead; all work is done), or the queue shut down.
-    pub fn enqueue(&self, line: Line, waiter: &Arc<Waiter<F>>) -> Enqueued {
+    pub fn enqueue(&self, line: Line, waiter: &Arc<Waiter>) -> Enqueued {
         let mut state = self.state.lock();
         let granted_now = match line {
             Line::Putters if state.shut_down => return Enqueued::ShutDown,
@@ -438,18 +531,14 @@ impl<T, F: Notify> Queue<T, F> {
         Enqueued::Queued(id)
     }
 
-    /// A waiter stops waiting for `reason` (its time ran out, the queue shut
-    /// down). If a grant raced in first, the waiter takes it instead.
-    pub fn settle(&self, line: Line, id: u64, waiter: &Waiter<F>, reason: Waited) -> Waited {
-        if self.withdraw(line, id) || !waiter.take() {
-            reason
-        } else {
-            Waited::Granted
-        }
+    /// A waiter stops waiting (its time ran out, the queue shut down).
+    /// Returns true if a grant raced in first: the waiter then holds it.
+    pub fn settle(&self, line: Line, id: u64, waiter: &Waiter) -> bool {
+        !self.withdraw(line, id) && waiter.take()
     }
 
     /// A waiter is cancelled; a grant that raced in goes back to the line.
-    pub fn abandon(&self, line: Line, id: u64, waiter: &Waiter<F>) {
+    pub fn abandon(&self, line: Line, id: u64, waiter: &Waiter) {
         if !self.withdraw(line, id) && waiter.give_back() {
             match line {
                 Line::Putters => self.give_back(1, 0),
@@ -522,7 +611,7 @@ impl<T, F: Notify> Queue<T, F> {
 
     /// Wakes granted waiters with no lock held. Grants that cannot be
     /// delivered (a closed event loop) go back and are granted again.
-    fn wake(&self, mut granted: Granted<F>) {
+    fn wake(&self, mut granted: Granted) {
         while !granted.is_empty() {
             let slots: u64 = granted.putters.drain(..).map(|w| w.wake_granted()).sum();
             let items: u64 = granted.getters.drain(..).map(|w| w.wake_granted()).sum();
@@ -537,43 +626,6 @@ impl<T, F: Notify> Queue<T, F> {
             state.get_reserved = state.get_reserved.saturating_sub(items);
             granted = state.grant(self.capacity);
         }
-    }
-
-    /// Waits in this thread in `line` until granted, `deadline` passes, the
-    /// queue shuts down (producers and consumers), or `interrupted` (asked
-    /// every few milliseconds) says to stop.
-    pub fn wait_blocking(
-        &self,
-        line: Line,
-        deadline: Option<Instant>,
-        interrupted: impl FnMut() -> bool,
-    ) -> Waited {
-        let waiter = Waiter::for_this_thread(1);
-        let id = match self.enqueue(line, &waiter) {
-            Enqueued::Granted => return Waited::Granted,
-            Enqueued::ShutDown => return Waited::ShutDown,
-            Enqueued::Queued(id) => id,
-        };
-        let look = || {
-            if waiter.is_granted() && waiter.take() {
-                return Look::Done(Waited::Granted);
-            }
-            if line != Line::Joiners && self.is_shut_down() {
-                return Look::Done(self.settle(line, id, &waiter, Waited::ShutDown));
-            }
-            let Some(deadline) = deadline else {
-                return Look::Sleep(None);
-            };
-            let now = Instant::now();
-            if deadline > now {
-                return Look::Sleep(Some(deadline - now));
-            }
-            Look::Done(self.settle(line, id, &waiter, Waited::TimedOut))
-        };
-        waiter.park(look, interrupted).unwrap_or_else(|| {
-            self.abandon(line, id, &waiter);
-            Waited::Interrupted
-        })
     }
 
     /// The shape of a priority store, to `locate` a new item in; None (and
@@ -644,6 +696,335 @@ impl<T, F: Notify> Queue<T, F> {
     /// True when `put_nowait` would find no room.
     pub fn is_full(&self) -> bool {
         self.state.lock().free_slots(self.capacity) == 0
+    }
+}
+
+/// How a waiter in line stands: granted (it now holds the grant), given up
+/// for `reason` (shutdown, timeout), or still waiting.
+enum InLine {
+    Granted,
+    GaveUp(Refusal),
+    Waiting,
+}
+
+/// Looks where a waiter in `line` stands; one that gives up leaves the line
+/// (taking a grant that raced in instead).
+fn look_in_line<T: Item>(
+    queue: &Queue<T>,
+    line: Line,
+    id: u64,
+    waiter: &Waiter,
+    deadline: Deadline,
+) -> InLine {
+    if waiter.is_granted() && waiter.take() {
+        return InLine::Granted;
+    }
+    let reason = if line != Line::Joiners && queue.is_shut_down() {
+        Refusal::ShutDown
+    } else if deadline.passed(queue.clock()) {
+        Refusal::TimedOut
+    } else {
+        return InLine::Waiting;
+    };
+    if queue.settle(line, id, waiter) {
+        InLine::Granted
+    } else {
+        InLine::GaveUp(reason)
+    }
+}
+
+/// `put`: stores an item, waiting for room in FIFO order if the queue is
+/// full and its overflow policy is to block. Ready with the item an overflow
+/// policy discarded, if any (the new one, or an old one), for `on_drop`.
+/// A put whose wait runs out is `TimedOut`; one allowed no wait, `Busy`.
+pub struct Put<Q: Deref<Target = Queue<T>>, T: Item> {
+    queue: Q,
+    item: Option<T>,
+    deadline: Deadline,
+    queued: Option<(u64, Arc<Waiter>)>,
+    /// Granted a slot, not yet used.
+    holds_slot: bool,
+}
+
+impl<Q: Deref<Target = Queue<T>>, T: Item> Put<Q, T> {
+    /// `timeout_ns`: None waits as long as it takes, 0 allows no wait.
+    pub fn new(queue: Q, item: T, timeout_ns: Option<u64>) -> Self {
+        let deadline = Deadline::after(queue.clock(), timeout_ns);
+        Self {
+            queue,
+            item: Some(item),
+            deadline,
+            queued: None,
+            holds_slot: false,
+        }
+    }
+
+    /// The queue, as the wait holds it.
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+
+    /// The item the put still holds (for the garbage collector).
+    pub fn item(&self) -> Option<&T> {
+        self.item.as_ref()
+    }
+
+    fn put_with_slot(&mut self) -> Poll<Outcome<Option<T>, T::Error>> {
+        self.holds_slot = false;
+        let Some(item) = self.item.take() else {
+            self.queue.release_slot();
+            return Poll::Ready(Err(Refusal::ShutDown));
+        };
+        Poll::Ready(match self.queue.put_reserved_located(item) {
+            Ok(Offer::ShutDown(_)) => Err(Refusal::ShutDown),
+            Ok(_) => Ok(None),
+            Err(err) => Err(Refusal::Failed(err)),
+        })
+    }
+}
+
+impl<Q: Deref<Target = Queue<T>>, T: Item> Wait for Put<Q, T> {
+    type Output = Outcome<Option<T>, T::Error>;
+
+    fn poll(&mut self, waker: Option<&Waker>) -> Poll<Self::Output> {
+        if let Some((id, waiter)) = &self.queued {
+            match look_in_line(&self.queue, Line::Putters, *id, waiter, self.deadline) {
+                InLine::Waiting => return Poll::Pending(self.deadline.sleep(self.queue.clock())),
+                InLine::Granted => {
+                    self.queued = None;
+                    return self.put_with_slot();
+                }
+                InLine::GaveUp(reason) => {
+                    self.queued = None;
+                    return Poll::Ready(Err(reason.widen()));
+                }
+            }
+        }
+        let Some(item) = self.item.take() else {
+            return Poll::Ready(Err(Refusal::ShutDown));
+        };
+        let queue = &*self.queue;
+        let can_wait = queue.overflow() == Overflow::Block && self.deadline != Deadline::Now;
+        let item = match queue.offer_located(item, can_wait) {
+            Err(err) => return Poll::Ready(Err(Refusal::Failed(err))),
+            Ok(Offer::Stored | Offer::Stale(_)) => return Poll::Ready(Ok(None)),
+            Ok(Offer::Dropped(item)) => return Poll::Ready(Ok(Some(item))),
+            Ok(Offer::Full(_)) => {
+                return Poll::Ready(Err(Refusal::Busy {
+                    retry_after_ns: None,
+                }))
+            }
+            Ok(Offer::ShutDown(_)) => return Poll::Ready(Err(Refusal::ShutDown)),
+            Ok(Offer::MustWait(item)) => item,
+        };
+        self.item = Some(item);
+        let Some(waker) = waker else {
+            return Poll::Pending(None);
+        };
+        match queue.join_line(
+            Line::Putters,
+            waker,
+            matches!(self.deadline, Deadline::At(_)),
+        ) {
+            (Enqueued::Granted, _) => self.put_with_slot(),
+            (Enqueued::ShutDown, _) => Poll::Ready(Err(Refusal::ShutDown)),
+            (Enqueued::Queued(id), waiter) => {
+                self.queued = Some((id, waiter));
+                // Even if granted in line already, it resumes behind those
+                // granted before it: its driver polls again once woken.
+                Poll::Pending(self.deadline.sleep(self.queue.clock()))
+            }
+        }
+    }
+
+    fn abandon(&mut self) {
+        if let Some((id, waiter)) = self.queued.take() {
+            self.queue.abandon(Line::Putters, id, &waiter);
+        }
+        if std::mem::take(&mut self.holds_slot) {
+            self.queue.release_slot();
+        }
+    }
+}
+
+impl<Q: Deref<Target = Queue<T>>, T: Item> Drop for Put<Q, T> {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
+/// `get`: takes the next item, with its number (items are numbered in the
+/// order they leave), waiting for one in FIFO order. `ShutDown` once the
+/// queue is shut down and empty; `TimedOut` when the wait runs out; `Busy`
+/// when no wait was allowed and there was nothing.
+pub struct Get<Q: Deref<Target = Queue<T>>, T: Item> {
+    queue: Q,
+    deadline: Deadline,
+    queued: Option<(u64, Arc<Waiter>)>,
+}
+
+impl<Q: Deref<Target = Queue<T>>, T: Item> Get<Q, T> {
+    pub fn new(queue: Q, timeout_ns: Option<u64>) -> Self {
+        let deadline = Deadline::after(queue.clock(), timeout_ns);
+        Self {
+            queue,
+            deadline,
+            queued: None,
+        }
+    }
+
+    /// The queue, as the wait holds it.
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+
+    /// Takes the item a grant reserved; an immediate shutdown may have
+    /// removed it meanwhile.
+    fn take_granted(&self) -> Poll<Outcome<(u64, T)>> {
+        let (number, items) = self.queue.take_reserved_numbered(1);
+        Poll::Ready(match items.into_iter().next() {
+            Some(item) => Ok((number, item)),
+            None => Err(Refusal::ShutDown),
+        })
+    }
+}
+
+impl<Q: Deref<Target = Queue<T>>, T: Item> Wait for Get<Q, T> {
+    type Output = Outcome<(u64, T)>;
+
+    fn poll(&mut self, waker: Option<&Waker>) -> Poll<Self::Output> {
+        let queue = &*self.queue;
+        if let Some((id, waiter)) = &self.queued {
+            let reason = match look_in_line(queue, Line::Getters, *id, waiter, self.deadline) {
+                InLine::Waiting => return Poll::Pending(self.deadline.sleep(queue.clock())),
+                InLine::Granted => {
+                    self.queued = None;
+                    return self.take_granted();
+                }
+                InLine::GaveUp(reason) => reason,
+            };
+            self.queued = None;
+            // Out of line: an item put back (a batch letting go) is still
+            // there for the taking.
+            return Poll::Ready(match queue.take_one_numbered() {
+                Take::One(numbered) => Ok(numbered),
+                _ => Err(reason),
+            });
+        }
+        match queue.take_one_numbered() {
+            Take::One(numbered) => return Poll::Ready(Ok(numbered)),
+            Take::ShutDown => return Poll::Ready(Err(Refusal::ShutDown)),
+            Take::Empty => {}
+        }
+        if self.deadline.passed(queue.clock()) {
+            return Poll::Ready(Err(Refusal::Busy {
+                retry_after_ns: None,
+            }));
+        }
+        let Some(waker) = waker else {
+            return Poll::Pending(None);
+        };
+        match queue.join_line(
+            Line::Getters,
+            waker,
+            matches!(self.deadline, Deadline::At(_)),
+        ) {
+            (Enqueued::Granted, _) => self.take_granted(),
+            (Enqueued::ShutDown, _) => Poll::Ready(Err(Refusal::ShutDown)),
+            (Enqueued::Queued(id), waiter) => {
+                self.queued = Some((id, waiter));
+                // Even if granted in line already, it resumes behind those
+                // granted before it: its driver polls again once woken.
+                Poll::Pending(self.deadline.sleep(self.queue.clock()))
+            }
+        }
+    }
+
+    fn abandon(&mut self) {
+        if let Some((id, waiter)) = self.queued.take() {
+            self.queue.abandon(Line::Getters, id, &waiter);
+        }
+    }
+}
+
+impl<Q: Deref<Target = Queue<T>>, T: Item> Drop for Get<Q, T> {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
+/// `join`: waits until every item put has been marked done; `TimedOut` if
+/// the wait runs out first.
+pub struct Join<Q: Deref<Target = Queue<T>>, T: Item> {
+    queue: Q,
+    deadline: Deadline,
+    queued: Option<(u64, Arc<Waiter>)>,
+}
+
+impl<Q: Deref<Target = Queue<T>>, T: Item> Join<Q, T> {
+    pub fn new(queue: Q, timeout_ns: Option<u64>) -> Self {
+        let deadline = Deadline::after(queue.clock(), timeout_ns);
+        Self {
+            queue,
+            deadline,
+            queued: None,
+        }
+    }
+
+    /// The queue, as the wait holds it.
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+}
+
+impl<Q: Deref<Target = Queue<T>>, T: Item> Wait for Join<Q, T> {
+    type Output = Outcome<()>;
+
+    fn poll(&mut self, waker: Option<&Waker>) -> Poll<Self::Output> {
+        let queue = &*self.queue;
+        if let Some((id, waiter)) = &self.queued {
+            let outcome = match look_in_line(queue, Line::Joiners, *id, waiter, self.deadline) {
+                InLine::Waiting => return Poll::Pending(self.deadline.sleep(queue.clock())),
+                InLine::Granted => Ok(()),
+                InLine::GaveUp(reason) => Err(reason),
+            };
+            self.queued = None;
+            return Poll::Ready(outcome);
+        }
+        if queue.unfinished() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if self.deadline.passed(queue.clock()) {
+            return Poll::Ready(Err(Refusal::TimedOut));
+        }
+        let Some(waker) = waker else {
+            return Poll::Pending(None);
+        };
+        match queue.join_line(
+            Line::Joiners,
+            waker,
+            matches!(self.deadline, Deadline::At(_)),
+        ) {
+            (Enqueued::Granted | Enqueued::ShutDown, _) => Poll::Ready(Ok(())),
+            (Enqueued::Queued(id), waiter) => {
+                self.queued = Some((id, waiter));
+                // Even if granted in line already, it resumes behind those
+                // granted before it: its driver polls again once woken.
+                Poll::Pending(self.deadline.sleep(self.queue.clock()))
+            }
+        }
+    }
+
+    fn abandon(&mut self) {
+        if let Some((id, waiter)) = self.queued.take() {
+            self.queue.abandon(Line::Joiners, id, &waiter);
+        }
+    }
+}
+
+impl<Q: Deref<Target = Queue<T>>, T: Item> Drop for Join<Q, T> {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 

@@ -1,9 +1,23 @@
-use std::time::Duration;
+use std::convert::Infallible;
 
 use super::*;
-use crate::core::sorted::locate;
+use crate::core::clock::ManualClock;
+use crate::core::wait::block_on;
+use crate::core::waiter::tests::bell;
 
-type TestQueue = Queue<u32, ()>;
+type TestQueue = Queue<u32>;
+
+impl Item for u32 {
+    type Error = Infallible;
+    fn share(&self) -> Self {
+        *self
+    }
+    fn goes_before(&self, other: &Self) -> Result<bool, Infallible> {
+        Ok(self < other)
+    }
+}
+
+const MS: u64 = 1_000_000;
 
 fn fifo(maxsize: u64, overflow: Overflow) -> TestQueue {
     Queue::new(maxsize, Order::Fifo, overflow)
@@ -37,17 +51,9 @@ fn items_leave_in_the_order_of_the_queue_kind() {
 }
 
 fn put_sorted(queue: &TestQueue, item: u32) -> Offer<u32> {
-    loop {
-        let spot = queue.layout().map(|layout| {
-            let read = |c, i| queue.read_sorted(layout.version, c, i, |x| *x);
-            locate(&layout, read, |other| Ok::<_, ()>(item < *other))
-                .unwrap()
-                .unwrap()
-        });
-        match queue.offer(item, spot, false) {
-            Offer::Stale(_) => continue,
-            other => return other,
-        }
+    match queue.offer_located(item, false) {
+        Ok(offer) => offer,
+        Err(never) => match never {},
     }
 }
 
@@ -82,8 +88,8 @@ fn drop_old_in_priority_order_drops_the_lowest_priority() {
 #[test]
 fn a_granted_getter_that_gives_up_passes_the_item_on() {
     let queue = fifo(0, Overflow::Block);
-    let first = Waiter::for_this_thread(1);
-    let second = Waiter::for_this_thread(1);
+    let first = Waiter::new(1, &bell());
+    let second = Waiter::new(1, &bell());
     let Enqueued::Queued(first_id) = queue.enqueue(Line::Getters, &first) else {
         panic!("an empty queue must make a getter wait");
     };
@@ -96,7 +102,7 @@ fn a_granted_getter_that_gives_up_passes_the_item_on() {
     queue.abandon(Line::Getters, first_id, &first);
     assert!(second.is_granted());
     assert!(second.take());
-    assert_eq!(queue.take_reserved(1), vec![7]);
+    assert_eq!(queue.take_reserved_numbered(1).1, vec![7]);
     queue.abandon(Line::Getters, second_id, &second);
     assert_eq!(queue.snapshot().got, 1);
 }
@@ -106,8 +112,8 @@ fn a_granted_putter_that_gives_up_passes_the_slot_on() {
     let queue = fifo(1, Overflow::Block);
     assert_eq!(queue.offer(1, None, true), Offer::Stored);
     assert_eq!(queue.offer(2, None, true), Offer::MustWait(2));
-    let first = Waiter::for_this_thread(1);
-    let second = Waiter::for_this_thread(1);
+    let first = Waiter::new(1, &bell());
+    let second = Waiter::new(1, &bell());
     let Enqueued::Queued(first_id) = queue.enqueue(Line::Putters, &first) else {
         panic!("a full queue must make a putter wait");
     };
@@ -131,14 +137,14 @@ fn a_granted_putter_that_gives_up_passes_the_slot_on() {
 fn shutdown_fails_producers_and_lets_consumers_drain() {
     let queue = fifo(1, Overflow::Block);
     queue.offer(1, None, false);
-    let putter = Waiter::for_this_thread(1);
+    let putter = Waiter::new(1, &bell());
     let Enqueued::Queued(id) = queue.enqueue(Line::Putters, &putter) else {
         panic!("a full queue must make a putter wait");
     };
     assert!(queue.shutdown(false).is_empty());
-    assert_eq!(
-        queue.settle(Line::Putters, id, &putter, Waited::ShutDown),
-        Waited::ShutDown
+    assert!(
+        !queue.settle(Line::Putters, id, &putter),
+        "nothing was granted"
     );
     assert_eq!(queue.offer(2, None, false), Offer::ShutDown(2));
     assert_eq!(queue.take_one(), Take::One(1));
@@ -151,7 +157,7 @@ fn immediate_shutdown_removes_items_and_counts_them_done() {
     for item in 0..3 {
         queue.offer(item, None, false);
     }
-    let joiner = Waiter::for_this_thread(1);
+    let joiner = Waiter::new(1, &bell());
     assert!(matches!(
         queue.enqueue(Line::Joiners, &joiner),
         Enqueued::Queued(_)
@@ -166,7 +172,7 @@ fn immediate_shutdown_removes_items_and_counts_them_done() {
 fn task_done_ends_join_and_refuses_to_go_below_zero() {
     let queue = fifo(0, Overflow::Block);
     queue.offer(1, None, false);
-    let joiner = Waiter::for_this_thread(1);
+    let joiner = Waiter::new(1, &bell());
     assert!(matches!(
         queue.enqueue(Line::Joiners, &joiner),
         Enqueued::Queued(_)
@@ -181,7 +187,7 @@ fn a_handover_put_goes_through_only_to_a_waiting_consumer() {
     let queue: TestQueue = Queue::with_capacity(Capacity::Handover, Order::Fifo, Overflow::Block);
     assert_eq!(queue.offer(1, None, false), Offer::Full(1));
     assert_eq!(queue.offer(1, None, true), Offer::MustWait(1));
-    let getter = Waiter::for_this_thread(1);
+    let getter = Waiter::new(1, &bell());
     assert!(matches!(
         queue.enqueue(Line::Getters, &getter),
         Enqueued::Queued(_)
@@ -193,15 +199,15 @@ fn a_handover_put_goes_through_only_to_a_waiting_consumer() {
         Offer::Full(2),
         "one item per consumer"
     );
-    assert_eq!(queue.take_reserved(1), vec![1]);
+    assert_eq!(queue.take_reserved_numbered(1).1, vec![1]);
     assert_eq!(queue.snapshot().size, 0);
 }
 
 #[test]
 fn a_consumer_arriving_at_a_handover_lets_the_first_producer_in() {
     let queue: TestQueue = Queue::with_capacity(Capacity::Handover, Order::Fifo, Overflow::Block);
-    let first = Waiter::for_this_thread(1);
-    let second = Waiter::for_this_thread(1);
+    let first = Waiter::new(1, &bell());
+    let second = Waiter::new(1, &bell());
     assert!(matches!(
         queue.enqueue(Line::Putters, &first),
         Enqueued::Queued(_)
@@ -210,7 +216,7 @@ fn a_consumer_arriving_at_a_handover_lets_the_first_producer_in() {
         queue.enqueue(Line::Putters, &second),
         Enqueued::Queued(_)
     ));
-    let getter = Waiter::for_this_thread(1);
+    let getter = Waiter::new(1, &bell());
     assert!(matches!(
         queue.enqueue(Line::Getters, &getter),
         Enqueued::Queued(_)
@@ -219,7 +225,7 @@ fn a_consumer_arriving_at_a_handover_lets_the_first_producer_in() {
     assert!(first.take());
     assert_eq!(queue.put_reserved(7, None), Offer::Stored);
     assert!(getter.is_granted());
-    assert_eq!(queue.take_reserved(1), vec![7]);
+    assert_eq!(queue.take_reserved_numbered(1).1, vec![7]);
 }
 
 #[test]
@@ -250,7 +256,6 @@ fn move_every_item_exactly_once(capacity: Capacity) {
     const PER_PRODUCER: u32 = 20_000;
     let queue: Arc<TestQueue> =
         Arc::new(Queue::with_capacity(capacity, Order::Fifo, Overflow::Block));
-    let never = || false;
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             let queue = Arc::clone(&queue);
@@ -264,13 +269,13 @@ fn move_every_item_exactly_once(capacity: Capacity) {
                             other => panic!("unexpected {other:?}"),
                         }
                         // Short timeouts mix timed-out waits into the run.
-                        let deadline = Instant::now() + Duration::from_micros(200);
-                        if queue.wait_blocking(Line::Putters, Some(deadline), never)
-                            == Waited::Granted
-                        {
-                            assert_eq!(queue.put_reserved(item, None), Offer::Stored);
-                            break;
+                        let mut put = Put::new(&*queue, item, Some(200_000));
+                        match block_on(&mut put, None).expect("not interrupted") {
+                            Ok(None) => break,
+                            Err(Refusal::TimedOut) => {}
+                            other => panic!("unexpected {other:?}"),
                         }
+                        item = p * PER_PRODUCER + n;
                     }
                 }
             })
@@ -289,13 +294,12 @@ fn move_every_item_exactly_once(capacity: Capacity) {
                             seen.push(item);
                         }
                         Take::ShutDown => return (seen, numbers),
-                        Take::Empty => match queue.wait_blocking(Line::Getters, None, never) {
-                            Waited::Granted => {
-                                let (number, items) = queue.take_reserved_numbered(1);
+                        Take::Empty => match block_on(&mut Get::new(&*queue, None), None) {
+                            Some(Ok((number, item))) => {
                                 numbers.push(number);
-                                seen.extend(items);
+                                seen.push(item);
                             }
-                            Waited::ShutDown => return (seen, numbers),
+                            Some(Err(Refusal::ShutDown)) => return (seen, numbers),
                             other => panic!("unexpected {other:?}"),
                         },
                     }
@@ -329,4 +333,138 @@ fn move_every_item_exactly_once(capacity: Capacity) {
         (end.size, end.putters_waiting, end.getters_waiting),
         (0, 0, 0)
     );
+}
+
+#[test]
+fn a_put_waits_for_room_and_a_get_for_an_item_in_line() {
+    let queue = fifo(1, Overflow::Block);
+    let mut first = Put::new(&queue, 1, None);
+    assert_eq!(first.poll(None), Poll::Ready(Ok(None)));
+    let mut second = Put::new(&queue, 2, None);
+    assert_eq!(second.poll(None), Poll::Pending(None));
+    assert_eq!(queue.snapshot().putters_waiting, 0, "no waker: not in line");
+    assert_eq!(second.poll(Some(&bell())), Poll::Pending(None));
+    assert_eq!(queue.snapshot().putters_waiting, 1);
+    let mut get = Get::new(&queue, None);
+    assert_eq!(get.poll(None), Poll::Ready(Ok((0, 1))));
+    assert_eq!(second.poll(Some(&bell())), Poll::Ready(Ok(None)));
+    assert_eq!(
+        Get::new(&queue, Some(0)).poll(None),
+        Poll::Ready(Ok((1, 2)))
+    );
+    assert_eq!(
+        Get::new(&queue, Some(0)).poll(None),
+        Poll::Ready(Err(Refusal::Busy {
+            retry_after_ns: None
+        }))
+    );
+}
+
+#[test]
+fn a_put_that_may_not_wait_is_refused_and_one_that_times_out_leaves_the_line() {
+    let clock = Arc::new(ManualClock::new(0));
+    let queue: TestQueue = Queue::with_clock(
+        Capacity::Bounded(1),
+        Order::Fifo,
+        Overflow::Block,
+        clock.clone(),
+    );
+    assert_eq!(Put::new(&queue, 1, None).poll(None), Poll::Ready(Ok(None)));
+    assert_eq!(
+        Put::new(&queue, 2, Some(0)).poll(Some(&bell())),
+        Poll::Ready(Err(Refusal::Busy {
+            retry_after_ns: None
+        }))
+    );
+    let mut put = Put::new(&queue, 3, Some(10 * MS));
+    assert_eq!(put.poll(Some(&bell())), Poll::Pending(None));
+    clock.advance(10 * MS);
+    assert_eq!(put.poll(Some(&bell())), Poll::Ready(Err(Refusal::TimedOut)));
+    let end = queue.snapshot();
+    assert_eq!((end.size, end.putters_waiting), (1, 0));
+}
+
+#[test]
+fn a_cancelled_put_passes_its_granted_slot_on() {
+    let queue = fifo(1, Overflow::Block);
+    assert_eq!(Put::new(&queue, 1, None).poll(None), Poll::Ready(Ok(None)));
+    let mut first = Put::new(&queue, 2, None);
+    let mut second = Put::new(&queue, 3, None);
+    assert_eq!(first.poll(Some(&bell())), Poll::Pending(None));
+    assert_eq!(second.poll(Some(&bell())), Poll::Pending(None));
+    assert_eq!(queue.take_one(), Take::One(1));
+    // `first` was granted the slot, and is dropped before it used it.
+    drop(first);
+    assert_eq!(second.poll(Some(&bell())), Poll::Ready(Ok(None)));
+    assert_eq!(queue.take_one(), Take::One(3));
+}
+
+#[test]
+fn waiters_in_line_end_at_shutdown_and_getters_drain_first() {
+    let queue = fifo(1, Overflow::Block);
+    assert_eq!(Put::new(&queue, 1, None).poll(None), Poll::Ready(Ok(None)));
+    let mut put = Put::new(&queue, 2, None);
+    assert_eq!(put.poll(Some(&bell())), Poll::Pending(None));
+    queue.shutdown(false);
+    assert_eq!(put.poll(Some(&bell())), Poll::Ready(Err(Refusal::ShutDown)));
+    assert_eq!(Get::new(&queue, None).poll(None), Poll::Ready(Ok((0, 1))));
+    let mut get = Get::new(&queue, None);
+    assert_eq!(get.poll(Some(&bell())), Poll::Ready(Err(Refusal::ShutDown)));
+}
+
+#[test]
+fn join_waits_for_every_item_to_be_done() {
+    let queue = fifo(0, Overflow::Block);
+    assert_eq!(Join::new(&queue, None).poll(None), Poll::Ready(Ok(())));
+    queue.offer(1, None, false);
+    let mut join = Join::new(&queue, None);
+    assert_eq!(join.poll(Some(&bell())), Poll::Pending(None));
+    assert_eq!(
+        Join::new(&queue, Some(0)).poll(None),
+        Poll::Ready(Err(Refusal::TimedOut))
+    );
+    assert_eq!(queue.task_done(), Ok(()));
+    assert_eq!(join.poll(Some(&bell())), Poll::Ready(Ok(())));
+}
+
+/// A priority item whose comparison fails for one value.
+#[derive(Debug, PartialEq, Eq)]
+struct Touchy(u32);
+
+impl Item for Touchy {
+    type Error = &'static str;
+    fn share(&self) -> Self {
+        Touchy(self.0)
+    }
+    fn goes_before(&self, other: &Self) -> Result<bool, &'static str> {
+        if self.0 == 13 || other.0 == 13 {
+            return Err("unlucky");
+        }
+        Ok(self.0 < other.0)
+    }
+}
+
+#[test]
+fn a_priority_put_whose_comparison_fails_fails_and_leaves_the_queue_as_it_was() {
+    let queue: Queue<Touchy> = Queue::new(2, Order::Priority, Overflow::Block);
+    for n in [5, 3] {
+        assert_eq!(
+            Put::new(&queue, Touchy(n), None).poll(None),
+            Poll::Ready(Ok(None))
+        );
+    }
+    assert_eq!(
+        Put::new(&queue, Touchy(13), Some(0)).poll(None),
+        Poll::Ready(Err(Refusal::Busy {
+            retry_after_ns: None
+        })),
+        "full: refused before any comparison"
+    );
+    assert_eq!(queue.take_one(), Take::One(Touchy(3)));
+    assert_eq!(
+        Put::new(&queue, Touchy(13), None).poll(None),
+        Poll::Ready(Err(Refusal::Failed("unlucky")))
+    );
+    let end = queue.snapshot();
+    assert_eq!((end.size, end.unfinished), (1, 2));
 }

@@ -3,38 +3,9 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::thread::Thread;
-use std::time::Duration;
 
-/// How often a parked thread looks up to see if it was interrupted.
-const INTERRUPT_POLL: Duration = Duration::from_millis(50);
-
-/// What a parked thread does after looking at where its wait stands.
-pub enum Look<R> {
-    /// The wait is over, with this answer.
-    Done(R),
-    /// Sleep at most this long (None: until woken) and look again.
-    Sleep(Option<Duration>),
-}
-
-/// Completes a waiter that is not a parked thread (an asyncio future, say).
-/// Called without any core lock held. Returns `false` when the waiter can no
-/// longer be reached (its event loop has closed): its grant is then given back.
-pub trait Notify {
-    fn notify(&self) -> bool;
-}
-
-/// A waiter that only a parked thread can wait on.
-impl Notify for () {
-    fn notify(&self) -> bool {
-        true
-    }
-}
-
-pub enum Wake<F> {
-    Thread(Thread),
-    Future(F),
-}
+use super::clock::OnAdvance;
+use super::wait::Waker;
 
 const WAITING: u8 = 0;
 const GRANTED: u8 = 1;
@@ -46,26 +17,18 @@ const RETURNED: u8 = 3;
 /// `TAKEN` (the caller got it) or `RETURNED` (the weight went back). The last
 /// step is a compare-and-swap, so a grant racing a cancellation is settled
 /// once: never lost, never counted twice.
-pub struct Waiter<F> {
+pub struct Waiter {
     pub weight: u64,
     state: AtomicU8,
-    pub wake: Wake<F>,
+    waker: Waker,
 }
 
-impl<F> Waiter<F> {
-    pub fn for_this_thread(weight: u64) -> Arc<Self> {
+impl Waiter {
+    pub fn new(weight: u64, waker: &Waker) -> Arc<Self> {
         Arc::new(Self {
             weight,
             state: AtomicU8::new(WAITING),
-            wake: Wake::Thread(std::thread::current()),
-        })
-    }
-
-    pub fn for_future(weight: u64, future: F) -> Arc<Self> {
-        Arc::new(Self {
-            weight,
-            state: AtomicU8::new(WAITING),
-            wake: Wake::Future(future),
+            waker: Arc::clone(waker),
         })
     }
 
@@ -96,43 +59,12 @@ impl<F> Waiter<F> {
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
-}
 
-impl<F> Waiter<F> {
-    /// Parks the calling thread, whose waiter this is, until `look` ends the
-    /// wait. `interrupted` is asked every few milliseconds while no grant has
-    /// come; when it says stop the answer is None, and the caller withdraws
-    /// the waiter (giving back a grant that raced in).
-    pub fn park<R>(
-        &self,
-        mut look: impl FnMut() -> Look<R>,
-        mut interrupted: impl FnMut() -> bool,
-    ) -> Option<R> {
-        loop {
-            let sleep = match look() {
-                Look::Done(answer) => return Some(answer),
-                Look::Sleep(most) => most.map_or(INTERRUPT_POLL, |d| d.min(INTERRUPT_POLL)),
-            };
-            std::thread::park_timeout(sleep);
-            if !self.is_granted() && interrupted() {
-                return None;
-            }
-        }
-    }
-}
-
-impl<F: Notify> Waiter<F> {
     /// Wakes a waiter that is still waiting so that it looks again (its turn
-    /// may have moved); it is not granted anything.
+    /// may have moved, the queue shut down); it is not granted anything.
     pub fn kick(&self) {
-        if self.state.load(Ordering::Acquire) != WAITING {
-            return;
-        }
-        match &self.wake {
-            Wake::Thread(thread) => thread.unpark(),
-            Wake::Future(future) => {
-                future.notify();
-            }
+        if self.state.load(Ordering::Acquire) == WAITING {
+            self.waker.notify();
         }
     }
 
@@ -142,36 +74,54 @@ impl<F: Notify> Waiter<F> {
         if !self.mark_granted() {
             return 0;
         }
-        match &self.wake {
-            Wake::Thread(thread) => {
-                thread.unpark();
-                0
-            }
-            Wake::Future(future) => {
-                if future.notify() || !self.give_back() {
-                    0
-                } else {
-                    self.weight
-                }
-            }
+        if self.waker.notify() || !self.give_back() {
+            0
+        } else {
+            self.weight
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A manual clock moved: a waiter with a deadline looks again.
+impl OnAdvance for Waiter {
+    fn clock_advanced(&self) {
+        self.kick();
+    }
+}
 
-    struct Unreachable;
-    impl Notify for Unreachable {
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use crate::core::wait::Notify;
+
+    /// A waker that counts its calls and answers as told.
+    #[derive(Default)]
+    pub struct Bell {
+        pub rings: std::sync::atomic::AtomicU32,
+        pub unreachable: bool,
+    }
+
+    impl Notify for Bell {
         fn notify(&self) -> bool {
-            false
+            self.rings.fetch_add(1, Ordering::SeqCst);
+            !self.unreachable
         }
+    }
+
+    pub fn bell() -> Waker {
+        Arc::new(Bell::default())
+    }
+
+    pub fn unreachable() -> Waker {
+        Arc::new(Bell {
+            unreachable: true,
+            ..Bell::default()
+        })
     }
 
     #[test]
     fn a_grant_is_settled_once_between_taker_and_canceller() {
-        let waiter = Waiter::<()>::for_this_thread(2);
+        let waiter = Waiter::new(2, &bell());
         assert_eq!(waiter.wake_granted(), 0);
         assert!(waiter.is_granted());
         assert!(waiter.take());
@@ -180,7 +130,7 @@ mod tests {
 
     #[test]
     fn a_canceller_that_wins_before_the_mark_keeps_the_granter_quiet() {
-        let waiter = Waiter::<()>::for_this_thread(1);
+        let waiter = Waiter::new(1, &bell());
         assert!(waiter.give_back());
         assert_eq!(waiter.wake_granted(), 0);
         assert!(!waiter.is_granted());
@@ -189,7 +139,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_waiter_hands_its_weight_back_once() {
-        let waiter = Waiter::for_future(3, Unreachable);
+        let waiter = Waiter::new(3, &unreachable());
         assert_eq!(waiter.wake_granted(), 3);
         assert!(!waiter.take());
         assert!(!waiter.give_back());

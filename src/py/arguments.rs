@@ -1,11 +1,8 @@
 //! Checks of the arguments users pass; each error names the argument and value.
 
-use std::time::{Duration, Instant};
-
 use pyo3::prelude::*;
 
 use super::errors::value_error;
-use crate::core::gauge::Patience;
 
 /// A weight `n`: taken as signed so that `-1` is a `ValueError`, not an
 /// `OverflowError`.
@@ -37,19 +34,11 @@ pub fn wait_seconds(name: &str, seconds: Option<f64>) -> PyResult<Option<f64>> {
     }
 }
 
-/// How a caller allowed to wait `seconds` (already checked) behaves when busy.
-pub fn patience(seconds: Option<f64>) -> Patience {
-    if seconds == Some(0.0) {
-        Patience::FailFast
-    } else {
-        Patience::Waits
-    }
-}
-
-/// The instant a wait of `seconds` ends; `None` when it is too far to matter.
-pub fn deadline_after(seconds: Option<f64>) -> Option<Instant> {
-    let wait = Duration::try_from_secs_f64(seconds?).ok()?;
-    Instant::now().checked_add(wait)
+/// A wait already checked by `wait_seconds`, in whole nanoseconds (None: no
+/// bound, also for waits too long to count).
+pub fn nanoseconds(seconds: Option<f64>) -> Option<u64> {
+    let ns = (seconds? * 1e9).round();
+    (ns < u64::MAX as f64).then_some(ns as u64)
 }
 
 /// A wait as Python would print it: `None` or the float's repr.

@@ -1,8 +1,11 @@
-//! The bridge from a core waiter to asyncio: a native awaitable that is a full
-//! coroutine to asyncio, and the future handle the core wakes.
+//! The asyncio driver: a core wait as a native coroutine, the future handle
+//! the core wakes, and the timers. It knows nothing of what it waits for:
+//! each primitive gives it an `Operation` (its core wait, with the outcome
+//! mapped to Python) and names its awaitable class with `awaitable!`.
 
 use std::sync::Arc;
 use std::thread::ThreadId;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
@@ -11,17 +14,28 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
-use super::queue::{Batch, Get, Join, Put};
-use crate::core::keys::Key;
-use crate::core::waiter::{Notify, Waiter, Wake};
+use crate::core::wait::{Notify, Poll, Waker};
 
-/// An asyncio future a waiting task sleeps on, with the loop that owns it.
-pub struct FutureHandle {
-    event_loop: Py<PyAny>,
-    /// The future the task sleeps on now; a waiter that must wait again
-    /// (a bucket whose turn moved) sleeps on a new one.
-    future: Mutex<Py<PyAny>>,
-    loop_thread: ThreadId,
+/// What a finished call gives the code that awaited it.
+pub enum Value {
+    None,
+    True,
+    Object(Py<PyAny>),
+}
+
+/// One awaited call: a core wait, and what its outcome means in Python.
+pub trait Operation: Send + 'static {
+    /// The method awaited, for messages: "Gauge.acquire()".
+    fn name(&self) -> &'static str;
+    /// Polls the core wait (see `core::wait::Wait`) and maps its outcome.
+    fn poll(&mut self, py: Python<'_>, waker: Option<&Waker>) -> Poll<PyResult<Value>>;
+    /// Ends the call unfinished: leaves the line, gives back a raced grant.
+    fn abandon(&mut self);
+    /// Python objects the call holds, for the garbage collector.
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let _ = visit;
+        Ok(())
+    }
 }
 
 /// The current thread's id, without the reference count traffic of
@@ -60,16 +74,79 @@ fn is_invalid_state(py: Python<'_>, err: &PyErr) -> bool {
         .is_ok_and(|t| err.is_instance(py, t))
 }
 
-pub type FutureWaiter = Waiter<FutureHandle>;
+/// Where a waiting task's wake-up goes: the future it sleeps on, if it is
+/// asleep; otherwise a note that it was woken while it looked.
+#[derive(Default)]
+struct Slot {
+    future: Option<Py<PyAny>>,
+    woken: bool,
+}
+
+/// How the core wakes an asyncio task: by completing the future the task
+/// sleeps on, from the loop's own thread or through `call_soon_threadsafe`.
+pub struct FutureHandle {
+    event_loop: Py<PyAny>,
+    loop_thread: ThreadId,
+    slot: Mutex<Slot>,
+}
+
+impl FutureHandle {
+    fn new(event_loop: Py<PyAny>) -> Self {
+        Self {
+            event_loop,
+            loop_thread: current_thread(),
+            slot: Mutex::new(Slot::default()),
+        }
+    }
+
+    /// Sleeps on `future`, unless a wake came while the task looked (then
+    /// false: look again).
+    fn arm(&self, future: Py<PyAny>) -> bool {
+        let mut slot = self.slot.lock();
+        if std::mem::take(&mut slot.woken) {
+            return false;
+        }
+        slot.future = Some(future);
+        true
+    }
+
+    /// Awake: wakes from now on count for the next look.
+    fn disarm(&self) -> Option<Py<PyAny>> {
+        let mut slot = self.slot.lock();
+        slot.woken = false;
+        slot.future.take()
+    }
+
+    fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.event_loop)?;
+        // A busy slot is being changed by a waker: skipping it only keeps
+        // objects alive a little longer.
+        if let Some(slot) = self.slot.try_lock() {
+            if let Some(future) = &slot.future {
+                visit.call(future)?;
+            }
+        }
+        Ok(())
+    }
+}
 
 impl Notify for FutureHandle {
     fn notify(&self) -> bool {
         Python::attach(|py| {
-            let future = self.future.lock().clone_ref(py).into_bound(py);
-            let future = &future;
+            let future = {
+                let mut slot = self.slot.lock();
+                match slot.future.take() {
+                    Some(future) => future,
+                    None => {
+                        slot.woken = true;
+                        return true;
+                    }
+                }
+            };
+            let future = future.into_bound(py);
             if current_thread() == self.loop_thread {
                 return match call_method_one(
-                    future,
+                    &future,
                     intern!(py, "set_result"),
                     &py.None().into_bound(py),
                 ) {
@@ -110,493 +187,308 @@ fn resolver(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
         .map(|f| f.bind(py))
 }
 
-fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
+fn running_loop<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let get = GET_RUNNING_LOOP.import(py, "asyncio", "_get_running_loop")?;
     let event_loop = get.call0()?;
-    Ok((!event_loop.is_none()).then_some(event_loop))
-}
-
-/// The answer of a first attempt, before any future exists.
-pub enum Now {
-    Acquired,
-    MustWait,
-    Failed(PyErr),
-}
-
-/// The answer of asking to wait with a waiter in hand.
-pub enum Queued {
-    Acquired,
-    /// Queued as `id`; look again after `wake_in` seconds if given.
-    Waiting {
-        id: u64,
-        wake_in: Option<f64>,
-    },
-    Failed(PyErr),
-}
-
-/// What a waiter woken without a grant does next.
-pub enum Woken {
-    Acquired,
-    Failed(PyErr),
-    WaitMore { wake_in: Option<f64> },
-}
-
-/// What an awaitable waits on: a primitive built on the core wait list.
-/// `key` is the per-key bucket (`Key::Shared` for a gauge).
-pub trait WaitSource: Send + Sync {
-    /// Takes `n` now if possible; fails at once if `timeout` allows no wait.
-    fn try_now(&self, key: &Key, n: u64, timeout: Option<f64>) -> Now;
-    fn enqueue(&self, key: &Key, waiter: &Arc<FutureWaiter>, timeout: Option<f64>) -> Queued;
-    fn take_granted(&self, waiter: &FutureWaiter) -> bool;
-    /// The waiter's future completed without a grant (a timer, or a kick).
-    fn woken(&self, key: &Key, id: u64, waiter: &FutureWaiter, timeout: Option<f64>) -> Woken;
-    fn abandon(&self, key: &Key, id: u64, waiter: &FutureWaiter);
-    /// The name callers know the awaiting method by, for error messages.
-    fn method_name(&self) -> &'static str;
-}
-
-/// What a finished operation gives the code that awaited it.
-pub enum Value {
-    True,
-    Nothing,
-    Object(Py<PyAny>),
-}
-
-/// The first attempt of an operation, before any future exists.
-pub enum Attempt {
-    Done(PyResult<Value>),
-    MustWait,
-}
-
-/// The answer of joining a line with a waiter in hand.
-pub enum Lined {
-    Done(PyResult<Value>),
-    /// In line as `id`; look again after `wake_in` seconds if given.
-    Waiting {
-        id: u64,
-        wake_in: Option<f64>,
-    },
-}
-
-/// What an operation does after its waiter was granted or woken.
-pub enum Resumed {
-    Done(PyResult<Value>),
-    /// Sleep again with the same waiter on a new future.
-    Sleep {
-        wake_in: Option<f64>,
-    },
-    /// The grant was taken and more is wanted: join the line anew.
-    Again,
-}
-
-/// One awaited call (`acquire`, `put`, `get`, ...): its arguments and the
-/// state it holds between steps. The awaitable drives it.
-pub trait Operation: Send + Sync {
-    fn weight(&self) -> u64 {
-        1
+    if event_loop.is_none() {
+        return Err(PyRuntimeError::new_err(format!(
+            "{name} must be awaited in a running asyncio event loop, and none is running in this thread"
+        )));
     }
-    fn try_now(&self, py: Python<'_>) -> Attempt;
-    fn enqueue(&self, py: Python<'_>, waiter: &Arc<FutureWaiter>) -> Lined;
-    /// The waiter was marked granted: claims the grant. None if the grant
-    /// could not be claimed.
-    fn granted(&self, py: Python<'_>, waiter: &FutureWaiter) -> Option<Resumed>;
-    /// The waiter's future completed without a grant (a timer, or a kick).
-    fn woken(&self, py: Python<'_>, id: u64, waiter: &FutureWaiter) -> Resumed;
-    /// The call ends unfinished: leaves the line (`waiting`, giving back a
-    /// grant that raced in) and lets go of anything else it holds.
-    fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>);
-    /// Python objects the call holds, for the garbage collector.
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        let _ = visit;
-        Ok(())
-    }
-    /// The name callers know the awaiting method by, for messages.
-    fn method_name(&self) -> &'static str;
+    Ok(event_loop)
 }
 
-/// Every call an awaitable drives, held inline: awaiting allocates nothing
-/// but the awaitable itself.
-pub enum Call {
-    Limit(Limit),
-    Put(Put),
-    Get(Get),
-    Join(Join),
-    Batch(Batch),
+/// A new future of `event_loop`, marked as a task expects a yielded one.
+fn new_future<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = event_loop.py();
+    let future = event_loop.call_method0(intern!(py, "create_future"))?;
+    future.setattr(intern!(py, "_asyncio_future_blocking"), true)?;
+    Ok(future)
 }
 
-impl Call {
-    fn op(&self) -> &dyn Operation {
-        match self {
-            Self::Limit(call) => call,
-            Self::Put(call) => call,
-            Self::Get(call) => call,
-            Self::Join(call) => call,
-            Self::Batch(call) => call,
+/// Completes `future` after `after`.
+fn arm_timer(
+    event_loop: &Bound<'_, PyAny>,
+    future: &Bound<'_, PyAny>,
+    after: Duration,
+) -> PyResult<Py<PyAny>> {
+    let py = event_loop.py();
+    let resolve = resolver(py)?;
+    let timer = event_loop.call_method1(
+        intern!(py, "call_later"),
+        (after.as_secs_f64(), resolve, future),
+    )?;
+    Ok(timer.unbind())
+}
+
+/// A task asleep in a wait: the future it sleeps on and its timer.
+struct Sleep {
+    handle: Arc<FutureHandle>,
+    waker: Waker,
+    future: Py<PyAny>,
+    timer: Option<Py<PyAny>>,
+}
+
+impl Sleep {
+    fn cancel_timer(&mut self, py: Python<'_>) {
+        if let Some(timer) = self.timer.take() {
+            // A timer that fires anyway only completes a done future: harmless.
+            let _ = timer.bind(py).call_method0(intern!(py, "cancel"));
         }
     }
 }
 
-/// Acquiring `n` from a limiter (a gauge, a bucket under `key`).
-pub struct Limit {
-    source: Arc<dyn WaitSource>,
-    key: Key,
-    n: u64,
-    timeout: Option<f64>,
-    /// `acquire()` returns True, as asyncio's does; `__aenter__` returns None.
-    returns_true: bool,
-}
-
-impl Limit {
-    fn value(&self) -> Value {
-        if self.returns_true {
-            Value::True
-        } else {
-            Value::Nothing
-        }
-    }
-}
-
-impl Operation for Limit {
-    fn weight(&self) -> u64 {
-        self.n
-    }
-    fn try_now(&self, _py: Python<'_>) -> Attempt {
-        match self.source.try_now(&self.key, self.n, self.timeout) {
-            Now::Acquired => Attempt::Done(Ok(self.value())),
-            Now::Failed(err) => Attempt::Done(Err(err)),
-            Now::MustWait => Attempt::MustWait,
-        }
-    }
-    fn enqueue(&self, _py: Python<'_>, waiter: &Arc<FutureWaiter>) -> Lined {
-        match self.source.enqueue(&self.key, waiter, self.timeout) {
-            Queued::Acquired => Lined::Done(Ok(self.value())),
-            Queued::Failed(err) => Lined::Done(Err(err)),
-            Queued::Waiting { id, wake_in } => Lined::Waiting { id, wake_in },
-        }
-    }
-    fn granted(&self, _py: Python<'_>, waiter: &FutureWaiter) -> Option<Resumed> {
-        self.source
-            .take_granted(waiter)
-            .then(|| Resumed::Done(Ok(self.value())))
-    }
-    fn woken(&self, _py: Python<'_>, id: u64, waiter: &FutureWaiter) -> Resumed {
-        match self.source.woken(&self.key, id, waiter, self.timeout) {
-            Woken::Acquired => Resumed::Done(Ok(self.value())),
-            Woken::Failed(err) => Resumed::Done(Err(err)),
-            Woken::WaitMore { wake_in } => Resumed::Sleep { wake_in },
-        }
-    }
-    fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>) {
-        if let Some((id, waiter)) = waiting {
-            self.source.abandon(&self.key, id, waiter);
-        }
-    }
-    fn method_name(&self) -> &'static str {
-        self.source.method_name()
-    }
-}
-
-enum Step {
-    Fresh,
-    Waiting(Wait),
+enum Stage<O> {
+    Fresh(O),
+    Asleep(O, Sleep),
     /// Being stepped right now (re-entry is an error, as for a coroutine).
     Running,
     Done,
 }
 
-struct Wait {
-    id: u64,
-    waiter: Arc<FutureWaiter>,
-    future: Py<PyAny>,
-    timer: Option<Py<PyAny>>,
-    /// False until the future has been handed to the task once.
-    yielded: bool,
+/// How a step ends: it yields a future, or the call is over.
+type Stepped<O> = (Stage<O>, PyResult<Option<Py<PyAny>>>);
+
+/// Drives an `Operation` as asyncio drives a coroutine. It does its work
+/// when first stepped, so a call that is never awaited holds nothing.
+pub struct Driver<O: Operation> {
+    stage: Mutex<Stage<O>>,
 }
 
-/// How a step of the awaitable ends: it yields a future, or it is over.
-type Stepped = (Step, PyResult<Option<Py<PyAny>>>);
-
-/// The awaitable of every waiting call (`acquire()`, `put()`, `get()`, ...):
-/// it does its work when first stepped, so one that is never awaited holds
-/// nothing.
-#[pyclass(frozen, module = "brakes._brakes")]
-pub struct Acquiring {
-    call: Call,
-    step: Mutex<Step>,
-}
-
-impl Acquiring {
-    pub fn new(call: Call) -> Self {
+impl<O: Operation> Driver<O> {
+    pub fn new(op: O) -> Self {
         Self {
-            call,
-            step: Mutex::new(Step::Fresh),
+            stage: Mutex::new(Stage::Fresh(op)),
         }
     }
 
-    fn op(&self) -> &dyn Operation {
-        self.call.op()
-    }
-
-    /// `acquire(n)` of a limiter, returning True.
-    pub fn limit(
-        source: Arc<dyn WaitSource>,
-        key: Key,
-        n: u64,
-        timeout: Option<f64>,
-        returns_true: bool,
-    ) -> Self {
-        Self::new(Call::Limit(Limit {
-            source,
-            key,
-            n,
-            timeout,
-            returns_true,
-        }))
-    }
-
-    /// For `__aenter__`, which the interpreter awaits at once, so it may act at
-    /// call time: takes the permit or token now if it can (returning the
-    /// shared, finished awaitable: no allocation), refuses at once if no wait
-    /// is allowed, and otherwise queues now and returns the waiting awaitable.
-    pub fn enter<S: WaitSource + 'static>(
-        py: Python<'_>,
-        source: &Arc<S>,
-        key: Key,
-        timeout: Option<f64>,
-    ) -> PyResult<Py<PyAny>> {
-        match source.try_now(&key, 1, timeout) {
-            Now::Acquired => return Ok(ready(py)?.into_any()),
-            Now::Failed(err) => return Err(err),
-            Now::MustWait => {}
-        }
-        let source: Arc<dyn WaitSource> = source.clone();
-        let mut this = Self::limit(source, key, 1, timeout, false);
-        match this.start_waiting(py) {
-            Ok(Started::Waiting(wait)) => {
-                *this.step.get_mut() = Step::Waiting(wait);
-                Ok(Py::new(py, this)?.into_any())
-            }
-            Ok(Started::Done(outcome)) => outcome.and_then(|_| Ok(ready(py)?.into_any())),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// How a coroutine ends with `outcome`: StopIteration carries a value.
-    fn finished(py: Python<'_>, outcome: PyResult<Value>) -> PyResult<Option<Py<PyAny>>> {
-        match outcome? {
-            Value::Nothing => Ok(None),
-            Value::True => Err(PyStopIteration::new_err(true)),
-            Value::Object(value) => Err(stop_iteration(py, value)),
-        }
-    }
-
-    fn advance(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        let current = std::mem::replace(&mut *self.step.lock(), Step::Running);
+    fn step(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let current = std::mem::replace(&mut *self.stage.lock(), Stage::Running);
         let (next, outcome) = match current {
-            Step::Fresh => self.begin(py),
-            Step::Waiting(wait) => self.resume(py, wait),
-            Step::Running => {
-                *self.step.lock() = Step::Running;
+            Stage::Fresh(mut op) => match op.poll(py, None) {
+                Poll::Ready(outcome) => (Stage::Done, finished(py, outcome)),
+                Poll::Pending(_) => self.first_sleep(py, op),
+            },
+            Stage::Asleep(op, sleep) => self.wake(py, op, sleep),
+            Stage::Running => {
+                *self.stage.lock() = Stage::Running;
                 return Err(PyValueError::new_err("coroutine already executing"));
             }
-            Step::Done => (
-                Step::Done,
+            Stage::Done => (
+                Stage::Done,
                 Err(PyRuntimeError::new_err(
                     "cannot reuse already awaited coroutine",
                 )),
             ),
         };
-        *self.step.lock() = next;
+        *self.stage.lock() = next;
         outcome
     }
 
-    fn begin(&self, py: Python<'_>) -> Stepped {
-        match self.op().try_now(py) {
-            Attempt::Done(outcome) => (Step::Done, Self::finished(py, outcome)),
-            Attempt::MustWait => self.wait_in_line(py),
+    fn first_sleep(&self, py: Python<'_>, op: O) -> Stepped<O> {
+        match running_loop(py, op.name()) {
+            Ok(event_loop) => {
+                let handle = Arc::new(FutureHandle::new(event_loop.unbind()));
+                let waker: Waker = handle.clone();
+                self.look(py, op, handle, waker)
+            }
+            // Polled without a waker, the call holds nothing yet.
+            Err(err) => (Stage::Done, Err(err)),
         }
     }
 
-    /// Joins the line with a new waiter and yields its future, or ends if
-    /// the wait turned out to be over already.
-    fn wait_in_line(&self, py: Python<'_>) -> Stepped {
-        match self.start_waiting(py) {
-            Ok(Started::Waiting(mut wait)) => {
-                wait.yielded = true;
-                let future = wait.future.clone_ref(py);
-                (Step::Waiting(wait), Ok(Some(future)))
-            }
-            Ok(Started::Done(outcome)) => (Step::Done, Self::finished(py, outcome)),
-            Err(err) => (Step::Done, Err(err)),
-        }
-    }
-
-    /// Queues a waiter on a new future of the running loop.
-    fn start_waiting(&self, py: Python<'_>) -> PyResult<Started> {
-        let prepared = running_loop(py).and_then(|event_loop| {
-            let Some(event_loop) = event_loop else {
-                return Err(PyRuntimeError::new_err(format!(
-                    "{} must be awaited in a running asyncio event loop, and none is running in this thread",
-                    self.op().method_name()
-                )));
-            };
-            let future = new_future(&event_loop)?;
-            let resolve = resolver(py)?.clone();
-            Ok((event_loop, future, resolve))
-        });
-        // Everything that can fail happens before the waiter is queued, but for
-        // the timer, which must follow it and takes the waiter out if it fails.
-        let (event_loop, future, resolve) = match prepared {
-            Ok(prepared) => prepared,
-            Err(err) => {
-                self.op().abandon(None);
-                return Err(err);
-            }
-        };
-        let handle = FutureHandle {
-            event_loop: event_loop.clone().unbind(),
-            future: Mutex::new(future.clone().unbind()),
-            loop_thread: current_thread(),
-        };
-        let waiter = Waiter::for_future(self.op().weight(), handle);
-        let (id, wake_in) = match self.op().enqueue(py, &waiter) {
-            Lined::Done(outcome) => return Ok(Started::Done(outcome)),
-            Lined::Waiting { id, wake_in } => (id, wake_in),
-        };
-        let timer = match arm_timer(&event_loop, &resolve, &future, wake_in) {
-            Ok(timer) => timer,
-            Err(err) => {
-                self.op().abandon(Some((id, &waiter)));
-                return Err(err);
-            }
-        };
-        Ok(Started::Waiting(Wait {
-            id,
-            waiter,
-            future: future.unbind(),
-            timer,
-            yielded: false,
-        }))
-    }
-
-    /// Sleeps again on a fresh future (the last one completed without a
-    /// grant). Returns false if a grant arrived meanwhile.
-    fn wait_again(&self, py: Python<'_>, wait: &mut Wait, wake_in: Option<f64>) -> PyResult<bool> {
-        let Wake::Future(handle) = &wait.waiter.wake else {
-            return Ok(false);
+    /// Polls with the task's waker; sleeps on a new future if still pending.
+    fn look(
+        &self,
+        py: Python<'_>,
+        mut op: O,
+        handle: Arc<FutureHandle>,
+        waker: Waker,
+    ) -> Stepped<O> {
+        let after = match op.poll(py, Some(&waker)) {
+            Poll::Ready(outcome) => return (Stage::Done, finished(py, outcome)),
+            Poll::Pending(after) => after,
         };
         let event_loop = handle.event_loop.bind(py);
-        let future = new_future(event_loop)?;
-        let replaced = std::mem::replace(&mut *handle.future.lock(), future.clone().unbind());
-        // Dropped once the lock is released: a decref may run Python code.
-        drop(replaced);
-        // A grant that reached the old future has marked the waiter first.
-        if wait.waiter.is_granted() {
-            return Ok(false);
-        }
-        cancel_timer(py, wait);
-        wait.timer = arm_timer(event_loop, resolver(py)?, &future, wake_in)?;
-        wait.future = future.unbind();
-        Ok(true)
-    }
-
-    /// Carries out what the operation decided after a grant or a wake-up.
-    fn follow(&self, py: Python<'_>, mut wait: Wait, resumed: Resumed) -> Stepped {
-        match resumed {
-            Resumed::Done(outcome) => {
-                cancel_timer(py, &wait);
-                (Step::Done, Self::finished(py, outcome))
-            }
-            Resumed::Again => {
-                cancel_timer(py, &wait);
-                self.wait_in_line(py)
-            }
-            Resumed::Sleep { wake_in } => match self.wait_again(py, &mut wait, wake_in) {
-                Ok(true) => {
-                    let future = wait.future.clone_ref(py);
-                    (Step::Waiting(wait), Ok(Some(future)))
-                }
-                Ok(false) => match self.op().granted(py, &wait.waiter) {
-                    Some(resumed) => self.follow(py, wait, resumed),
-                    None => {
-                        self.abandon(py, wait);
-                        let lost = "the wait ended without a grant";
-                        (Step::Done, Err(PyRuntimeError::new_err(lost)))
-                    }
-                },
-                Err(err) => {
-                    self.abandon(py, wait);
-                    (Step::Done, Err(err))
-                }
-            },
-        }
-    }
-
-    fn resume(&self, py: Python<'_>, mut wait: Wait) -> Stepped {
-        if wait.waiter.is_granted() {
-            if let Some(resumed) = self.op().granted(py, &wait.waiter) {
-                return self.follow(py, wait, resumed);
-            }
-        }
-        if !wait.yielded {
-            wait.yielded = true;
-            let future = wait.future.clone_ref(py);
-            return (Step::Waiting(wait), Ok(Some(future)));
-        }
-        let future = wait.future.bind(py);
-        match future
-            .call_method0(intern!(py, "done"))
-            .and_then(|d| d.is_truthy())
-        {
-            Ok(true) => {
-                // Completed without a grant: a timer, or a kick to look again.
-                let resumed = self.op().woken(py, wait.id, &wait.waiter);
-                self.follow(py, wait, resumed)
-            }
-            Ok(false) => {
-                // Stepped early: keep waiting on the same future.
-                let blocking = future.setattr(intern!(py, "_asyncio_future_blocking"), true);
-                let future = wait.future.clone_ref(py);
-                match blocking {
-                    Ok(()) => (Step::Waiting(wait), Ok(Some(future))),
-                    Err(err) => {
-                        self.abandon(py, wait);
-                        (Step::Done, Err(err))
-                    }
-                }
-            }
+        let future = match new_future(event_loop) {
+            Ok(future) => future,
             Err(err) => {
-                self.abandon(py, wait);
-                (Step::Done, Err(err))
+                op.abandon();
+                return (Stage::Done, Err(err));
             }
+        };
+        let armed = if handle.arm(future.clone().unbind()) {
+            after
+                .map(|after| arm_timer(event_loop, &future, after))
+                .transpose()
+        } else {
+            // Woken while it looked: it looks again after one pass of the
+            // loop, behind tasks woken before it (so that, as with asyncio's
+            // own locks, callers resume in the order they were granted).
+            let none = py.None().into_bound(py);
+            call_method_one(&future, intern!(py, "set_result"), &none).map(|_| None)
+        };
+        let timer = match armed {
+            Ok(timer) => timer,
+            Err(err) => {
+                op.abandon();
+                handle.disarm();
+                return (Stage::Done, Err(err));
+            }
+        };
+        let yielded = future.clone().unbind();
+        let sleep = Sleep {
+            handle,
+            waker,
+            future: future.unbind(),
+            timer,
+        };
+        (Stage::Asleep(op, sleep), Ok(Some(yielded)))
+    }
+
+    /// The task was stepped: its future is done (woken, or its timer), or
+    /// it was stepped early and sleeps on.
+    fn wake(&self, py: Python<'_>, op: O, mut sleep: Sleep) -> Stepped<O> {
+        let future = sleep.future.bind(py);
+        let done = future
+            .call_method0(intern!(py, "done"))
+            .and_then(|done| done.is_truthy());
+        match done {
+            Ok(true) => {}
+            Ok(false) => {
+                let again = future.setattr(intern!(py, "_asyncio_future_blocking"), true);
+                let yielded = sleep.future.clone_ref(py);
+                return match again {
+                    Ok(()) => (Stage::Asleep(op, sleep), Ok(Some(yielded))),
+                    Err(err) => (Self::abandon_asleep(py, op, sleep), Err(err)),
+                };
+            }
+            Err(err) => return (Self::abandon_asleep(py, op, sleep), Err(err)),
         }
+        sleep.cancel_timer(py);
+        drop(sleep.handle.disarm());
+        let Sleep { handle, waker, .. } = sleep;
+        self.look(py, op, handle, waker)
     }
 
-    fn abandon(&self, py: Python<'_>, wait: Wait) {
-        cancel_timer(py, &wait);
-        self.op().abandon(Some((wait.id, &wait.waiter)));
+    fn abandon_asleep(py: Python<'_>, mut op: O, mut sleep: Sleep) -> Stage<O> {
+        sleep.cancel_timer(py);
+        op.abandon();
+        drop(sleep.handle.disarm());
+        Stage::Done
     }
 
-    /// Leaves the queue (or gives back a grant that raced in) and ends.
+    /// Ends the call where it stands (`throw`, `close`): it leaves the line
+    /// and gives back a grant that raced in.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        let current = std::mem::replace(&mut *self.step.lock(), Step::Done);
+        let current = std::mem::replace(&mut *self.stage.lock(), Stage::Done);
         match current {
-            Step::Waiting(wait) => self.abandon(py, wait),
-            Step::Running => {
-                *self.step.lock() = Step::Running;
+            Stage::Asleep(op, sleep) => {
+                Self::abandon_asleep(py, op, sleep);
+            }
+            Stage::Running => {
+                *self.stage.lock() = Stage::Running;
                 return Err(PyValueError::new_err("coroutine already executing"));
             }
-            Step::Fresh | Step::Done => {}
+            Stage::Fresh(mut op) => op.abandon(),
+            Stage::Done => {}
         }
         Ok(())
     }
+
+    pub fn next(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.step(py)
+    }
+
+    pub fn send(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.step(py)? {
+            Some(yielded) => Ok(yielded),
+            None => Err(PyStopIteration::new_err(())),
+        }
+    }
+
+    pub fn throw(
+        &self,
+        py: Python<'_>,
+        typ: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.stop(py)?;
+        Err(thrown(py, typ, value, traceback))
+    }
+
+    pub fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.stop(py)
+    }
+
+    pub fn repr(&self) -> String {
+        let (name, state) = match &*self.stage.lock() {
+            Stage::Fresh(op) => (op.name(), "not started"),
+            Stage::Asleep(op, _) => (op.name(), "waiting"),
+            Stage::Running => ("", "running"),
+            Stage::Done => ("", "done"),
+        };
+        format!("<brakes {name} {state}>").replace("  ", " ")
+    }
+
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Some(stage) = self.stage.try_lock() else {
+            return Ok(());
+        };
+        match &*stage {
+            Stage::Fresh(op) => op.traverse(visit),
+            Stage::Asleep(op, sleep) => {
+                op.traverse(visit)?;
+                visit.call(&sleep.future)?;
+                if let Some(timer) = &sleep.timer {
+                    visit.call(timer)?;
+                }
+                sleep.handle.visit(visit)
+            }
+            Stage::Running | Stage::Done => Ok(()),
+        }
+    }
+
+    /// Breaks reference cycles: the call ends, and lets go of its objects.
+    pub fn clear(&self) {
+        let current = self
+            .stage
+            .try_lock()
+            .map(|mut stage| std::mem::replace(&mut *stage, Stage::Done));
+        match current {
+            Some(Stage::Asleep(mut op, sleep)) => {
+                op.abandon();
+                drop(sleep.handle.disarm());
+                drop(sleep);
+                drop(op);
+            }
+            Some(Stage::Fresh(op)) => drop(op),
+            _ => {}
+        }
+    }
 }
 
-/// Where `start_waiting` left the call.
-enum Started {
-    Waiting(Wait),
-    Done(PyResult<Value>),
+impl<O: Operation> Drop for Driver<O> {
+    fn drop(&mut self) {
+        // A sleeping call dropped unawaited leaves its line, gives back a
+        // grant that reached it, and stops its timer.
+        if let Stage::Asleep(op, sleep) = std::mem::replace(self.stage.get_mut(), Stage::Done) {
+            Python::attach(|py| {
+                Self::abandon_asleep(py, op, sleep);
+            });
+        }
+    }
+}
+
+/// How a coroutine ends with `outcome`: StopIteration carries a value.
+fn finished(py: Python<'_>, outcome: PyResult<Value>) -> PyResult<Option<Py<PyAny>>> {
+    match outcome? {
+        Value::None => Ok(None),
+        Value::True => Err(PyStopIteration::new_err(true)),
+        Value::Object(value) => Err(stop_iteration(py, value)),
+    }
 }
 
 /// The StopIteration that returns `value` from an awaitable. Set with the
@@ -612,36 +504,6 @@ fn stop_iteration(py: Python<'_>, value: Py<PyAny>) -> PyErr {
         PyStopIteration::new_err((value,))
     } else {
         PyStopIteration::new_err(value)
-    }
-}
-
-/// A new future of `event_loop`, marked as a task expects a yielded one.
-fn new_future<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let py = event_loop.py();
-    let future = event_loop.call_method0(intern!(py, "create_future"))?;
-    future.setattr(intern!(py, "_asyncio_future_blocking"), true)?;
-    Ok(future)
-}
-
-/// Completes `future` after `wake_in` seconds, if given.
-fn arm_timer(
-    event_loop: &Bound<'_, PyAny>,
-    resolve: &Bound<'_, PyAny>,
-    future: &Bound<'_, PyAny>,
-    wake_in: Option<f64>,
-) -> PyResult<Option<Py<PyAny>>> {
-    let Some(seconds) = wake_in else {
-        return Ok(None);
-    };
-    let py = event_loop.py();
-    let timer = event_loop.call_method1(intern!(py, "call_later"), (seconds, resolve, future))?;
-    Ok(Some(timer.unbind()))
-}
-
-fn cancel_timer(py: Python<'_>, wait: &Wait) {
-    if let Some(timer) = &wait.timer {
-        // A timer that fires anyway only completes a done future: harmless.
-        let _ = timer.bind(py).call_method0(intern!(py, "cancel"));
     }
 }
 
@@ -674,88 +536,106 @@ fn thrown(
     PyErr::from_value(exception)
 }
 
-#[pymethods]
-impl Acquiring {
-    fn __await__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
+/// A native awaitable class: one per kind of call, made by `awaitable!`.
+pub trait Awaitable: pyo3::PyClass + Into<PyClassInitializer<Self>> {
+    type Op: Operation;
+    fn wrap(driver: Driver<Self::Op>) -> Self;
+}
 
-    fn __iter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        self.advance(py)
-    }
-
-    #[pyo3(signature = (value, /))]
-    fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
-        let _ = value;
-        match self.advance(py)? {
-            Some(yielded) => Ok(Some(yielded)),
-            None => Err(PyStopIteration::new_err(())),
+/// For `__aenter__`, which the interpreter awaits at once, so it may act at
+/// call time: a call that is over at once (a free permit, a refusal) needs no
+/// awaitable of its own (the shared finished one, or the error); the others
+/// go on in one.
+pub fn enter<A: Awaitable>(py: Python<'_>, mut op: A::Op) -> PyResult<Py<PyAny>> {
+    match op.poll(py, None) {
+        Poll::Ready(outcome) => {
+            outcome?;
+            Ok(ready(py)?.into_any())
         }
+        Poll::Pending(_) => Ok(Py::new(py, A::wrap(Driver::new(op)))?.into_any()),
     }
+}
 
-    #[pyo3(signature = (typ, val=None, tb=None, /))]
-    fn throw(
-        &self,
-        py: Python<'_>,
-        typ: &Bound<'_, PyAny>,
-        val: Option<&Bound<'_, PyAny>>,
-        tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        self.stop(py)?;
-        Err(thrown(py, typ, val, tb))
-    }
+/// Defines the awaitable class of one kind of call, a coroutine to asyncio.
+macro_rules! awaitable {
+    ($(#[$meta:meta])* $name:ident, $op:ty) => {
+        $(#[$meta])*
+        #[pyo3::pyclass(frozen, module = "brakes._brakes")]
+        pub struct $name($crate::py::awaitable::Driver<$op>);
 
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.stop(py)
-    }
-
-    fn __repr__(&self) -> String {
-        let state = match &*self.step.lock() {
-            Step::Fresh => "not started",
-            Step::Waiting(_) => "waiting",
-            Step::Running => "running",
-            Step::Done => "done",
-        };
-        format!("<brakes {} {state}>", self.op().method_name())
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.op().traverse(&visit)?;
-        if let Some(step) = self.step.try_lock() {
-            if let Step::Waiting(wait) = &*step {
-                visit.call(&wait.future)?;
-                if let Some(timer) = &wait.timer {
-                    visit.call(timer)?;
-                }
+        impl $crate::py::awaitable::Awaitable for $name {
+            type Op = $op;
+            fn wrap(driver: $crate::py::awaitable::Driver<$op>) -> Self {
+                Self(driver)
             }
         }
-        Ok(())
-    }
 
-    fn __clear__(&self) {
-        let current = self
-            .step
-            .try_lock()
-            .map(|mut s| std::mem::replace(&mut *s, Step::Done));
-        if let Some(Step::Waiting(wait)) = current {
-            self.op().abandon(Some((wait.id, &wait.waiter)));
+        impl $name {
+            pub fn new(op: $op) -> Self {
+                Self($crate::py::awaitable::Driver::new(op))
+            }
         }
-    }
-}
 
-impl Drop for Acquiring {
-    fn drop(&mut self) {
-        // A waiting awaitable that is dropped unawaited leaves the queue, and a
-        // grant that reached it goes back.
-        if let Step::Waiting(wait) = std::mem::replace(self.step.get_mut(), Step::Done) {
-            self.op().abandon(Some((wait.id, &wait.waiter)));
+        #[pyo3::pymethods]
+        impl $name {
+            fn __await__(slf: pyo3::Py<Self>) -> pyo3::Py<Self> {
+                slf
+            }
+
+            fn __iter__(slf: pyo3::Py<Self>) -> pyo3::Py<Self> {
+                slf
+            }
+
+            fn __next__(
+                &self,
+                py: pyo3::Python<'_>,
+            ) -> pyo3::PyResult<Option<pyo3::Py<pyo3::PyAny>>> {
+                self.0.next(py)
+            }
+
+            #[pyo3(signature = (value, /))]
+            fn send(
+                &self,
+                py: pyo3::Python<'_>,
+                value: &pyo3::Bound<'_, pyo3::PyAny>,
+            ) -> pyo3::PyResult<pyo3::Py<pyo3::PyAny>> {
+                let _ = value;
+                self.0.send(py)
+            }
+
+            #[pyo3(signature = (typ, val=None, tb=None, /))]
+            fn throw(
+                &self,
+                py: pyo3::Python<'_>,
+                typ: &pyo3::Bound<'_, pyo3::PyAny>,
+                val: Option<&pyo3::Bound<'_, pyo3::PyAny>>,
+                tb: Option<&pyo3::Bound<'_, pyo3::PyAny>>,
+            ) -> pyo3::PyResult<()> {
+                self.0.throw(py, typ, val, tb)
+            }
+
+            fn close(&self, py: pyo3::Python<'_>) -> pyo3::PyResult<()> {
+                self.0.close(py)
+            }
+
+            fn __repr__(&self) -> String {
+                self.0.repr()
+            }
+
+            fn __traverse__(
+                &self,
+                visit: pyo3::PyVisit<'_>,
+            ) -> Result<(), pyo3::PyTraverseError> {
+                self.0.traverse(&visit)
+            }
+
+            fn __clear__(&self) {
+                self.0.clear()
+            }
         }
-    }
+    };
 }
+pub(crate) use awaitable;
 
 /// The one awaitable `__aenter__` and `__aexit__` return when they already
 /// finished their work at call time: awaiting it returns None at once.
@@ -807,13 +687,17 @@ pub fn ready(py: Python<'_>) -> PyResult<Py<Ready>> {
         .map(|r| r.clone_ref(py))
 }
 
-/// Lets asyncio's `create_task`, `gather` and `TaskGroup` take our awaitables.
-pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+/// Adds an awaitable class to the module and lets asyncio's `create_task`,
+/// `gather` and `TaskGroup` take it, as a coroutine.
+pub fn register<T: pyo3::PyClass>(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
-    module.add_class::<Acquiring>()?;
-    module.add_class::<Ready>()?;
+    module.add_class::<T>()?;
     let coroutine = py.import("collections.abc")?.getattr("Coroutine")?;
-    coroutine.call_method1("register", (py.get_type::<Acquiring>(),))?;
-    coroutine.call_method1("register", (py.get_type::<Ready>(),))?;
+    coroutine.call_method1("register", (py.get_type::<T>(),))?;
     Ok(())
+}
+
+/// Registers what every primitive shares.
+pub fn register_shared(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    register::<Ready>(module)
 }

@@ -3,119 +3,86 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::arguments::{wait_repr, wait_seconds, weight};
-use super::awaitable::{
-    ready, Acquiring, FutureHandle, FutureWaiter, Now, Queued, Ready, WaitSource, Woken,
-};
-use super::blocking::wait_detached;
+use super::arguments::{nanoseconds, wait_repr, wait_seconds, weight};
+use super::awaitable::{awaitable, enter, ready, Operation, Ready, Value};
+use super::blocking::wait_here;
 use super::clock::clock_argument;
 use super::decorator::limit_calls;
 use super::errors::{rate_limited, value_error};
 use super::keys::key_argument;
-use crate::core::bucket::{
-    Attempt, Booking, Bucket as CoreBucket, BucketBlocking, BucketSnapshot, Shape,
-};
+use crate::core::bucket::{Acquire, Attempt, Bucket as CoreBucket, BucketSnapshot, Shape};
 use crate::core::keys::Key;
 use crate::core::pace::{decimal_fraction, Pace};
-
-type Core = CoreBucket<FutureHandle>;
+use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
 
 fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-/// A wait allowance in whole nanoseconds (None: no bound).
-fn allowance_ns(timeout: Option<f64>) -> Option<u64> {
-    timeout.map(|s| (s * 1e9).round().min(u64::MAX as f64) as u64)
+fn refused(retry_after_ns: u64) -> PyErr {
+    let retry_after = seconds(retry_after_ns);
+    Python::attach(|py| {
+        rate_limited(
+            py,
+            format!("rate limited: retry after {retry_after} s"),
+            retry_after,
+        )
+    })
 }
 
-impl Core {
-    fn refused(&self, retry_after_ns: u64) -> PyErr {
-        let retry_after = seconds(retry_after_ns);
-        Python::attach(|py| {
-            rate_limited(
-                py,
-                format!("rate limited: retry after {retry_after} s"),
-                retry_after,
-            )
-        })
-    }
-
-    fn weight_error(&self, n: u64, most: u64) -> PyErr {
-        value_error(format!(
-            "n={n} is more than the bucket's burst of {most}: it could never be granted"
-        ))
-    }
-
-    /// When a queued waiter should look again on its own: never on a manual
-    /// clock, which wakes its waiters as it moves.
-    fn wake_in(&self, due_in_ns: u64) -> Option<f64> {
-        self.clock()
-            .as_manual()
-            .is_none()
-            .then(|| seconds(due_in_ns))
-    }
+fn weight_error(n: u64, most: u64) -> PyErr {
+    value_error(format!(
+        "n={n} is more than the bucket's burst of {most}: it could never be granted"
+    ))
 }
 
-impl WaitSource for Core {
-    fn try_now(&self, key: &Key, n: u64, timeout: Option<f64>) -> Now {
-        match self.try_acquire(key.clone(), n) {
-            Attempt::Acquired => Now::Acquired,
-            Attempt::TooLarge { most } => Now::Failed(self.weight_error(n, most)),
-            Attempt::Later { retry_after_ns } => {
-                if allowance_ns(timeout).is_some_and(|most| retry_after_ns > most) {
-                    self.count_rejected();
-                    Now::Failed(self.refused(retry_after_ns))
-                } else {
-                    Now::MustWait
-                }
-            }
-        }
-    }
-    fn enqueue(&self, key: &Key, waiter: &Arc<FutureWaiter>, timeout: Option<f64>) -> Queued {
-        match self.book(key, waiter, allowance_ns(timeout)) {
-            Booking::Acquired => Queued::Acquired,
-            Booking::Queued { id, due_in_ns } => Queued::Waiting {
-                id,
-                wake_in: self.wake_in(due_in_ns),
-            },
-            Booking::Refused { retry_after_ns } => Queued::Failed(self.refused(retry_after_ns)),
-            Booking::TooLarge { most } => Queued::Failed(self.weight_error(waiter.weight, most)),
-        }
-    }
-    fn take_granted(&self, waiter: &FutureWaiter) -> bool {
-        CoreBucket::take_granted(self, waiter)
-    }
-    fn woken(&self, key: &Key, id: u64, waiter: &FutureWaiter, _timeout: Option<f64>) -> Woken {
-        // Its timer fired or it was told its turn moved: grant whoever is due.
-        self.poll(key);
-        if waiter.is_granted() && CoreBucket::take_granted(self, waiter) {
-            return Woken::Acquired;
-        }
-        let due_in = self.due_in_ns(key, id);
-        Woken::WaitMore {
-            wake_in: due_in.and_then(|ns| self.wake_in(ns)),
-        }
-    }
-    fn abandon(&self, key: &Key, id: u64, waiter: &FutureWaiter) {
-        CoreBucket::abandon(self, key, id, waiter)
-    }
-    fn method_name(&self) -> &'static str {
-        match self.most() {
+fn result(n: u64, outcome: Outcome<()>) -> PyResult<()> {
+    outcome.map_err(|refusal| match refusal {
+        Refusal::TooLarge { most } => weight_error(n, most),
+        Refusal::Busy { retry_after_ns } => refused(retry_after_ns.unwrap_or(0)),
+        // A bucket refuses only at booking, with the wait it would take.
+        Refusal::TimedOut | Refusal::ShutDown => refused(0),
+    })
+}
+
+/// `await bucket.acquire()` (True) and `async with bucket` (None).
+pub struct AcquireCall {
+    wait: Acquire<Arc<CoreBucket>>,
+    n: u64,
+    value: fn() -> Value,
+}
+
+impl Operation for AcquireCall {
+    fn name(&self) -> &'static str {
+        match self.wait.bucket().most() {
             Some(_) => "TokenBucket.acquire()",
             None => "LeakyBucket.acquire()",
         }
     }
+    fn poll(&mut self, _py: Python<'_>, waker: Option<&Waker>) -> Poll<PyResult<Value>> {
+        let (n, value) = (self.n, self.value);
+        self.wait
+            .poll(waker)
+            .map(|outcome| result(n, outcome).map(|()| value()))
+    }
+    fn abandon(&mut self) {
+        self.wait.abandon();
+    }
 }
+
+awaitable!(
+    /// The awaitable of `TokenBucket.acquire()` and `LeakyBucket.acquire()`.
+    BucketAcquire,
+    AcquireCall
+);
 
 /// The limiter protocol both buckets share. Not constructed directly.
 #[pyclass(frozen, subclass, module = "brakes._brakes", name = "_Bucket")]
 pub struct Bucket {
-    core: Arc<Core>,
+    core: Arc<CoreBucket>,
     rate: f64,
     per: f64,
     max_wait: Option<f64>,
@@ -169,29 +136,19 @@ impl Bucket {
         })
     }
 
-    fn source(&self) -> Arc<dyn WaitSource> {
-        self.core.clone()
+    fn call(&self, key: Key, n: u64, timeout: Option<f64>, value: fn() -> Value) -> AcquireCall {
+        AcquireCall {
+            wait: Acquire::new(self.core.clone(), key, n, nanoseconds(timeout)),
+            n,
+            value,
+        }
     }
 
-    /// Waits in this thread, with the GIL released.
-    fn block(&self, py: Python<'_>, key: &Key, n: u64, timeout: Option<f64>) -> PyResult<bool> {
-        match self.core.try_now(key, n, timeout) {
-            Now::Acquired => return Ok(true),
-            Now::Failed(err) => return Err(err),
-            Now::MustWait => {}
-        }
-        let allowance = allowance_ns(timeout);
-        let (outcome, interruption) = wait_detached(py, |interrupted| {
-            self.core.acquire_blocking(key, n, allowance, interrupted)
-        });
-        match outcome {
-            BucketBlocking::Acquired => Ok(true),
-            BucketBlocking::Refused { retry_after_ns } => Err(self.core.refused(retry_after_ns)),
-            BucketBlocking::TooLarge { most } => Err(self.core.weight_error(n, most)),
-            BucketBlocking::Interrupted => {
-                Err(interruption.unwrap_or_else(|| PyRuntimeError::new_err("wait interrupted")))
-            }
-        }
+    /// Waits in this thread, with the GIL released while parked.
+    fn block(&self, py: Python<'_>, key: Key, n: u64, timeout: Option<f64>) -> PyResult<bool> {
+        let mut wait = Acquire::new(&*self.core, key, n, nanoseconds(timeout));
+        let outcome = wait_here(py, &mut wait)?;
+        result(n, outcome).map(|()| true)
     }
 }
 
@@ -221,7 +178,7 @@ impl Bucket {
         let key = key_argument(key)?;
         match self.core.try_acquire(key, n) {
             Attempt::Acquired => Ok(true),
-            Attempt::TooLarge { most } => Err(self.core.weight_error(n, most)),
+            Attempt::TooLarge { most } => Err(weight_error(n, most)),
             Attempt::Later { .. } => {
                 self.core.count_rejected();
                 Ok(false)
@@ -237,11 +194,13 @@ impl Bucket {
         n: i64,
         timeout: Option<f64>,
         key: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Acquiring> {
+    ) -> PyResult<BucketAcquire> {
         let n = weight(n)?;
         let timeout = wait_seconds("timeout", timeout)?;
         let key = key_argument(key)?;
-        Ok(Acquiring::limit(self.source(), key, n, timeout, true))
+        Ok(BucketAcquire::new(
+            self.call(key, n, timeout, || Value::True),
+        ))
     }
 
     /// Waits in this thread, with the GIL released, for `n` tokens and returns
@@ -258,7 +217,7 @@ impl Bucket {
         let n = weight(n)?;
         let timeout = wait_seconds("timeout", timeout)?;
         let key = key_argument(key)?;
-        self.block(py, &key, n, timeout)
+        self.block(py, key, n, timeout)
     }
 
     /// Seconds until `n` tokens could be granted (behind anyone queued), 0.0
@@ -270,7 +229,7 @@ impl Bucket {
         self.core
             .retry_after_ns(&key, n)
             .map(seconds)
-            .map_err(|most| self.core.weight_error(n, most))
+            .map_err(|most| weight_error(n, most))
     }
 
     /// A frozen snapshot of the bucket's counters.
@@ -279,7 +238,7 @@ impl Bucket {
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.block(py, &Key::Shared, 1, self.max_wait)
+        self.block(py, Key::Shared, 1, self.max_wait)
     }
 
     /// Nothing to give back: a token taken is spent.
@@ -287,7 +246,7 @@ impl Bucket {
     fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) {}
 
     fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Acquiring::enter(py, &self.core, Key::Shared, self.max_wait)
+        enter::<BucketAcquire>(py, self.call(Key::Shared, 1, self.max_wait, || Value::None))
     }
 
     #[pyo3(signature = (*_exc_info))]
@@ -474,4 +433,12 @@ impl BucketStats {
             self.keys, self.waiting, self.acquired, self.waited, self.rejected, self.cancelled
         )
     }
+}
+
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<Bucket>()?;
+    module.add_class::<TokenBucket>()?;
+    module.add_class::<LeakyBucket>()?;
+    module.add_class::<BucketStats>()?;
+    super::awaitable::register::<BucketAcquire>(module)
 }

@@ -7,12 +7,10 @@ use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::arguments::wait_seconds;
-use super::awaitable::Acquiring;
 use super::errors::value_error;
-use super::queue::Queue;
+use super::queue::{Queue, QueueGet};
 use crate::core::queue::Capacity;
 use crate::core::reorder::{Pushed, Reorder as CoreReorder};
-
 /// A FIFO `Queue` between pipeline stages. `buffer` items may wait in it;
 /// with `buffer=0` a put goes through only to a consumer already waiting
 /// (Go's unbuffered channel), so nothing waits in the channel at all.
@@ -39,18 +37,17 @@ impl Channel {
 
     /// `await get_numbered()`: `(number, item)`, where `number` counts the
     /// items taken before this one.
-    fn get_numbered(slf: &Bound<'_, Self>) -> Acquiring {
+    fn get_numbered(slf: &Bound<'_, Self>) -> QueueGet {
         Queue::get_numbered(slf.as_super())
     }
 
     /// `get_numbered` for threads, waiting with the GIL released.
     #[pyo3(signature = (*, timeout = None))]
-    fn get_numbered_blocking(
-        slf: &Bound<'_, Self>,
-        timeout: Option<f64>,
-    ) -> PyResult<(u64, Py<PyAny>)> {
+    fn get_numbered_blocking(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let timeout = wait_seconds("timeout", timeout)?;
-        slf.as_super().get().get_numbered_here(slf.py(), timeout)
+        slf.as_super()
+            .get()
+            .get_numbered_blocking(slf.py(), timeout)
     }
 }
 
@@ -138,4 +135,10 @@ impl Tally {
     fn value(&self) -> i64 {
         self.value.load(Ordering::Relaxed)
     }
+}
+
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<Channel>()?;
+    module.add_class::<Reorder>()?;
+    module.add_class::<Tally>()
 }

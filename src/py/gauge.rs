@@ -2,74 +2,28 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::arguments::{
-    deadline_after, limit as check_limit, patience, wait_repr, wait_seconds, weight,
-};
-use super::awaitable::{
-    ready, Acquiring, FutureHandle, FutureWaiter, Now, Queued, Ready, WaitSource, Woken,
-};
-use super::blocking::wait_detached;
+use super::arguments::{limit as check_limit, nanoseconds, wait_repr, wait_seconds, weight};
+use super::awaitable::{awaitable, enter, ready, Operation, Ready, Value};
+use super::blocking::wait_here;
 use super::decorator::limit_calls;
 use super::errors::{overloaded, value_error};
-use crate::core::gauge::{Admission, Blocking, Enqueued, Gauge as CoreGauge, Patience, Snapshot};
-use crate::core::keys::Key;
+use crate::core::gauge::{Acquire, Admission, Gauge as CoreGauge, Patience, Snapshot};
+use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
 
-type Core = CoreGauge<FutureHandle>;
-
-impl WaitSource for Core {
-    fn try_now(&self, _key: &Key, n: u64, timeout: Option<f64>) -> Now {
-        match self.try_acquire(n, patience(timeout)) {
-            Admission::Acquired => Now::Acquired,
-            Admission::TooLarge { limit } => Now::Failed(too_large(n, limit)),
-            Admission::Busy if timeout == Some(0.0) => {
-                self.count_rejected();
-                Now::Failed(gave_up(self, 0.0))
-            }
-            Admission::Busy => Now::MustWait,
-        }
+/// The error for a caller that gave up after waiting `timeout` seconds.
+fn refusal(core: &CoreGauge, n: u64, timeout: Option<f64>, refusal: Refusal) -> PyErr {
+    if let Refusal::TooLarge { most } = refusal {
+        return value_error(format!(
+            "n={n} is more than the gauge's limit of {most}: it could never be granted"
+        ));
     }
-    fn enqueue(&self, _key: &Key, waiter: &Arc<FutureWaiter>, timeout: Option<f64>) -> Queued {
-        match CoreGauge::enqueue(self, waiter) {
-            Enqueued::Acquired => Queued::Acquired,
-            Enqueued::TooLarge { limit } => Queued::Failed(too_large(waiter.weight, limit)),
-            // The timer that ends the wait at `timeout` completes the future.
-            Enqueued::Queued(id) => Queued::Waiting {
-                id,
-                wake_in: timeout,
-            },
-        }
-    }
-    fn take_granted(&self, waiter: &FutureWaiter) -> bool {
-        CoreGauge::take_granted(self, waiter)
-    }
-    fn woken(&self, _key: &Key, id: u64, waiter: &FutureWaiter, timeout: Option<f64>) -> Woken {
-        // Only the timeout timer completes a gauge waiter's future without a
-        // grant; a grant may still have won the race.
-        if self.settle_timeout(id, waiter) {
-            Woken::Acquired
-        } else {
-            Woken::Failed(gave_up(self, timeout.unwrap_or(0.0)))
-        }
-    }
-    fn abandon(&self, _key: &Key, id: u64, waiter: &FutureWaiter) {
-        CoreGauge::abandon(self, id, waiter)
-    }
-    fn method_name(&self) -> &'static str {
-        "Gauge.acquire()"
-    }
-}
-
-/// The error for a caller that gave up after `waited` seconds.
-fn gave_up(core: &Core, waited: f64) -> PyErr {
     let s = core.snapshot();
-    let within = if waited > 0.0 {
-        format!("within {waited} s")
-    } else {
-        "without waiting".to_owned()
+    let within = match timeout {
+        Some(waited) if waited > 0.0 => format!("within {waited} s"),
+        _ => "without waiting".to_owned(),
     };
     overloaded(format!(
         "gauge is full: no permit {within} ({} of {} in flight, {} waiting)",
@@ -77,11 +31,38 @@ fn gave_up(core: &Core, waited: f64) -> PyErr {
     ))
 }
 
-fn too_large(n: u64, limit: u64) -> PyErr {
-    value_error(format!(
-        "n={n} is more than the gauge's limit of {limit}: it could never be granted"
-    ))
+fn result(core: &CoreGauge, n: u64, timeout: Option<f64>, outcome: Outcome<()>) -> PyResult<()> {
+    outcome.map_err(|r| refusal(core, n, timeout, r))
 }
+
+/// `await gauge.acquire()` (True) and `async with gauge` (None).
+pub struct AcquireCall {
+    wait: Acquire<Arc<CoreGauge>>,
+    n: u64,
+    timeout: Option<f64>,
+    value: fn() -> Value,
+}
+
+impl Operation for AcquireCall {
+    fn name(&self) -> &'static str {
+        "Gauge.acquire()"
+    }
+    fn poll(&mut self, _py: Python<'_>, waker: Option<&Waker>) -> Poll<PyResult<Value>> {
+        let (n, timeout, value) = (self.n, self.timeout, self.value);
+        self.wait
+            .poll(waker)
+            .map(|outcome| result(self.wait.gauge(), n, timeout, outcome).map(|()| value()))
+    }
+    fn abandon(&mut self) {
+        self.wait.abandon();
+    }
+}
+
+awaitable!(
+    /// The awaitable of `Gauge.acquire()`.
+    GaugeAcquire,
+    AcquireCall
+);
 
 /// A concurrency limiter: at most `limit` permits are held at once, and the
 /// callers over the limit wait their turn in FIFO order, from threads and
@@ -97,40 +78,25 @@ fn too_large(n: u64, limit: u64) -> PyErr {
 /// 1
 #[pyclass(frozen, subclass, module = "brakes")]
 pub struct Gauge {
-    core: Arc<Core>,
+    core: Arc<CoreGauge>,
     max_wait: Option<f64>,
 }
 
 impl Gauge {
-    fn check_admission(&self, n: u64, admission: Admission) -> PyResult<bool> {
-        match admission {
-            Admission::Acquired => Ok(true),
-            Admission::Busy => Ok(false),
-            Admission::TooLarge { limit } => Err(too_large(n, limit)),
+    fn call(&self, n: u64, timeout: Option<f64>, value: fn() -> Value) -> AcquireCall {
+        AcquireCall {
+            wait: Acquire::new(self.core.clone(), n, nanoseconds(timeout)),
+            n,
+            timeout,
+            value,
         }
     }
 
     /// Waits in this thread, with the GIL released while parked.
     fn block(&self, py: Python<'_>, n: u64, timeout: Option<f64>) -> PyResult<bool> {
-        if self.check_admission(n, self.core.try_acquire(n, patience(timeout)))? {
-            return Ok(true);
-        }
-        if timeout == Some(0.0) {
-            self.core.count_rejected();
-            return Err(gave_up(&self.core, 0.0));
-        }
-        let deadline = deadline_after(timeout);
-        let (outcome, interruption) = wait_detached(py, |interrupted| {
-            self.core.acquire_blocking(n, deadline, interrupted)
-        });
-        match outcome {
-            Blocking::Acquired => Ok(true),
-            Blocking::TimedOut => Err(gave_up(&self.core, timeout.unwrap_or(0.0))),
-            Blocking::TooLarge { limit } => Err(too_large(n, limit)),
-            Blocking::Interrupted => {
-                Err(interruption.unwrap_or_else(|| PyRuntimeError::new_err("wait interrupted")))
-            }
-        }
+        let mut wait = Acquire::new(&*self.core, n, nanoseconds(timeout));
+        let outcome = wait_here(py, &mut wait)?;
+        result(&self.core, n, timeout, outcome).map(|()| true)
     }
 
     fn release_checked(&self, n: u64) -> PyResult<()> {
@@ -141,10 +107,6 @@ impl Gauge {
             ))
         })
     }
-
-    fn source(&self) -> Arc<dyn WaitSource> {
-        self.core.clone()
-    }
 }
 
 #[pymethods]
@@ -153,7 +115,7 @@ impl Gauge {
     #[pyo3(signature = (limit = 1, *, max_wait = None))]
     fn new(limit: i64, max_wait: Option<f64>) -> PyResult<Self> {
         Ok(Self {
-            core: Arc::new(Core::new(check_limit(limit)?)),
+            core: Arc::new(CoreGauge::new(check_limit(limit)?)),
             max_wait: wait_seconds("max_wait", max_wait)?,
         })
     }
@@ -201,26 +163,28 @@ impl Gauge {
     #[pyo3(signature = (n = 1))]
     fn try_acquire(&self, n: i64) -> PyResult<bool> {
         let n = weight(n)?;
-        let acquired = self.check_admission(n, self.core.try_acquire(n, Patience::FailFast))?;
-        if !acquired {
-            self.core.count_rejected();
+        match self.core.try_acquire(n, Patience::FailFast) {
+            Admission::Acquired => Ok(true),
+            Admission::Busy => {
+                self.core.count_rejected();
+                Ok(false)
+            }
+            Admission::TooLarge { limit } => Err(refusal(
+                &self.core,
+                n,
+                None,
+                Refusal::TooLarge { most: limit },
+            )),
         }
-        Ok(acquired)
     }
 
     /// Waits on the running event loop for `n` permits and returns True.
     /// Raises `Overloaded` if `timeout` seconds pass first.
     #[pyo3(signature = (n = 1, *, timeout = None))]
-    fn acquire(&self, n: i64, timeout: Option<f64>) -> PyResult<Acquiring> {
+    fn acquire(&self, n: i64, timeout: Option<f64>) -> PyResult<GaugeAcquire> {
         let n = weight(n)?;
         let timeout = wait_seconds("timeout", timeout)?;
-        Ok(Acquiring::limit(
-            self.source(),
-            Key::Shared,
-            n,
-            timeout,
-            true,
-        ))
+        Ok(GaugeAcquire::new(self.call(n, timeout, || Value::True)))
     }
 
     /// Waits in this thread, with the GIL released, for `n` permits and
@@ -258,7 +222,7 @@ impl Gauge {
     }
 
     fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Acquiring::enter(py, &self.core, Key::Shared, self.max_wait)
+        enter::<GaugeAcquire>(py, self.call(1, self.max_wait, || Value::None))
     }
 
     #[pyo3(signature = (*_exc_info))]
@@ -346,4 +310,10 @@ impl GaugeStats {
             self.cancelled
         )
     }
+}
+
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<Gauge>()?;
+    module.add_class::<GaugeStats>()?;
+    super::awaitable::register::<GaugeAcquire>(module)
 }

@@ -1,4 +1,4 @@
-//! The thin PyO3 layer: argument checks, the GIL, awaitables.
+//! The thin PyO3 layer: argument checks, the GIL, the two drivers.
 
 pub mod arguments;
 pub mod awaitable;

@@ -1,28 +1,40 @@
 //! `brakes.Queue`, `LifoQueue` and `PriorityQueue`: the Python face of the
 //! core queue, a drop-in for `asyncio.Queue` that threads can share.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::ops::Deref;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTimeoutError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::arguments::{deadline_after, wait_seconds};
-use super::awaitable::{
-    Acquiring, Attempt, Call, FutureHandle, FutureWaiter, Lined, Operation, Resumed, Value,
-};
-use super::blocking::wait_detached;
+use super::arguments::{nanoseconds, wait_seconds};
+use super::awaitable::{awaitable, Operation, Value};
+use super::blocking::wait_here;
 use super::errors::{is_queue_shut_down, queue_empty, queue_full, queue_shut_down, value_error};
-use crate::core::queue::{
-    Capacity, Enqueued, Line, Offer, Overflow, Queue as CoreQueue, Snapshot, Take, Waited,
-};
-use crate::core::sorted::{locate, Spot};
+use crate::core::batch::Batch;
+use crate::core::queue::{Capacity, Get, Item, Join, Overflow, Put, Queue as CoreQueue, Snapshot};
 use crate::core::store::Order;
+use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
 
-type Core = CoreQueue<Py<PyAny>, FutureHandle>;
+/// Items are Python objects; a priority queue orders them with `<`.
+impl Item for Py<PyAny> {
+    type Error = PyErr;
+    fn attached<R>(f: impl FnOnce() -> R) -> R {
+        Python::attach(|_| f())
+    }
+    fn share(&self) -> Self {
+        // Inside `attached`: the thread holds the GIL already, so this
+        // never waits for it while the queue's lock is held.
+        Python::attach(|py| self.clone_ref(py))
+    }
+    fn goes_before(&self, other: &Self) -> PyResult<bool> {
+        Python::attach(|py| self.bind(py).lt(other.bind(py)))
+    }
+}
+
+type Core = CoreQueue<Py<PyAny>>;
 
 const OVERFLOWS: [(&str, Overflow); 4] = [
     ("block", Overflow::Block),
@@ -80,12 +92,25 @@ fn check_max_items(max_items: i64) -> PyResult<u64> {
     Ok(max_items as u64)
 }
 
-fn check_linger(linger: f64) -> PyResult<f64> {
-    match wait_seconds("linger", Some(linger))? {
-        Some(seconds) => Ok(seconds),
-        None => Err(value_error(format!(
-            "linger must be a finite number of seconds >= 0, got {linger}"
+/// `linger`: seconds, or None to wait until the batch is full.
+fn check_linger(linger: Option<f64>) -> PyResult<Option<u64>> {
+    match linger {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(nanoseconds(Some(s))),
+        Some(s) => Err(value_error(format!(
+            "linger must be None or a finite number of seconds >= 0, got {s}"
         ))),
+    }
+}
+
+/// A queue's Python object, as the awaited calls hold it: it keeps the queue
+/// (and its `on_drop`) alive for as long as they wait.
+pub struct Shared(Py<Queue>);
+
+impl Deref for Shared {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.0.get().core
     }
 }
 
@@ -110,6 +135,15 @@ pub struct Queue {
     core: Core,
     maxsize: i64,
     on_drop: Mutex<Option<Py<PyAny>>>,
+}
+
+/// What a get's outcome means to its caller.
+#[derive(Clone, Copy)]
+pub struct GetKind {
+    /// `__anext__` ends the iteration at shutdown instead of raising.
+    ends_iteration: bool,
+    /// The value is `(number, item)`: see `Channel.get_numbered`.
+    numbered: bool,
 }
 
 impl Queue {
@@ -137,65 +171,15 @@ impl Queue {
         })
     }
 
-    /// Where `item` goes in a priority queue; None for the other kinds.
-    /// Compares outside any lock; a comparison that raises fails the put.
-    fn spot_for(&self, py: Python<'_>, item: &Py<PyAny>) -> PyResult<Option<Spot>> {
-        let item = item.bind(py);
-        loop {
-            let Some(layout) = self.core.layout() else {
-                return Ok(None);
-            };
-            let read = |chunk, index| {
-                self.core
-                    .read_sorted(layout.version, chunk, index, |x| x.clone_ref(py))
-            };
-            if let Some(spot) = locate(&layout, read, |other| item.lt(other.bind(py)))? {
-                return Ok(Some(spot));
-            }
-        }
-    }
-
-    /// Offers an item, locating it again as long as its spot goes stale.
-    fn offer(
-        &self,
-        py: Python<'_>,
-        mut item: Py<PyAny>,
-        can_wait: bool,
-    ) -> PyResult<Offer<Py<PyAny>>> {
-        loop {
-            let spot = self.spot_for(py, &item)?;
-            match self.core.offer(item, spot, can_wait) {
-                Offer::Stale(back) => item = back,
-                other => return Ok(other),
-            }
-        }
-    }
-
-    /// Puts the item of a caller holding a granted slot.
-    fn put_granted(&self, py: Python<'_>, mut item: Py<PyAny>) -> PyResult<()> {
-        loop {
-            let spot = match self.spot_for(py, &item) {
-                Ok(spot) => spot,
-                Err(err) => {
-                    self.core.release_slot();
-                    return Err(err);
-                }
-            };
-            match self.core.put_reserved(item, spot) {
-                Offer::Stale(back) => item = back,
-                Offer::ShutDown(_) => return Err(queue_shut_down(py)),
-                _ => return Ok(()),
-            }
-        }
-    }
-
-    /// What a put that needed no wait comes to for its caller.
-    fn settle_offer(&self, py: Python<'_>, offer: Offer<Py<PyAny>>) -> PyResult<()> {
-        match offer {
-            Offer::Stored | Offer::Stale(_) => Ok(()),
-            Offer::Dropped(item) => self.hand_dropped(py, vec![item]),
-            Offer::Full(_) | Offer::MustWait(_) => Err(self.full_error(py)),
-            Offer::ShutDown(_) => Err(queue_shut_down(py)),
+    /// A FIFO queue of the given capacity that only the crate makes.
+    pub fn with_capacity(capacity: Capacity) -> Self {
+        Self {
+            core: CoreQueue::with_capacity(capacity, Order::Fifo, Overflow::Block),
+            maxsize: match capacity {
+                Capacity::Bounded(n) => n as i64,
+                Capacity::Unbounded | Capacity::Handover => 0,
+            },
+            on_drop: Mutex::new(None),
         }
     }
 
@@ -220,102 +204,218 @@ impl Queue {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn full_error(&self, py: Python<'_>) -> PyErr {
-        queue_full(py, format!("the queue is full (maxsize={})", self.maxsize))
-    }
-
-    fn empty_error(&self, py: Python<'_>) -> PyErr {
-        if self.core.is_shut_down() {
-            queue_shut_down(py)
-        } else {
-            queue_empty(py, "the queue is empty".to_owned())
+    /// What a put's outcome means to its caller.
+    fn put_result(
+        &self,
+        py: Python<'_>,
+        outcome: Outcome<Option<Py<PyAny>>, PyErr>,
+    ) -> PyResult<()> {
+        match outcome {
+            Ok(None) => Ok(()),
+            Ok(Some(dropped)) => self.hand_dropped(py, vec![dropped]),
+            Err(Refusal::ShutDown) => Err(queue_shut_down(py)),
+            Err(Refusal::Failed(err)) => Err(err),
+            Err(_) => Err(queue_full(
+                py,
+                format!("the queue is full (maxsize={})", self.maxsize),
+            )),
         }
     }
 
-    /// Waits in this thread, GIL released, in `line` until `timeout`.
-    fn wait_here(
-        &self,
+    /// What a get's outcome means to its caller.
+    fn get_result(
         py: Python<'_>,
-        line: Line,
-        timeout: Option<f64>,
-    ) -> (Waited, Option<PyErr>) {
-        let deadline = deadline_after(timeout);
-        wait_detached(py, |interrupted| {
-            self.core.wait_blocking(line, deadline, interrupted)
+        kind: GetKind,
+        outcome: Outcome<(u64, Py<PyAny>)>,
+    ) -> PyResult<Py<PyAny>> {
+        match outcome {
+            Ok((number, item)) if kind.numbered => {
+                Ok((number, item).into_pyobject(py)?.into_any().unbind())
+            }
+            Ok((_, item)) => Ok(item),
+            Err(Refusal::ShutDown) if kind.ends_iteration => Err(PyStopAsyncIteration::new_err(())),
+            Err(refusal) => Err(nothing(py, refusal)),
+        }
+    }
+
+    fn batch_result(
+        py: Python<'_>,
+        outcome: Outcome<(u64, Vec<Py<PyAny>>)>,
+    ) -> PyResult<Py<PyList>> {
+        match outcome {
+            Ok((_, items)) => Ok(PyList::new(py, items)?.unbind()),
+            Err(refusal) => Err(nothing(py, refusal)),
+        }
+    }
+
+    fn get_here(&self, py: Python<'_>, kind: GetKind, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        let mut wait = Get::new(&self.core, nanoseconds(timeout));
+        let outcome = wait_here(py, &mut wait)?;
+        Self::get_result(py, kind, outcome)
+    }
+
+    fn get_call(queue: &Bound<'_, Self>, kind: GetKind) -> QueueGet {
+        let shared = Shared(queue.clone().unbind());
+        QueueGet::new(GetCall {
+            wait: Get::new(shared, None),
+            kind,
         })
     }
+}
 
-    fn first_item(&self, py: Python<'_>, items: Vec<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        items.into_iter().next().ok_or_else(|| queue_shut_down(py))
+/// The error of a get that found nothing.
+fn nothing(py: Python<'_>, refusal: Refusal) -> PyErr {
+    match refusal {
+        Refusal::ShutDown => queue_shut_down(py),
+        Refusal::TimedOut => queue_empty(py, "no item came within the timeout".to_owned()),
+        _ => queue_empty(py, "the queue is empty".to_owned()),
     }
+}
 
-    fn get_here(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        self.get_numbered_here(py, timeout).map(|(_, item)| item)
+/// Polls a wait that allows no wait: it is always over at once.
+fn at_once<W: Wait>(wait: &mut W) -> PyResult<W::Output> {
+    match wait.poll(None) {
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending(_) => Err(PyRuntimeError::new_err("a call that may not wait waited")),
     }
+}
 
-    /// Gets an item in this thread, with its number (see `Channel`).
-    pub(crate) fn get_numbered_here(
-        &self,
-        py: Python<'_>,
-        timeout: Option<f64>,
-    ) -> PyResult<(u64, Py<PyAny>)> {
-        match self.core.take_one_numbered() {
-            Take::One(numbered) => return Ok(numbered),
-            Take::ShutDown => return Err(queue_shut_down(py)),
-            Take::Empty if timeout == Some(0.0) => return Err(self.empty_error(py)),
-            Take::Empty => {}
+/// `await queue.put(item)`.
+pub struct PutCall {
+    wait: Put<Shared, Py<PyAny>>,
+}
+
+impl Operation for PutCall {
+    fn name(&self) -> &'static str {
+        "Queue.put()"
+    }
+    fn poll(&mut self, py: Python<'_>, waker: Option<&Waker>) -> Poll<PyResult<Value>> {
+        let polled = self.wait.poll(waker);
+        polled.map(|outcome| {
+            let queue = self.wait.queue_object();
+            queue.get().put_result(py, outcome).map(|()| Value::None)
+        })
+    }
+    fn abandon(&mut self) {
+        self.wait.abandon();
+    }
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(self.wait.queue_object())?;
+        if let Some(item) = self.wait.item() {
+            visit.call(item)?;
         }
-        match self.wait_here(py, Line::Getters, timeout) {
-            (Waited::Granted, _) => {
-                let (number, items) = self.core.take_reserved_numbered(1);
-                Ok((number, self.first_item(py, items)?))
+        Ok(())
+    }
+}
+
+/// `await queue.get()`, each step of `async for`, `await get_numbered()`.
+pub struct GetCall {
+    wait: Get<Shared, Py<PyAny>>,
+    kind: GetKind,
+}
+
+impl Operation for GetCall {
+    fn name(&self) -> &'static str {
+        "Queue.get()"
+    }
+    fn poll(&mut self, py: Python<'_>, waker: Option<&Waker>) -> Poll<PyResult<Value>> {
+        let kind = self.kind;
+        self.wait
+            .poll(waker)
+            .map(|outcome| Queue::get_result(py, kind, outcome).map(Value::Object))
+    }
+    fn abandon(&mut self) {
+        self.wait.abandon();
+    }
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(self.wait.queue_object())
+    }
+}
+
+/// `await queue.join()`.
+pub struct JoinCall {
+    wait: Join<Shared, Py<PyAny>>,
+}
+
+impl Operation for JoinCall {
+    fn name(&self) -> &'static str {
+        "Queue.join()"
+    }
+    fn poll(&mut self, _py: Python<'_>, waker: Option<&Waker>) -> Poll<PyResult<Value>> {
+        // Without a timeout, a join ends only when the work is done.
+        self.wait.poll(waker).map(|_| Ok(Value::None))
+    }
+    fn abandon(&mut self) {
+        self.wait.abandon();
+    }
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(self.wait.queue_object())
+    }
+}
+
+/// `await queue.get_batch(...)`.
+pub struct BatchCall {
+    wait: Batch<Shared, Py<PyAny>>,
+}
+
+impl Operation for BatchCall {
+    fn name(&self) -> &'static str {
+        "Queue.get_batch()"
+    }
+    fn poll(&mut self, py: Python<'_>, waker: Option<&Waker>) -> Poll<PyResult<Value>> {
+        self.wait.poll(waker).map(|outcome| {
+            Queue::batch_result(py, outcome).map(|list| Value::Object(list.into_any()))
+        })
+    }
+    fn abandon(&mut self) {
+        self.wait.abandon();
+    }
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(self.wait.queue_object())
+    }
+}
+
+/// The Python object of the queue an awaited call waits on.
+trait QueueObject {
+    fn queue_object(&self) -> &Py<Queue>;
+}
+
+macro_rules! queue_object {
+    ($($wait:ty),*) => {$(
+        impl QueueObject for $wait {
+            fn queue_object(&self) -> &Py<Queue> {
+                &self.queue().0
             }
-            (Waited::TimedOut, _) => Err(queue_empty(
-                py,
-                "no item came within the timeout".to_owned(),
-            )),
-            (Waited::ShutDown, _) => Err(queue_shut_down(py)),
-            (Waited::Interrupted, err) => Err(interrupted(err)),
         }
-    }
-
-    /// `await get_numbered()`: an awaited get whose value is `(number, item)`.
-    pub(crate) fn get_numbered(queue: &Bound<'_, Self>) -> Acquiring {
-        Acquiring::new(Call::Get(Get {
-            queue: queue.clone().unbind(),
-            ends_iteration: false,
-            numbered: true,
-        }))
-    }
-
-    /// A queue of the given capacity that only the crate makes.
-    pub(crate) fn with_capacity(capacity: Capacity) -> Self {
-        Self {
-            core: CoreQueue::with_capacity(capacity, Order::Fifo, Overflow::Block),
-            maxsize: match capacity {
-                Capacity::Bounded(n) => n as i64,
-                Capacity::Unbounded | Capacity::Handover => 0,
-            },
-            on_drop: Mutex::new(None),
-        }
-    }
-
-    /// An awaited call that ends unfinished leaves its line; a grant that
-    /// raced in goes back to the next in line.
-    fn leave_line(&self, line: Line, waiting: Option<(u64, &FutureWaiter)>) {
-        if let Some((id, waiter)) = waiting {
-            self.core.abandon(line, id, waiter);
-        }
-    }
-
-    fn stats_snapshot(&self) -> Snapshot {
-        self.core.snapshot()
-    }
+    )*};
 }
+queue_object!(
+    Put<Shared, Py<PyAny>>,
+    Get<Shared, Py<PyAny>>,
+    Join<Shared, Py<PyAny>>,
+    Batch<Shared, Py<PyAny>>
+);
 
-fn interrupted(err: Option<PyErr>) -> PyErr {
-    err.unwrap_or_else(|| PyRuntimeError::new_err("wait interrupted"))
-}
+awaitable!(
+    /// The awaitable of `Queue.put()`.
+    QueuePut,
+    PutCall
+);
+awaitable!(
+    /// The awaitable of `Queue.get()`.
+    QueueGet,
+    GetCall
+);
+awaitable!(
+    /// The awaitable of `Queue.join()`.
+    QueueJoin,
+    JoinCall
+);
+awaitable!(
+    /// The awaitable of `Queue.get_batch()`.
+    QueueGetBatch,
+    BatchCall
+);
 
 #[pymethods]
 impl Queue {
@@ -367,18 +467,18 @@ impl Queue {
 
     /// Puts `item`, waiting on the running event loop for room if the queue
     /// is full and `overflow` is "block".
-    fn put(slf: &Bound<'_, Self>, item: Py<PyAny>) -> Acquiring {
-        Acquiring::new(Call::Put(Put {
-            queue: slf.clone().unbind(),
-            item: Mutex::new(Some(item)),
-        }))
+    fn put(slf: &Bound<'_, Self>, item: Py<PyAny>) -> QueuePut {
+        let shared = Shared(slf.clone().unbind());
+        QueuePut::new(PutCall {
+            wait: Put::new(shared, item, None),
+        })
     }
 
     /// Puts `item` without waiting: `QueueFull` if there is no room and
     /// `overflow` is "block" or "reject".
     fn put_nowait(&self, py: Python<'_>, item: Py<PyAny>) -> PyResult<()> {
-        let offer = self.offer(py, item, false)?;
-        self.settle_offer(py, offer)
+        let outcome = at_once(&mut Put::new(&self.core, item, Some(0)))?;
+        self.put_result(py, outcome)
     }
 
     /// Puts `item` from a thread, waiting with the GIL released up to
@@ -386,31 +486,21 @@ impl Queue {
     #[pyo3(signature = (item, *, timeout = None))]
     fn put_blocking(&self, py: Python<'_>, item: Py<PyAny>, timeout: Option<f64>) -> PyResult<()> {
         let timeout = wait_seconds("timeout", timeout)?;
-        let item = match self.offer(py, item, timeout != Some(0.0))? {
-            Offer::MustWait(item) => item,
-            offer => return self.settle_offer(py, offer),
-        };
-        match self.wait_here(py, Line::Putters, timeout) {
-            (Waited::Granted, _) => self.put_granted(py, item),
-            (Waited::TimedOut, _) => Err(self.full_error(py)),
-            (Waited::ShutDown, _) => Err(queue_shut_down(py)),
-            (Waited::Interrupted, err) => Err(interrupted(err)),
-        }
+        let mut wait = Put::new(&self.core, item, nanoseconds(timeout));
+        let outcome = wait_here(py, &mut wait)?;
+        self.put_result(py, outcome)
     }
 
     /// Removes and returns an item, waiting on the running event loop for
     /// one; `QueueShutDown` once the queue is shut down and empty.
-    fn get(slf: &Bound<'_, Self>) -> Acquiring {
-        Acquiring::new(Call::Get(Get {
-            queue: slf.clone().unbind(),
-            ends_iteration: false,
-            numbered: false,
-        }))
+    fn get(slf: &Bound<'_, Self>) -> QueueGet {
+        Self::get_call(slf, GetKind::ITEM)
     }
 
     /// Removes and returns an item if one is there, else `QueueEmpty`.
     fn get_nowait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.get_here(py, Some(0.0))
+        let outcome = at_once(&mut Get::new(&self.core, Some(0)))?;
+        Self::get_result(py, GetKind::ITEM, outcome)
     }
 
     /// Removes and returns an item from a thread, waiting with the GIL
@@ -418,76 +508,47 @@ impl Queue {
     #[pyo3(signature = (*, timeout = None))]
     fn get_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let timeout = wait_seconds("timeout", timeout)?;
-        self.get_here(py, timeout)
+        self.get_here(py, GetKind::ITEM, timeout)
     }
 
     /// Waits (up to `timeout`) for a first item, then up to `linger`
     /// seconds more for the batch to fill, and returns 1 to `max_items`
-    /// items in queue order. With `linger=0` it takes what is there.
-    #[pyo3(signature = (max_items, *, linger = 0.0, timeout = None))]
+    /// items in queue order. With `linger=0` it takes what is there; with
+    /// `linger=None` it waits until the batch is full (or the queue shuts
+    /// down).
+    #[pyo3(signature = (max_items, *, linger = Some(0.0), timeout = None),
+           text_signature = "($self, max_items, *, linger=0.0, timeout=None)")]
     fn get_batch(
         slf: &Bound<'_, Self>,
         max_items: i64,
-        linger: f64,
+        linger: Option<f64>,
         timeout: Option<f64>,
-    ) -> PyResult<Acquiring> {
-        Ok(Acquiring::new(Call::Batch(Batch {
-            queue: slf.clone().unbind(),
-            max_items: check_max_items(max_items)?,
-            linger: check_linger(linger)?,
-            timeout: wait_seconds("timeout", timeout)?,
-            progress: Mutex::new(Progress::default()),
-        })))
+    ) -> PyResult<QueueGetBatch> {
+        let max_items = check_max_items(max_items)?;
+        let linger = check_linger(linger)?;
+        let timeout = wait_seconds("timeout", timeout)?;
+        let shared = Shared(slf.clone().unbind());
+        Ok(QueueGetBatch::new(BatchCall {
+            wait: Batch::new(shared, max_items, linger, nanoseconds(timeout)),
+        }))
     }
 
     /// `get_batch` for threads, waiting with the GIL released.
-    #[pyo3(signature = (max_items, *, linger = 0.0, timeout = None))]
+    #[pyo3(signature = (max_items, *, linger = Some(0.0), timeout = None),
+           text_signature = "($self, max_items, *, linger=0.0, timeout=None)")]
     fn get_batch_blocking(
         &self,
         py: Python<'_>,
         max_items: i64,
-        linger: f64,
+        linger: Option<f64>,
         timeout: Option<f64>,
     ) -> PyResult<Py<PyList>> {
         let max_items = check_max_items(max_items)?;
         let linger = check_linger(linger)?;
         let timeout = wait_seconds("timeout", timeout)?;
-        let mut reserved = self.core.reserve_now(max_items);
-        if reserved == 0 {
-            if timeout == Some(0.0) {
-                return Err(self.empty_error(py));
-            }
-            match self.wait_here(py, Line::Getters, timeout) {
-                (Waited::Granted, _) => reserved = 1,
-                (Waited::TimedOut, _) => {
-                    return Err(queue_empty(
-                        py,
-                        "no item came within the timeout".to_owned(),
-                    ))
-                }
-                (Waited::ShutDown, _) => return Err(queue_shut_down(py)),
-                (Waited::Interrupted, err) => return Err(interrupted(err)),
-            }
-        }
-        let linger_ends = deadline_after(Some(linger));
-        let (outcome, err) = wait_detached(py, |interrupted| loop {
-            reserved += self.core.reserve_now(max_items - reserved);
-            if reserved >= max_items || linger_ends.is_none_or(|end| end <= Instant::now()) {
-                return Waited::TimedOut;
-            }
-            match self
-                .core
-                .wait_blocking(Line::Getters, linger_ends, &mut *interrupted)
-            {
-                Waited::Granted => reserved += 1,
-                other => return other,
-            }
-        });
-        if outcome == Waited::Interrupted {
-            self.core.unreserve(reserved);
-            return Err(interrupted(err));
-        }
-        batch_list(py, self.core.take_reserved(reserved))
+        let mut wait = Batch::new(&self.core, max_items, linger, nanoseconds(timeout));
+        let outcome = wait_here(py, &mut wait)?;
+        Self::batch_result(py, outcome)
     }
 
     /// Marks one item got earlier as processed, for `join`.
@@ -499,24 +560,24 @@ impl Queue {
 
     /// Waits on the running event loop until every item put has been marked
     /// done (by `task_done`, or by being dropped).
-    fn join(slf: &Bound<'_, Self>) -> Acquiring {
-        Acquiring::new(Call::Join(Join {
-            queue: slf.clone().unbind(),
-        }))
+    fn join(slf: &Bound<'_, Self>) -> QueueJoin {
+        let shared = Shared(slf.clone().unbind());
+        QueueJoin::new(JoinCall {
+            wait: Join::new(shared, None),
+        })
     }
 
     /// `join` for threads; `TimeoutError` if `timeout` seconds pass first.
     #[pyo3(signature = (*, timeout = None))]
     fn join_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let timeout = wait_seconds("timeout", timeout)?;
-        match self.wait_here(py, Line::Joiners, timeout) {
-            (Waited::Interrupted, err) => Err(interrupted(err)),
-            (Waited::Granted | Waited::ShutDown, _) => Ok(()),
-            (Waited::TimedOut, _) => Err(PyTimeoutError::new_err(format!(
+        let mut wait = Join::new(&self.core, nanoseconds(timeout));
+        wait_here(py, &mut wait)?.map_err(|_| {
+            PyTimeoutError::new_err(format!(
                 "{} items not done within the timeout",
                 self.core.unfinished()
-            ))),
-        }
+            ))
+        })
     }
 
     /// Ends the queue, as Python 3.13's `asyncio.Queue.shutdown`: puts fail
@@ -537,7 +598,7 @@ impl Queue {
 
     /// A frozen snapshot of the queue's state and counters.
     fn stats(&self) -> QueueStats {
-        QueueStats::from(self.stats_snapshot())
+        QueueStats::from(self.core.snapshot())
     }
 
     fn __aiter__(slf: Py<Self>) -> Py<Self> {
@@ -545,12 +606,8 @@ impl Queue {
     }
 
     /// `async for item in queue`: gets until the queue is shut down and empty.
-    fn __anext__(slf: &Bound<'_, Self>) -> Acquiring {
-        Acquiring::new(Call::Get(Get {
-            queue: slf.clone().unbind(),
-            ends_iteration: true,
-            numbered: false,
-        }))
+    fn __anext__(slf: &Bound<'_, Self>) -> QueueGet {
+        Self::get_call(slf, GetKind::ITERATION)
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {
@@ -559,7 +616,7 @@ impl Queue {
 
     /// `for item in queue` in a thread: gets until shut down and empty.
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        match self.get_here(py, None) {
+        match self.get_here(py, GetKind::ITEM, None) {
             Ok(item) => Ok(Some(item)),
             Err(err) if is_queue_shut_down(py, &err) => Ok(None),
             Err(err) => Err(err),
@@ -568,7 +625,7 @@ impl Queue {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let this = slf.get();
-        let s = this.stats_snapshot();
+        let s = this.core.snapshot();
         let shut = if s.shut_down { " shut down" } else { "" };
         Ok(format!(
             "<{}.{} maxsize={} overflow='{}' size={} putters={} getters={} unfinished={}{shut}>",
@@ -603,6 +660,36 @@ impl Queue {
         let items = self.core.clear_items();
         drop(on_drop);
         drop(items);
+    }
+}
+
+impl GetKind {
+    const ITEM: Self = Self {
+        ends_iteration: false,
+        numbered: false,
+    };
+    const ITERATION: Self = Self {
+        ends_iteration: true,
+        numbered: false,
+    };
+    const NUMBERED: Self = Self {
+        ends_iteration: false,
+        numbered: true,
+    };
+}
+
+/// For `Channel`: gets that return `(number, item)`.
+impl Queue {
+    pub fn get_numbered(queue: &Bound<'_, Self>) -> QueueGet {
+        Self::get_call(queue, GetKind::NUMBERED)
+    }
+
+    pub fn get_numbered_blocking(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        self.get_here(py, GetKind::NUMBERED, timeout)
     }
 }
 
@@ -664,376 +751,6 @@ queue_kind!(
     Order::Priority
 );
 
-fn batch_list(py: Python<'_>, items: Vec<Py<PyAny>>) -> PyResult<Py<PyList>> {
-    if items.is_empty() {
-        return Err(queue_shut_down(py));
-    }
-    Ok(PyList::new(py, items)?.unbind())
-}
-
-/// The waiting a put and a get share: one slot or one item, in `line`.
-/// `claim` uses a grant; `shut_down` is the error a shutdown ends the wait with.
-fn join_line(
-    queue: &Queue,
-    line: Line,
-    waiter: &Arc<FutureWaiter>,
-    claim: impl FnOnce() -> PyResult<Value>,
-    shut_down: impl FnOnce() -> PyErr,
-) -> Lined {
-    match queue.core.enqueue(line, waiter) {
-        Enqueued::Granted => Lined::Done(claim()),
-        Enqueued::ShutDown => Lined::Done(Err(shut_down())),
-        Enqueued::Queued(id) => Lined::Waiting { id, wake_in: None },
-    }
-}
-
-/// Only a shutdown wakes a producer or consumer without a grant; a grant
-/// that raced in is used instead.
-fn woken_in_line(
-    queue: &Queue,
-    line: Line,
-    id: u64,
-    waiter: &FutureWaiter,
-    claim: impl FnOnce() -> PyResult<Value>,
-    shut_down: impl FnOnce() -> PyErr,
-) -> Resumed {
-    match queue.core.settle(line, id, waiter, Waited::ShutDown) {
-        Waited::Granted => Resumed::Done(claim()),
-        _ if queue.core.is_shut_down() => Resumed::Done(Err(shut_down())),
-        _ => Resumed::Again,
-    }
-}
-
-/// `await queue.put(item)`.
-pub struct Put {
-    queue: Py<Queue>,
-    item: Mutex<Option<Py<PyAny>>>,
-}
-
-impl Put {
-    fn item(&self) -> PyResult<Py<PyAny>> {
-        self.item
-            .lock()
-            .take()
-            .ok_or_else(|| PyRuntimeError::new_err("the item was already put"))
-    }
-
-    fn put_granted(&self, py: Python<'_>) -> PyResult<Value> {
-        let item = match self.item() {
-            Ok(item) => item,
-            Err(err) => {
-                self.queue.get().core.release_slot();
-                return Err(err);
-            }
-        };
-        self.queue
-            .get()
-            .put_granted(py, item)
-            .map(|()| Value::Nothing)
-    }
-}
-
-impl Operation for Put {
-    fn try_now(&self, py: Python<'_>) -> Attempt {
-        let queue = self.queue.get();
-        let can_wait = queue.core.overflow() == Overflow::Block;
-        let offer = self.item().and_then(|item| queue.offer(py, item, can_wait));
-        match offer {
-            Ok(Offer::MustWait(item)) => {
-                *self.item.lock() = Some(item);
-                Attempt::MustWait
-            }
-            Ok(offer) => Attempt::Done(queue.settle_offer(py, offer).map(|()| Value::Nothing)),
-            Err(err) => Attempt::Done(Err(err)),
-        }
-    }
-    fn enqueue(&self, py: Python<'_>, waiter: &Arc<FutureWaiter>) -> Lined {
-        let claim = || self.put_granted(py);
-        join_line(self.queue.get(), Line::Putters, waiter, claim, || {
-            queue_shut_down(py)
-        })
-    }
-    fn granted(&self, py: Python<'_>, waiter: &FutureWaiter) -> Option<Resumed> {
-        waiter.take().then(|| Resumed::Done(self.put_granted(py)))
-    }
-    fn woken(&self, py: Python<'_>, id: u64, waiter: &FutureWaiter) -> Resumed {
-        let claim = || self.put_granted(py);
-        let queue = self.queue.get();
-        woken_in_line(queue, Line::Putters, id, waiter, claim, || {
-            queue_shut_down(py)
-        })
-    }
-    fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>) {
-        self.queue.get().leave_line(Line::Putters, waiting);
-    }
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.queue)?;
-        if let Some(item) = self.item.try_lock() {
-            if let Some(item) = &*item {
-                visit.call(item)?;
-            }
-        }
-        Ok(())
-    }
-    fn method_name(&self) -> &'static str {
-        "Queue.put()"
-    }
-}
-
-/// `await queue.get()`, and each step of `async for`.
-pub struct Get {
-    queue: Py<Queue>,
-    /// `__anext__` ends the iteration at shutdown instead of raising.
-    ends_iteration: bool,
-    /// The value is `(number, item)`: see `Channel.get_numbered`.
-    numbered: bool,
-}
-
-impl Get {
-    fn shut_down(&self, py: Python<'_>) -> PyErr {
-        if self.ends_iteration {
-            pyo3::exceptions::PyStopAsyncIteration::new_err(())
-        } else {
-            queue_shut_down(py)
-        }
-    }
-
-    fn value(&self, py: Python<'_>, number: u64, item: Py<PyAny>) -> PyResult<Value> {
-        if self.numbered {
-            Ok(Value::Object(
-                (number, item).into_pyobject(py)?.into_any().unbind(),
-            ))
-        } else {
-            Ok(Value::Object(item))
-        }
-    }
-
-    fn take_granted(&self, py: Python<'_>) -> PyResult<Value> {
-        let (number, items) = self.queue.get().core.take_reserved_numbered(1);
-        match items.into_iter().next() {
-            Some(item) => self.value(py, number, item),
-            None => Err(self.shut_down(py)),
-        }
-    }
-}
-
-impl Operation for Get {
-    fn try_now(&self, py: Python<'_>) -> Attempt {
-        match self.queue.get().core.take_one_numbered() {
-            Take::One((number, item)) => Attempt::Done(self.value(py, number, item)),
-            Take::Empty => Attempt::MustWait,
-            Take::ShutDown => Attempt::Done(Err(self.shut_down(py))),
-        }
-    }
-    fn enqueue(&self, py: Python<'_>, waiter: &Arc<FutureWaiter>) -> Lined {
-        let claim = || self.take_granted(py);
-        join_line(self.queue.get(), Line::Getters, waiter, claim, || {
-            self.shut_down(py)
-        })
-    }
-    fn granted(&self, py: Python<'_>, waiter: &FutureWaiter) -> Option<Resumed> {
-        waiter.take().then(|| Resumed::Done(self.take_granted(py)))
-    }
-    fn woken(&self, py: Python<'_>, id: u64, waiter: &FutureWaiter) -> Resumed {
-        let claim = || self.take_granted(py);
-        let queue = self.queue.get();
-        woken_in_line(queue, Line::Getters, id, waiter, claim, || {
-            self.shut_down(py)
-        })
-    }
-    fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>) {
-        self.queue.get().leave_line(Line::Getters, waiting);
-    }
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.queue)
-    }
-    fn method_name(&self) -> &'static str {
-        "Queue.get()"
-    }
-}
-
-/// `await queue.join()`.
-pub struct Join {
-    queue: Py<Queue>,
-}
-
-impl Operation for Join {
-    fn weight(&self) -> u64 {
-        0
-    }
-    fn try_now(&self, _py: Python<'_>) -> Attempt {
-        if self.queue.get().core.unfinished() == 0 {
-            Attempt::Done(Ok(Value::Nothing))
-        } else {
-            Attempt::MustWait
-        }
-    }
-    fn enqueue(&self, _py: Python<'_>, waiter: &Arc<FutureWaiter>) -> Lined {
-        match self.queue.get().core.enqueue(Line::Joiners, waiter) {
-            Enqueued::Queued(id) => Lined::Waiting { id, wake_in: None },
-            Enqueued::Granted | Enqueued::ShutDown => Lined::Done(Ok(Value::Nothing)),
-        }
-    }
-    fn granted(&self, _py: Python<'_>, waiter: &FutureWaiter) -> Option<Resumed> {
-        waiter.take().then_some(Resumed::Done(Ok(Value::Nothing)))
-    }
-    fn woken(&self, _py: Python<'_>, _id: u64, _waiter: &FutureWaiter) -> Resumed {
-        Resumed::Sleep { wake_in: None }
-    }
-    fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>) {
-        self.queue.get().leave_line(Line::Joiners, waiting);
-    }
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.queue)
-    }
-    fn method_name(&self) -> &'static str {
-        "Queue.join()"
-    }
-}
-
-/// Where a batch stands between steps.
-#[derive(Default)]
-struct Progress {
-    /// Items reserved for this batch; they stay in the queue until taken.
-    reserved: u64,
-    /// When lingering ends (set by the first item).
-    linger_ends: Option<Instant>,
-}
-
-/// `await queue.get_batch(max_items, linger=..., timeout=...)`.
-pub struct Batch {
-    queue: Py<Queue>,
-    max_items: u64,
-    linger: f64,
-    timeout: Option<f64>,
-    progress: Mutex<Progress>,
-}
-
-/// What a batch does after reserving what it could.
-enum Next {
-    Finish,
-    WaitMore,
-}
-
-impl Batch {
-    fn core(&self) -> &Core {
-        &self.queue.get().core
-    }
-
-    /// Adds `granted` reservations and whatever else is there, then decides.
-    fn reserve(&self, granted: u64) -> Next {
-        let mut progress = self.progress.lock();
-        progress.reserved += granted;
-        progress.reserved += self.core().reserve_now(self.max_items - progress.reserved);
-        if progress.reserved == 0 {
-            return Next::WaitMore;
-        }
-        let linger = self.linger;
-        let linger_ends = *progress
-            .linger_ends
-            .get_or_insert_with(|| deadline_after(Some(linger)).unwrap_or_else(Instant::now));
-        if progress.reserved >= self.max_items || linger_ends <= Instant::now() {
-            Next::Finish
-        } else {
-            Next::WaitMore
-        }
-    }
-
-    fn finish(&self, py: Python<'_>) -> PyResult<Value> {
-        let reserved = std::mem::take(&mut self.progress.lock().reserved);
-        let items = self.core().take_reserved(reserved);
-        Ok(Value::Object(batch_list(py, items)?.into_any()))
-    }
-
-    /// Seconds to sleep: until the first item's timeout, then until
-    /// lingering ends.
-    fn wake_in(&self) -> Option<f64> {
-        match self.progress.lock().linger_ends {
-            None => self.timeout,
-            Some(end) => Some(end.saturating_duration_since(Instant::now()).as_secs_f64()),
-        }
-    }
-
-    fn has_items(&self) -> bool {
-        self.progress.lock().reserved > 0
-    }
-
-    fn after_grant(&self, py: Python<'_>) -> Resumed {
-        match self.reserve(1) {
-            Next::Finish => Resumed::Done(self.finish(py)),
-            Next::WaitMore => Resumed::Again,
-        }
-    }
-}
-
-impl Operation for Batch {
-    fn try_now(&self, py: Python<'_>) -> Attempt {
-        if let Next::Finish = self.reserve(0) {
-            return Attempt::Done(self.finish(py));
-        }
-        if !self.has_items() {
-            if self.core().is_shut_down() {
-                return Attempt::Done(Err(queue_shut_down(py)));
-            }
-            if self.timeout == Some(0.0) {
-                return Attempt::Done(Err(self.queue.get().empty_error(py)));
-            }
-        }
-        Attempt::MustWait
-    }
-    fn enqueue(&self, py: Python<'_>, waiter: &Arc<FutureWaiter>) -> Lined {
-        loop {
-            match self.core().enqueue(Line::Getters, waiter) {
-                Enqueued::Granted => {
-                    if let Next::Finish = self.reserve(1) {
-                        return Lined::Done(self.finish(py));
-                    }
-                }
-                Enqueued::ShutDown if self.has_items() => return Lined::Done(self.finish(py)),
-                Enqueued::ShutDown => return Lined::Done(Err(queue_shut_down(py))),
-                Enqueued::Queued(id) => {
-                    return Lined::Waiting {
-                        id,
-                        wake_in: self.wake_in(),
-                    }
-                }
-            }
-        }
-    }
-    fn granted(&self, py: Python<'_>, waiter: &FutureWaiter) -> Option<Resumed> {
-        waiter.take().then(|| self.after_grant(py))
-    }
-    fn woken(&self, py: Python<'_>, id: u64, waiter: &FutureWaiter) -> Resumed {
-        // A timer (the first item's timeout, or the end of lingering), or a
-        // shutdown.
-        match self
-            .core()
-            .settle(Line::Getters, id, waiter, Waited::TimedOut)
-        {
-            Waited::Granted => self.after_grant(py),
-            _ if self.has_items() => Resumed::Done(self.finish(py)),
-            _ if self.core().is_shut_down() => Resumed::Done(Err(queue_shut_down(py))),
-            _ => Resumed::Done(Err(queue_empty(
-                py,
-                "no item came within the timeout".to_owned(),
-            ))),
-        }
-    }
-    fn abandon(&self, waiting: Option<(u64, &FutureWaiter)>) {
-        self.queue.get().leave_line(Line::Getters, waiting);
-        // The batch's items never left the queue: letting go puts them back
-        // at the front, in order, for the next consumer.
-        let reserved = std::mem::take(&mut self.progress.lock().reserved);
-        self.core().unreserve(reserved);
-    }
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.queue)
-    }
-    fn method_name(&self) -> &'static str {
-        "Queue.get_batch()"
-    }
-}
-
 /// A frozen snapshot of a queue: its state and what it has done so far.
 #[pyclass(frozen, eq, hash, get_all, module = "brakes")]
 #[derive(PartialEq, Eq, Hash)]
@@ -1094,4 +811,15 @@ impl QueueStats {
             if self.shut_down { "True" } else { "False" }
         )
     }
+}
+
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<Queue>()?;
+    module.add_class::<LifoQueue>()?;
+    module.add_class::<PriorityQueue>()?;
+    module.add_class::<QueueStats>()?;
+    super::awaitable::register::<QueuePut>(module)?;
+    super::awaitable::register::<QueueGet>(module)?;
+    super::awaitable::register::<QueueJoin>(module)?;
+    super::awaitable::register::<QueueGetBatch>(module)
 }
