@@ -283,10 +283,12 @@ async def test_breaking_an_async_for_stops_the_pipeline() -> None:
     async for x in Pipeline(range(1_000_000)).map(counted, workers=2):
         if x == 10:
             break
-    await asyncio.sleep(0.05)
-    settled = started
-    await asyncio.sleep(0.05)
-    assert started == settled < 100
+    # Once every worker task has ended, nothing can start any more.
+    this = asyncio.current_task()
+    await wait_until_async(lambda: asyncio.all_tasks() == {this})
+    # 11 taken, at most the stage's default buffer of 100 passed on and not
+    # taken, and one item in each of its 2 workers.
+    assert started <= 11 + 100 + 2
 
 
 def test_each_is_a_sink_and_run_returns_when_it_is_done() -> None:

@@ -5,7 +5,8 @@ they speak to the server."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from brakes._brakes import (
@@ -16,7 +17,7 @@ from brakes._brakes import (
     Tally,
     TokenBucket,
 )
-from brakes._running import check_callable, check_flag
+from brakes._checks import check_callable, check_flag
 from brakes.http import Key, LoadShedStats
 
 Fields = list[tuple[bytes, bytes]]
@@ -53,6 +54,72 @@ def _exempt_prefixes(exempt: object) -> tuple[str, ...]:
             raise ValueError(f"exempt paths must be strings that start with '/', got {prefix!r}")
         prefixes.append(prefix.rstrip("/"))
     return tuple(prefixes)
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A wait an admission needs: for a token of `key` or a slot of the
+    gauge, up to `timeout` seconds (None: as long as it takes)."""
+
+    limiter: Gauge | TokenBucket | LeakyBucket
+    key: Key
+    timeout: float | None
+
+    def acquire_blocking(self) -> Overloaded | None:
+        """Waits in this thread; the refusal if none came in time."""
+        try:
+            if isinstance(self.limiter, Gauge):
+                self.limiter.acquire_blocking(timeout=self.timeout)
+            else:
+                self.limiter.acquire_blocking(key=self.key, timeout=self.timeout)
+        except Overloaded as refusal:
+            return refusal
+        return None
+
+    async def acquire_async(self) -> Overloaded | None:
+        """Waits on the running loop; the refusal if none came in time."""
+        try:
+            if isinstance(self.limiter, Gauge):
+                await self.limiter.acquire(timeout=self.timeout)
+            else:
+                await self.limiter.acquire(key=self.key, timeout=self.timeout)
+        except Overloaded as refusal:
+            return refusal
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What an admission decided: admitted (`refusal` None) or refused, and
+    the response fields the request's answer carries."""
+
+    refusal: Overloaded | None
+    fields: Fields | None
+    holds_slot: bool = False
+
+
+# An admission: yields the waits it needs, is sent each one's refusal (or
+# None), and returns its verdict. ASGI drives it on the loop, WSGI in the
+# server's thread.
+Admission = Generator[Wait, Overloaded | None, Verdict]
+
+
+def admit_blocking(admission: Admission) -> Verdict:
+    try:
+        wait = next(admission)
+        while True:
+            wait = admission.send(wait.acquire_blocking())
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def admit_async(admission: Admission) -> Verdict:
+    try:
+        wait = next(admission)
+        while True:
+            wait = admission.send(await wait.acquire_async())
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 class Shedding:
@@ -172,6 +239,37 @@ class Shedding:
         return Overloaded(
             f"no free slot: {gauge.in_flight} of {gauge.limit} in flight, none may wait"
         )
+
+    def admission(self, request: Any, *, rate: bool = True) -> Admission:
+        """Admits a request: a token of its key from the bucket (unless
+        `rate` is false), then a slot of the gauge, each waited for as long
+        as the limiter's `max_wait` allows, counting what it decides."""
+        fields: Fields | None = None
+        bucket = self.bucket
+        if bucket is not None and rate:
+            key = self.key(request) if self.key is not None else None
+            if not bucket.try_acquire(key=key):
+                if self.bucket_wait == 0:
+                    refusal: Overloaded | None = self.bucket_refusal(key)
+                else:
+                    refusal = yield Wait(bucket, key, self.bucket_wait)
+                if refusal is not None:
+                    self.rate_limited.add()
+                    return Verdict(refusal, self.rate_fields(key) if self.headers else [])
+            if self.headers:
+                fields = self.rate_fields(key)
+        gauge = self.gauge
+        if gauge is not None:
+            if not gauge.try_acquire():
+                if self.gauge_wait == 0:
+                    refusal = self.gauge_refusal()
+                else:
+                    refusal = yield Wait(gauge, None, self.gauge_wait)
+                if refusal is not None:
+                    self.overloaded.add()
+                    return Verdict(refusal, fields or [])
+        self.admitted.add()
+        return Verdict(None, fields, holds_slot=gauge is not None)
 
     def _would_wait_too_long(self, key: Key) -> bool:
         """In shadow mode: whether the bucket would have refused this request."""

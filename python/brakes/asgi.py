@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 from brakes._brakes import Gauge, LeakyBucket, Overloaded, RateLimited, TokenBucket
 from brakes._shedding import (
     Fields,
     LoadShedBase,
-    Shedding,
+    admit_async,
     refusal_fields,
     retry_after_field,
 )
@@ -133,36 +133,16 @@ class LoadShed(LoadShedBase):
             await self._shadow(scope, receive, send)
             return
 
-        fields: Fields | None = None
-        bucket = shedding.bucket
-        if bucket is not None:
-            key = shedding.key(scope) if shedding.key is not None else None
-            if not bucket.try_acquire(key=key):
-                refusal = await _token(shedding, bucket, key)
-                if refusal is not None:
-                    shedding.rate_limited.add()
-                    extra = shedding.rate_fields(key) if shedding.headers else []
-                    await self._refuse(scope, receive, send, refusal, extra)
-                    return
-            if shedding.headers:
-                fields = shedding.rate_fields(key)
-
-        gauge = shedding.gauge
-        if gauge is None:
-            shedding.admitted.add()
-            if fields is None:
-                await self.app(scope, receive, send)
-            else:
-                await self.app(scope, receive, _adding(send, fields))
-            return
-        if not gauge.try_acquire():
-            overloaded = await _slot(shedding, gauge)
-            if overloaded is not None:
-                shedding.overloaded.add()
-                await self._refuse(scope, receive, send, overloaded, fields or [])
-                return
-        shedding.admitted.add()
-        await _holding_slot(self.app, scope, receive, send, gauge.release, fields)
+        verdict = await admit_async(shedding.admission(scope))
+        if verdict.refusal is not None:
+            await self._refuse(scope, receive, send, verdict.refusal, verdict.fields or [])
+        elif verdict.holds_slot:
+            gauge = cast(Gauge, shedding.gauge)
+            await _holding_slot(self.app, scope, receive, send, gauge.release, verdict.fields)
+        elif verdict.fields is None:
+            await self.app(scope, receive, send)
+        else:
+            await self.app(scope, receive, _adding(send, verdict.fields))
 
     async def _shadow(self, scope: Scope, receive: Receive, send: Send) -> None:
         shedding = self._shedding
@@ -203,43 +183,13 @@ class LoadShed(LoadShedBase):
             finally:
                 shedding.shadow_leave()
             return
-        if not gauge.try_acquire() and await _slot(shedding, gauge) is not None:
-            shedding.overloaded.add()
+        if (await admit_async(shedding.admission(scope, rate=False))).refusal is not None:
             await _close_try_again_later(receive, send)
             return
-        shedding.admitted.add()
         try:
             await self.app(scope, receive, send)
         finally:
             gauge.release()
-
-
-async def _token(
-    shedding: Shedding, bucket: TokenBucket | LeakyBucket, key: Any
-) -> Overloaded | None:
-    """Waits for a token as long as the bucket's `max_wait` allows; returns
-    the refusal when there is none in time."""
-    wait = shedding.bucket_wait
-    if wait == 0:
-        return shedding.bucket_refusal(key)
-    try:
-        await bucket.acquire(key=key, timeout=wait)
-    except RateLimited as error:
-        return error
-    return None
-
-
-async def _slot(shedding: Shedding, gauge: Gauge) -> Overloaded | None:
-    """Waits for a slot as long as the gauge's `max_wait` allows; returns
-    the refusal when there is none in time."""
-    wait = shedding.gauge_wait
-    if wait == 0:
-        return shedding.gauge_refusal()
-    try:
-        await gauge.acquire(timeout=wait)
-    except Overloaded as error:
-        return error
-    return None
 
 
 async def _close_try_again_later(receive: Receive, send: Send) -> None:

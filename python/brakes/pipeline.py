@@ -12,21 +12,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, cast, overload
 
-from brakes._brakes import Channel, QueueEmpty, QueueFull, QueueShutDown, Reorder, Tally
-from brakes._running import (
-    OwnLoop,
-    async_items,
-    check_callable,
-    check_count,
-    check_flag,
-    check_seconds,
-    is_async_callable,
-)
+from brakes import _workers_async, _workers_sync
+from brakes._brakes import Channel, QueueEmpty, QueueShutDown, Reorder, Tally
+from brakes._calls import is_async_callable
+from brakes._checks import check_callable, check_count, check_flag, check_seconds
+from brakes._own_loop import OwnLoop
 
 __all__ = ["Pipeline", "StageStats"]
 
@@ -35,12 +29,9 @@ _U = TypeVar("_U")
 
 OnError = Literal["raise", "skip"] | Callable[[Any, Exception], object]
 
-# What an ordered stage pushes for an item it emits nothing for.
-_NOTHING = object()
-# What Reorder.pop returns when the next result is not there yet.
-_NOT_YET = object()
-# Tickets of an ordered stage's window are all the same object.
-_TICKET = None
+# The channels' capacity when a buffer is not given: enough that items cross
+# between workers in runs, rather than one wake-up each.
+DEFAULT_BUFFER = 100
 
 
 @dataclass(frozen=True)
@@ -68,7 +59,7 @@ class _Stage:
     kind: Literal["map", "filter", "flat_map", "each", "batch", "unbatch"]
     fn: Callable[..., Any] | None = None
     workers: int = 1
-    buffer: int = 0
+    buffer: int | None = None
     ordered: bool = True
     on_error: OnError = "raise"
     size: int = 0
@@ -96,17 +87,33 @@ def _check_on_error(on_error: object) -> OnError:
     raise ValueError(f"on_error must be 'raise', 'skip' or a callable, got {on_error!r}")
 
 
+def _check_buffer(buffer: object) -> int | None:
+    return None if buffer is None else check_count("buffer", buffer, 0)
+
+
+def _capacity(buffer: int | None, reader: _Stage | None) -> int:
+    """The capacity of a channel: the buffer given, or by default room for
+    runs of items, and for a whole batch of the stage that reads it."""
+    if buffer is not None:
+        return buffer
+    if reader is not None and reader.kind == "batch":
+        return max(DEFAULT_BUFFER, reader.size)
+    return DEFAULT_BUFFER
+
+
 class Pipeline(Generic[_T]):
     """A chain of stages fed by `source` (any iterable or async iterable).
 
-    The source is read `buffer` items ahead of the first stage (0: only
-    when a worker of the first stage is free). Each stage runs its function
-    on `workers` workers: threads for a plain function, tasks for an
-    `async def`. A stage hands its results to the
-    next through a bounded buffer of `buffer` items (0: a direct hand-over,
-    as on Go's unbuffered channel), so when a stage falls behind, the stages
-    before it wait and the source is not read further. A pipeline never
-    holds more items than the sum of its buffers, batch sizes and workers.
+    The source is read up to `buffer` items ahead of the first stage. Each
+    stage runs its function on `workers` workers: threads for a plain
+    function, tasks for an `async def`. A stage hands its results to the
+    next through a bounded buffer of `buffer` items, so when a stage falls
+    behind, the stages before it wait and the source is not read further.
+    A buffer not given holds 100 items, or a whole batch when the next stage
+    is `batch(size)` with a larger size. `buffer=0` is a direct hand-over, as
+    on Go's unbuffered channel: an item moves only to a worker waiting for
+    it; a batch stage hands its batches over so. A pipeline never holds more
+    items than the sum of its buffers, its batch sizes and its workers.
 
     >>> Pipeline(range(10)).map(lambda x: x * x, workers=4).filter(lambda x: x % 2).to_list()
     [1, 9, 25, 49, 81]
@@ -116,11 +123,13 @@ class Pipeline(Generic[_T]):
     the consumer; closing the consumer early stops every worker.
     """
 
-    def __init__(self, source: Iterable[_T] | AsyncIterable[_T], *, buffer: int = 0) -> None:
+    def __init__(
+        self, source: Iterable[_T] | AsyncIterable[_T], *, buffer: int | None = None
+    ) -> None:
         if not isinstance(source, (Iterable, AsyncIterable)):
             raise TypeError(f"source must be an iterable or an async iterable, got {source!r}")
         self._source = source
-        self._buffer = check_count("buffer", buffer, 0)
+        self._buffer = _check_buffer(buffer)
         self._stages: list[_Stage] = []
         self._run: _Run | None = None
 
@@ -145,7 +154,7 @@ class Pipeline(Generic[_T]):
                 kind,
                 cast(Callable[..., Any], fn),
                 workers=check_count("workers", workers, 1),
-                buffer=check_count("buffer", buffer, 0),
+                buffer=_check_buffer(buffer),
                 ordered=check_flag("ordered", ordered),
                 on_error=_check_on_error(on_error),
             )
@@ -157,7 +166,7 @@ class Pipeline(Generic[_T]):
         fn: Callable[[_T], Awaitable[_U]],
         *,
         workers: int = 1,
-        buffer: int = 0,
+        buffer: int | None = None,
         ordered: bool = True,
         on_error: OnError = "raise",
     ) -> Pipeline[_U]: ...
@@ -167,7 +176,7 @@ class Pipeline(Generic[_T]):
         fn: Callable[[_T], _U],
         *,
         workers: int = 1,
-        buffer: int = 0,
+        buffer: int | None = None,
         ordered: bool = True,
         on_error: OnError = "raise",
     ) -> Pipeline[_U]: ...
@@ -176,13 +185,14 @@ class Pipeline(Generic[_T]):
         fn: Callable[[_T], Any],
         *,
         workers: int = 1,
-        buffer: int = 0,
+        buffer: int | None = None,
         ordered: bool = True,
         on_error: OnError = "raise",
     ) -> Pipeline[Any]:
-        """Passes on `fn(item)` for each item. With several workers,
-        `ordered=True` keeps the source's order (a result waits for those
-        before it, within a window of `workers + buffer` items);
+        """Passes on `fn(item)` for each item, through a buffer of `buffer`
+        items (see `Pipeline`). With several workers, `ordered=True` keeps the
+        source's order (a result waits for those before it, within a window
+        of `workers + buffer` items);
         `ordered=False` passes results on as they finish.
 
         `on_error="skip"` drops an item whose `fn` raised and goes on;
@@ -195,7 +205,7 @@ class Pipeline(Generic[_T]):
         fn: Callable[[_T], object] | Callable[[_T], Awaitable[object]],
         *,
         workers: int = 1,
-        buffer: int = 0,
+        buffer: int | None = None,
         ordered: bool = True,
         on_error: OnError = "raise",
     ) -> Pipeline[_T]:
@@ -208,7 +218,7 @@ class Pipeline(Generic[_T]):
         fn: Callable[[_T], Awaitable[Iterable[_U]]],
         *,
         workers: int = 1,
-        buffer: int = 0,
+        buffer: int | None = None,
         ordered: bool = True,
         on_error: OnError = "raise",
     ) -> Pipeline[_U]: ...
@@ -218,7 +228,7 @@ class Pipeline(Generic[_T]):
         fn: Callable[[_T], Iterable[_U]],
         *,
         workers: int = 1,
-        buffer: int = 0,
+        buffer: int | None = None,
         ordered: bool = True,
         on_error: OnError = "raise",
     ) -> Pipeline[_U]: ...
@@ -227,7 +237,7 @@ class Pipeline(Generic[_T]):
         fn: Callable[[_T], Any],
         *,
         workers: int = 1,
-        buffer: int = 0,
+        buffer: int | None = None,
         ordered: bool = True,
         on_error: OnError = "raise",
     ) -> Pipeline[Any]:
@@ -242,17 +252,15 @@ class Pipeline(Generic[_T]):
         on_error: OnError = "raise",
     ) -> Pipeline[None]:
         """Ends the pipeline with a sink: calls `fn(item)` for each item."""
-        return cast(Pipeline[None], self._stage("each", fn, workers, 0, False, on_error))
+        return cast(Pipeline[None], self._stage("each", fn, workers, None, False, on_error))
 
     def batch(self, size: int, *, linger: float | None = None) -> Pipeline[list[_T]]:
         """Passes on lists of up to `size` items. A partial batch is passed
         on `linger` seconds after its first item came (never, with None),
         and at the end of the source."""
         size = check_count("size", size, 1)
-        return cast(
-            Pipeline[list[_T]],
-            self._add(_Stage("batch", size=size, linger=check_seconds("linger", linger))),
-        )
+        stage = _Stage("batch", size=size, linger=check_seconds("linger", linger), buffer=0)
+        return cast(Pipeline[list[_T]], self._add(stage))
 
     def unbatch(self: Pipeline[Iterable[_U]]) -> Pipeline[_U]:
         """Passes on the items of each batch (or any iterable) one by one."""
@@ -361,7 +369,7 @@ class _Run:
     def __init__(
         self,
         source: Iterable[Any] | AsyncIterable[Any],
-        buffer: int,
+        buffer: int | None,
         stages: list[_Stage],
         loop: asyncio.AbstractEventLoop | None,
     ) -> None:
@@ -374,11 +382,13 @@ class _Run:
         self.threads: list[threading.Thread] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.own_tasks: list[concurrent.futures.Future[None]] = []
-        self.first: Channel[Any] = Channel(buffer)
+        self.first: Channel[Any] = Channel(_capacity(buffer, stages[0] if stages else None))
         channel = self.first
         self.parts: list[_Part] = []
-        for stage in stages:
-            out: Channel[Any] = Channel(0 if stage.reorders else stage.buffer)
+        for n, stage in enumerate(stages):
+            reader = stages[n + 1] if n + 1 < len(stages) else None
+            # An ordered stage's window is its buffer: it hands over to the next.
+            out: Channel[Any] = Channel(0 if stage.reorders else _capacity(stage.buffer, reader))
             self.parts.append(_Part(self, stage, channel, out))
             channel = out
         self.output = channel
@@ -389,11 +399,20 @@ class _Run:
         # A plain iterable is read in a thread of its own, or on the
         # consumer's loop; an async one on a loop.
         source_is_async = True if not isinstance(self.source, Iterable) else None
-        self._place(source_is_async, self._feed_async, self._feed_thread, "brakes-pipeline-source")
+        self._place(
+            source_is_async,
+            lambda: _workers_async.feed_async(self),
+            lambda: _workers_sync.feed_sync(self),
+            "brakes-pipeline-source",
+        )
         for part in self.parts:
             for n in range(part.stage.workers):
-                name = f"brakes-{part.stage.name}-{n}"
-                self._place(part.stage.is_async, part.run_async, part.run_thread, name)
+                self._place(
+                    part.stage.is_async,
+                    lambda part=part: _workers_async.run_part_async(part),  # type: ignore[misc]
+                    lambda part=part: _workers_sync.run_part_sync(part),  # type: ignore[misc]
+                    f"brakes-{part.stage.name}-{n}",
+                )
 
     def _place(
         self,
@@ -412,43 +431,6 @@ class _Run:
             self.tasks.append(self.loop.create_task(cast(Any, coroutine())))
         else:
             self.own_tasks.append(self.own_loop.submit(cast(Any, coroutine())))
-
-    # The source
-
-    def _feed_thread(self) -> None:
-        put = self.first.put_blocking
-        try:
-            for item in cast(Iterable[Any], self.source):
-                put(item)
-        except QueueShutDown:
-            return
-        except BaseException as exc:
-            self.fail(exc)
-            return
-        self.first.shutdown()
-
-    async def _feed_async(self) -> None:
-        first = self.first
-        put_nowait, put = first.put_nowait, first.put
-        try:
-            if isinstance(self.source, AsyncIterable):
-                async for item in self.source:
-                    try:
-                        put_nowait(item)
-                    except QueueFull:
-                        await put(item)
-            else:
-                for item in self.source:
-                    try:
-                        put_nowait(item)
-                    except QueueFull:
-                        await put(item)
-        except (QueueShutDown, asyncio.CancelledError):
-            return
-        except BaseException as exc:
-            self.fail(exc)
-            return
-        first.shutdown()
 
     # Stopping
 
@@ -522,8 +504,9 @@ def _cancel_soon(task: asyncio.Task[Any]) -> None:
 
 
 class _Part:
-    """A stage at run time: its input and output channels, and its workers'
-    loops for threads and for tasks."""
+    """A stage at run time: its input and output channels, its reorder
+    window and its counters. Its workers (`brakes._workers_async` and
+    `_workers_sync`) run on it."""
 
     def __init__(self, run: _Run, stage: _Stage, inbox: Channel[Any], outbox: Channel[Any]) -> None:
         self.run = run
@@ -537,7 +520,8 @@ class _Part:
         self.tickets: Channel[None] | None = None
         self.reorder: Reorder | None = None
         if stage.reorders:
-            self.tickets = Channel(stage.workers + stage.buffer)
+            window = _capacity(stage.buffer, None)
+            self.tickets = Channel(stage.workers + window)
             self.reorder = Reorder()
 
     def stop(self) -> None:
@@ -582,254 +566,6 @@ class _Part:
             blocked_seconds=self.blocked_ns.value / 1e9,
             errors=self.errors.value,
         )
-
-    # Threads
-
-    def run_thread(self) -> None:
-        try:
-            kind = self.stage.kind
-            if kind == "batch":
-                self._batch_thread()
-            elif kind == "unbatch":
-                self._unbatch_thread()
-            elif self.reorder is not None:
-                self._ordered_thread()
-            else:
-                self._plain_thread()
-        except QueueShutDown:
-            pass
-        except BaseException as exc:
-            self.run.fail(exc)
-        finally:
-            self.worker_ended()
-
-    def _send_blocking(self, item: Any) -> None:
-        try:
-            self.outbox.put_nowait(item)
-        except QueueFull:
-            started = time.perf_counter_ns()
-            self.outbox.put_blocking(item)
-            self.blocked_ns.add(time.perf_counter_ns() - started)
-
-    def _plain_thread(self) -> None:
-        fn = cast(Callable[[Any], Any], self.stage.fn)
-        kind = self.stage.kind
-        get = self.inbox.get_blocking
-        send = self._send_blocking
-        handled = self.handled.add
-        while True:
-            item = get()
-            try:
-                result = fn(item)
-                if kind == "map":
-                    send(result)
-                elif kind == "filter":
-                    if result:
-                        send(item)
-                elif kind == "flat_map":
-                    for each in result:
-                        send(each)
-                else:
-                    handled()
-            except QueueShutDown:
-                raise
-            except Exception as exc:
-                if not self.skips(item, exc):
-                    raise
-
-    def _ordered_thread(self) -> None:
-        fn = cast(Callable[[Any], Any], self.stage.fn)
-        kind = self.stage.kind
-        tickets = cast(Channel[None], self.tickets)
-        reorder = cast(Reorder, self.reorder)
-        get = cast(Any, self.inbox).get_numbered_blocking
-        while True:
-            tickets.put_blocking(_TICKET)
-            number, item = get()
-            try:
-                result = _ordered_result(kind, item, fn(item))
-            except Exception as exc:
-                if not self.skips(item, exc):
-                    raise
-                result = _NOTHING
-            if reorder.push(number, result):
-                self._emit_blocking()
-
-    def _emit_blocking(self) -> None:
-        reorder = cast(Reorder, self.reorder)
-        tickets = cast(Channel[None], self.tickets)
-        flat = self.stage.kind == "flat_map"
-        while (result := reorder.pop(_NOT_YET)) is not _NOT_YET:
-            tickets.get_nowait()
-            if result is _NOTHING:
-                continue
-            if flat:
-                for each in result:
-                    self._send_blocking(each)
-            else:
-                self._send_blocking(result)
-
-    def _batch_thread(self) -> None:
-        size, linger = self.stage.size, self.stage.linger
-        get_batch = self.inbox.get_batch_blocking
-        while True:
-            batch = get_batch(size)
-            deadline = None if linger is None else time.monotonic() + linger
-            try:
-                while len(batch) < size:
-                    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    batch += get_batch(size - len(batch), timeout=timeout)
-            except QueueEmpty:
-                pass
-            except QueueShutDown:
-                self._send_blocking(batch)
-                raise
-            self._send_blocking(batch)
-
-    def _unbatch_thread(self) -> None:
-        get = self.inbox.get_blocking
-        while True:
-            for item in get():
-                self._send_blocking(item)
-
-    # Tasks
-
-    async def run_async(self) -> None:
-        try:
-            kind = self.stage.kind
-            if kind == "batch":
-                await self._batch_async()
-            elif kind == "unbatch":
-                await self._unbatch_async()
-            elif self.reorder is not None:
-                await self._ordered_async()
-            else:
-                await self._plain_async()
-        except (QueueShutDown, asyncio.CancelledError):
-            pass
-        except BaseException as exc:
-            self.run.fail(exc)
-        finally:
-            self.worker_ended()
-
-    async def _send_slowly(self, item: Any) -> None:
-        started = time.perf_counter_ns()
-        await self.outbox.put(item)
-        self.blocked_ns.add(time.perf_counter_ns() - started)
-
-    async def _plain_async(self) -> None:
-        fn = cast(Callable[[Any], Awaitable[Any]], self.stage.fn)
-        kind = self.stage.kind
-        inbox = self.inbox
-        get_nowait, get = inbox.get_nowait, inbox.get
-        put_nowait = self.outbox.put_nowait
-        handled = self.handled.add
-        while True:
-            try:
-                item = get_nowait()
-            except QueueEmpty:
-                item = await get()
-            try:
-                result = await fn(item)
-                if kind == "map":
-                    try:
-                        put_nowait(result)
-                    except QueueFull:
-                        await self._send_slowly(result)
-                elif kind == "filter":
-                    if result:
-                        try:
-                            put_nowait(item)
-                        except QueueFull:
-                            await self._send_slowly(item)
-                elif kind == "flat_map":
-                    async for each in async_items(result):
-                        try:
-                            put_nowait(each)
-                        except QueueFull:
-                            await self._send_slowly(each)
-                else:
-                    handled()
-            except QueueShutDown:
-                raise
-            except Exception as exc:
-                if not self.skips(item, exc):
-                    raise
-
-    async def _ordered_async(self) -> None:
-        fn = cast(Callable[[Any], Awaitable[Any]], self.stage.fn)
-        kind = self.stage.kind
-        tickets = cast(Channel[None], self.tickets)
-        reorder = cast(Reorder, self.reorder)
-        get = cast(Any, self.inbox).get_numbered
-        while True:
-            try:
-                tickets.put_nowait(_TICKET)
-            except QueueFull:
-                await tickets.put(_TICKET)
-            number, item = await get()
-            try:
-                result = await fn(item)
-                if kind == "flat_map":
-                    result = [each async for each in async_items(result)]
-                result = _ordered_result(kind, item, result)
-            except Exception as exc:
-                if not self.skips(item, exc):
-                    raise
-                result = _NOTHING
-            if reorder.push(number, result):
-                await self._emit_async()
-
-    async def _emit_async(self) -> None:
-        reorder = cast(Reorder, self.reorder)
-        tickets = cast(Channel[None], self.tickets)
-        flat = self.stage.kind == "flat_map"
-        while (result := reorder.pop(_NOT_YET)) is not _NOT_YET:
-            tickets.get_nowait()
-            if result is _NOTHING:
-                continue
-            for each in result if flat else (result,):
-                try:
-                    self.outbox.put_nowait(each)
-                except QueueFull:
-                    await self._send_slowly(each)
-
-    async def _batch_async(self) -> None:
-        size, linger = self.stage.size, self.stage.linger
-        inbox = self.inbox
-        while True:
-            batch = await inbox.get_batch(size)
-            deadline = None if linger is None else time.monotonic() + linger
-            try:
-                while len(batch) < size:
-                    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    batch += await inbox.get_batch(size - len(batch), timeout=timeout)
-            except QueueEmpty:
-                pass
-            except QueueShutDown:
-                await self._send_async(batch)
-                raise
-            await self._send_async(batch)
-
-    async def _send_async(self, item: Any) -> None:
-        try:
-            self.outbox.put_nowait(item)
-        except QueueFull:
-            await self._send_slowly(item)
-
-    async def _unbatch_async(self) -> None:
-        get = self.inbox.get
-        while True:
-            for item in await get():
-                await self._send_async(item)
-
-
-def _ordered_result(kind: str, item: Any, result: Any) -> Any:
-    if kind == "filter":
-        return item if result else _NOTHING
-    if kind == "flat_map":
-        return list(result)
-    return result
 
 
 # Public names live in `brakes`, where users import them from.

@@ -5,35 +5,31 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-import time
 from collections.abc import (
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Generator,
     Iterable,
     Iterator,
 )
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
-from brakes._brakes import Channel, QueueEmpty, QueueFull, QueueShutDown, Reorder, Tally
-from brakes._running import (
-    OwnLoop,
-    async_items,
-    check_callable,
-    check_count,
-    check_flag,
-    is_async_callable,
-)
+from brakes import _workers_async, _workers_sync
+from brakes._brakes import Channel, Gauge, QueueEmpty, QueueFull, QueueShutDown, Reorder, Tally
+from brakes._calls import is_async_callable
+from brakes._checks import check_callable, check_count, check_flag
+from brakes._own_loop import OwnLoop
 
 __all__ = ["PoolStats", "WorkerPool"]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
+# What Reorder.pop returns when the next result is not there yet.
 _NOT_YET = object()
 # How many items `map` reads ahead of its workers by default: enough that
 # threads pass items in runs rather than one GIL hand-off each.
@@ -103,7 +99,10 @@ class WorkerPool:
             raise ValueError(f"mode must be 'thread' or 'async', got {mode!r}")
         self._reject = overflow == "reject"
         self._mode: Literal["thread", "async"] = mode
-        self._jobs: Channel[_Job] = Channel(self._queue_size)
+        # Room for every job submitted and not yet finished: one per worker,
+        # plus the queue. The channel only carries jobs; the room admits them.
+        self._room = Gauge(self._workers + self._queue_size)
+        self._jobs: Channel[_Job] = Channel(self._workers + self._queue_size)
         self._lock = threading.Lock()
         self._closed = False
         self._threads: list[threading.Thread] = []
@@ -132,102 +131,60 @@ class WorkerPool:
     def _start_threads(self) -> None:
         for n in range(self._workers):
             thread = threading.Thread(
-                target=self._thread_worker, name=f"brakes-pool-{n}", daemon=True
+                target=_workers_sync.pool_worker_sync,
+                args=(self,),
+                name=f"brakes-pool-{n}",
+                daemon=True,
             )
             self._threads.append(thread)
             thread.start()
-        # Until every worker waits for a job, a hand-over would be refused.
-        while self._jobs.stats().getters_waiting < self._workers:
-            time.sleep(0.0005)
 
-    def _thread_worker(self) -> None:
-        get = self._jobs.get_blocking
-        while True:
-            try:
-                job = get()
-            except QueueShutDown:
-                return
-            job.run_here(self)
+    def _start_workers_sync(self) -> None:
+        """A thread pool's workers start with it."""
 
-    async def _tasks_started(self) -> None:
+    async def _start_workers_async(self) -> None:
+        """Starts an async pool's tasks on the loop it is first used on."""
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._loop is None:
                 self._loop = loop
-                self._tasks = [loop.create_task(self._task_worker()) for _ in range(self._workers)]
-                starting = True
-            else:
-                starting = False
+                self._tasks = [
+                    loop.create_task(_workers_async.pool_worker_async(self))
+                    for _ in range(self._workers)
+                ]
         if self._loop is not loop:
             raise RuntimeError(
                 "an async WorkerPool is bound to the event loop it was first used on"
             )
-        if starting:
-            # One step takes each worker to its first wait for a job.
-            await asyncio.sleep(0)
 
-    async def _task_worker(self) -> None:
-        jobs = self._jobs
-        while True:
-            try:
-                try:
-                    job = jobs.get_nowait()
-                except QueueEmpty:
-                    job = await jobs.get()
-            except QueueShutDown:
-                return
-            await job.run_async(self)
-
-    def _call_here(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
+    def _caller_sync(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`fn` as a thread calls it: an async function on the pool's loop."""
         if is_async_callable(fn):
-            return self._own_loop.call(fn, *args, **kwargs)
-        return fn(*args, **kwargs)
+            return lambda *args, **kwargs: self._own_loop.call(fn, *args, **kwargs)
+        return fn
 
-    async def _call_async(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
+    def _caller_async(self, fn: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
+        """`fn` as a task awaits it: a plain function in a thread."""
         if is_async_callable(fn):
-            return await fn(*args, **kwargs)
-        return await asyncio.to_thread(fn, *args, **kwargs)
+            return fn
+        return lambda *args, **kwargs: asyncio.to_thread(fn, *args, **kwargs)
+
+    def _job_done(self) -> None:
+        self._room.release()
 
     # Handing jobs over
 
     def _closed_error(self) -> RuntimeError:
         return RuntimeError("cannot submit to a WorkerPool after shutdown")
 
-    def _put_blocking(self, job: _Job) -> None:
-        if self._closed:
-            raise self._closed_error()
-        try:
-            if self._reject:
-                try:
-                    self._jobs.put_nowait(job)
-                except QueueFull:
-                    self._rejected.add()
-                    raise
-            else:
-                self._jobs.put_blocking(job)
-        except QueueShutDown:
-            raise self._closed_error() from None
-        self._submitted.add()
+    def _shut_down_error(self) -> concurrent.futures.CancelledError:
+        return concurrent.futures.CancelledError("the pool was shut down")
 
-    async def _put_async(self, job: _Job) -> None:
-        if self._closed:
-            raise self._closed_error()
-        await self._tasks_started()
-        try:
-            try:
-                self._jobs.put_nowait(job)
-            except QueueFull:
-                if self._reject:
-                    self._rejected.add()
-                    raise
-                await self._jobs.put(job)
-        except QueueShutDown:
-            raise self._closed_error() from None
-        self._submitted.add()
+    def _full_error(self) -> QueueFull:
+        return QueueFull(
+            f"all {self._workers} workers are busy and {self._queue_size} jobs wait "
+            "(overflow='reject')"
+        )
 
     def submit(self, fn: Callable[..., _R], /, *args: Any, **kwargs: Any) -> Any:
         """Runs `fn(*args, **kwargs)` on a worker. A thread pool returns a
@@ -237,14 +194,14 @@ class WorkerPool:
         if self._mode == "async":
             return self._submit_async(fn, args, kwargs)
         future: concurrent.futures.Future[_R] = concurrent.futures.Future()
-        self._put_blocking(_Submitted(future, fn, args, kwargs))
+        _workers_sync.put_job_sync(self, _Submitted(future, fn, args, kwargs))
         return future
 
     async def _submit_async(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         future = asyncio.get_running_loop().create_future()
-        await self._put_async(_Submitted(future, fn, args, kwargs))
+        await _workers_async.put_job_async(self, _Submitted(future, fn, args, kwargs))
         # Cancelling this await cancels the future: a job not started yet
         # is then skipped.
         return await future
@@ -270,78 +227,25 @@ class WorkerPool:
         check_flag("ordered", ordered)
         if window is not None:
             window = check_count("window", window, 1)
+        mapping = _Mapping(self, fn, ordered, window)
         if self._mode == "async":
             if not isinstance(iterable, (Iterable, AsyncIterable)):
                 raise TypeError(
                     f"iterable must be an iterable or an async iterable, got {iterable!r}"
                 )
-            return self._map_async(fn, iterable, ordered, window)
+            return _workers_async.map_async(self, mapping, iterable)
         if not isinstance(iterable, Iterable):
             raise TypeError(f"iterable must be an iterable, got {iterable!r}")
-        return self._map_threads(fn, iterable, ordered, window)
-
-    def _map_threads(
-        self, fn: Callable[[Any], Any], iterable: Iterable[Any], ordered: bool, window: int | None
-    ) -> Iterator[Any]:
-        mapping = _Mapping(self, fn, ordered, window)
-        self._put_blocking(mapping.drain())
-        mapping.add_drains(self._put_nowait)
-        items = iter(iterable)
-        try:
-            while True:
-                while mapping.wants_items():
-                    try:
-                        item = next(items)
-                    except StopIteration:
-                        mapping.source_ended()
-                        break
-                    mapping.items.put_blocking(item)
-                    mapping.outstanding += 1
-                if mapping.outstanding == 0:
-                    return
-                yield from mapping.deliver(mapping.results.get_blocking())
-        finally:
-            mapping.close()
-
-    async def _map_async(
-        self,
-        fn: Callable[[Any], Any],
-        iterable: Iterable[Any] | AsyncIterable[Any],
-        ordered: bool,
-        window: int | None,
-    ) -> AsyncIterator[Any]:
-        mapping = _Mapping(self, fn, ordered, window)
-        await self._put_async(mapping.drain())
-        mapping.add_drains(self._put_nowait)
-        items = async_items(iterable)
-        try:
-            while True:
-                while mapping.wants_items():
-                    try:
-                        item = await anext(items)
-                    except StopAsyncIteration:
-                        mapping.source_ended()
-                        break
-                    try:
-                        mapping.items.put_nowait(item)
-                    except QueueFull:
-                        await mapping.items.put(item)
-                    mapping.outstanding += 1
-                if mapping.outstanding == 0:
-                    return
-                try:
-                    done = mapping.results.get_nowait()
-                except QueueEmpty:
-                    done = await mapping.results.get()
-                for value in mapping.deliver(done):
-                    yield value
-        finally:
-            mapping.close()
+        return _workers_sync.map_sync(self, mapping, iterable)
 
     def _put_nowait(self, job: _Job) -> bool:
+        """Hands a job over only if there is room for it now."""
+        if not self._room.try_acquire():
+            return False
         try:
             self._jobs.put_nowait(job)
         except (QueueFull, QueueShutDown):
+            self._room.release()
             return False
         self._submitted.add()
         return True
@@ -362,6 +266,7 @@ class WorkerPool:
                 except (QueueEmpty, QueueShutDown):
                     break
                 job.cancel(self)
+                self._job_done()
         if self._mode == "async":
             return self._wait_tasks(wait)
         if wait:
@@ -429,7 +334,7 @@ class _Job:
 
     __slots__ = ()
 
-    def run_here(self, pool: WorkerPool) -> None:
+    def run_sync(self, pool: WorkerPool) -> None:
         raise NotImplementedError
 
     async def run_async(self, pool: WorkerPool) -> None:
@@ -454,7 +359,7 @@ class _Submitted(_Job):
         self.args = args
         self.kwargs = kwargs
 
-    def run_here(self, pool: WorkerPool) -> None:
+    def run_sync(self, pool: WorkerPool) -> None:
         future = self.future
         assert isinstance(future, concurrent.futures.Future)
         if not future.set_running_or_notify_cancel():
@@ -462,7 +367,7 @@ class _Submitted(_Job):
             return
         pool._busy.add()
         try:
-            result = pool._call_here(self.fn, self.args, self.kwargs)
+            result = pool._caller_sync(self.fn)(*self.args, **self.kwargs)
         except BaseException as exc:
             pool._failed.add()
             future.set_exception(exc)
@@ -480,7 +385,7 @@ class _Submitted(_Job):
             return
         pool._busy.add()
         try:
-            result = await pool._call_async(self.fn, self.args, self.kwargs)
+            result = await pool._caller_async(self.fn)(*self.args, **self.kwargs)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -555,10 +460,13 @@ class _Mapping:
 
     def deliver(self, done: tuple[int, bool, Any]) -> Iterator[Any]:
         """The results `done` lets out, in order if the map is ordered; a
-        failed one raises its exception."""
-        self.outstanding -= 1
+        failed one raises its exception. A result parked until those before
+        it come still counts as outstanding: the window bounds what is read
+        and not yet yielded."""
         number, ok, value = done
-        if self.reorder is None or number < 0:
+        if number < 0:
+            raise value
+        if self.reorder is None:
             ready = [(ok, value)]
         elif self.reorder.push(number, (ok, value)):
             ready = []
@@ -566,6 +474,7 @@ class _Mapping:
                 ready.append(result)
         else:
             ready = []
+        self.outstanding -= len(ready)
         for ok, value in ready:
             if not ok:
                 raise value
@@ -586,51 +495,11 @@ class _Drain(_Job):
     def __init__(self, mapping: _Mapping) -> None:
         self.mapping = mapping
 
-    def run_here(self, pool: WorkerPool) -> None:
-        get = cast(Any, self.mapping.items).get_numbered_blocking
-        put = self.mapping.results.put_nowait
-        fn = self.mapping.fn
-        call_async = is_async_callable(fn)
-        busy, completed, failed = pool._busy.add, pool._completed.add, pool._failed.add
-        while True:
-            try:
-                number, item = get()
-            except QueueShutDown:
-                return
-            busy()
-            try:
-                done = (number, True, pool._call_here(fn, (item,), {}) if call_async else fn(item))
-                completed()
-            except BaseException as exc:
-                failed()
-                done = (number, False, exc)
-            finally:
-                busy(-1)
-            put(done)
+    def run_sync(self, pool: WorkerPool) -> None:
+        _workers_sync.drain_sync(self.mapping, pool)
 
     async def run_async(self, pool: WorkerPool) -> None:
-        items = cast(Any, self.mapping.items)
-        put = self.mapping.results.put_nowait
-        fn = self.mapping.fn
-        busy, completed, failed = pool._busy.add, pool._completed.add, pool._failed.add
-        while True:
-            try:
-                number, item = await items.get_numbered()
-            except QueueShutDown:
-                return
-            busy()
-            try:
-                done = (number, True, await pool._call_async(fn, (item,), {}))
-                completed()
-            except asyncio.CancelledError:
-                put((number, False, concurrent.futures.CancelledError("the pool was shut down")))
-                raise
-            except BaseException as exc:
-                failed()
-                done = (number, False, exc)
-            finally:
-                busy(-1)
-            put(done)
+        await _workers_async.drain_async(self.mapping, pool)
 
     def cancel(self, pool: WorkerPool) -> None:
         pool._cancelled.add()

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from brakes._brakes import Gauge, LeakyBucket, Overloaded, RateLimited, TokenBucket
+from brakes._brakes import Gauge, LeakyBucket, Overloaded, TokenBucket
 from brakes._shedding import (
     Fields,
     LoadShedBase,
-    Shedding,
+    admit_blocking,
     refusal_fields,
     retry_after_field,
 )
-from brakes.http import Key, KeyFunction
+from brakes.http import KeyFunction
 
 __all__ = ["LoadShed"]
 
@@ -108,31 +108,15 @@ class LoadShed(LoadShedBase):
         if shedding.shadow:
             return self._shadow(environ, start_response)
 
-        fields: Fields | None = None
-        bucket = shedding.bucket
-        if bucket is not None:
-            key = shedding.key(environ) if shedding.key is not None else None
-            if not bucket.try_acquire(key=key):
-                refusal = _token(shedding, bucket, key)
-                if refusal is not None:
-                    shedding.rate_limited.add()
-                    extra = shedding.rate_fields(key) if shedding.headers else []
-                    return self._refuse(environ, start_response, refusal, extra)
-            if shedding.headers:
-                fields = shedding.rate_fields(key)
+        verdict = admit_blocking(shedding.admission(environ))
+        if verdict.refusal is not None:
+            return self._refuse(environ, start_response, verdict.refusal, verdict.fields or [])
+        fields = verdict.fields
         start = start_response if fields is None else _adding(start_response, _text(fields))
-
-        gauge = shedding.gauge
-        if gauge is None:
-            shedding.admitted.add()
-            return self.app(environ, start)
-        if not gauge.try_acquire():
-            overloaded = _slot(shedding, gauge)
-            if overloaded is not None:
-                shedding.overloaded.add()
-                return self._refuse(environ, start_response, overloaded, fields or [])
-        shedding.admitted.add()
-        return _holding(self.app, environ, start, gauge.release)
+        if verdict.holds_slot:
+            gauge = cast(Gauge, shedding.gauge)
+            return _holding(self.app, environ, start, gauge.release)
+        return self.app(environ, start)
 
     def _shadow(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         shedding = self._shedding
@@ -158,32 +142,6 @@ class LoadShed(LoadShedBase):
                 return response(environ, _adding(start_response, own, keep_existing=True))  # type: ignore[no-any-return]
         start_response(_REASONS[status], _text(default_fields + fields))
         return [body]
-
-
-def _token(shedding: Shedding, bucket: TokenBucket | LeakyBucket, key: Key) -> Overloaded | None:
-    """Waits for a token as long as the bucket's `max_wait` allows; returns
-    the refusal when there is none in time."""
-    wait = shedding.bucket_wait
-    if wait == 0:
-        return shedding.bucket_refusal(key)
-    try:
-        bucket.acquire_blocking(key=key, timeout=wait)
-    except RateLimited as error:
-        return error
-    return None
-
-
-def _slot(shedding: Shedding, gauge: Gauge) -> Overloaded | None:
-    """Waits for a slot as long as the gauge's `max_wait` allows; returns
-    the refusal when there is none in time."""
-    wait = shedding.gauge_wait
-    if wait == 0:
-        return shedding.gauge_refusal()
-    try:
-        gauge.acquire_blocking(timeout=wait)
-    except Overloaded as error:
-        return error
-    return None
 
 
 def _adding(start_response: StartResponse, fields: Headers, *, keep_existing: bool = False) -> Any:

@@ -80,6 +80,7 @@ pub struct OverRelease {
 pub struct Snapshot {
     pub limit: u64,
     pub in_flight: u64,
+    pub available: u64,
     pub waiting: u64,
     pub acquired: u64,
     pub waited: u64,
@@ -298,6 +299,7 @@ impl Gauge {
         Snapshot {
             limit: state.limit,
             in_flight: state.in_flight,
+            available: state.limit.saturating_sub(state.in_flight),
             waiting: state.waiters.len() as u64,
             acquired: c.acquired.load(Ordering::Relaxed),
             waited: c.waited.load(Ordering::Relaxed),

@@ -13,6 +13,7 @@ use super::clock::clock_argument;
 use super::decorator::limit_calls;
 use super::errors::{rate_limited, value_error};
 use super::keys::key_argument;
+use super::stats::stats_class;
 use crate::core::bucket::{Acquire, Attempt, Bucket as CoreBucket, BucketSnapshot, Shape};
 use crate::core::keys::Key;
 use crate::core::pace::{decimal_fraction, Pace};
@@ -394,46 +395,23 @@ impl LeakyBucket {
     }
 }
 
-/// A frozen snapshot of a bucket's counters.
-#[pyclass(frozen, eq, hash, get_all, module = "brakes")]
-#[derive(PartialEq, Eq, Hash)]
-pub struct BucketStats {
-    /// Keys with state kept (idle keys are forgotten).
-    keys: u64,
-    /// Callers queued for their turn.
-    waiting: u64,
-    /// Acquisitions that succeeded, at once or after waiting.
-    acquired: u64,
-    /// Of those, the ones that had to wait.
-    waited: u64,
-    /// Refusals: `try_acquire` said no, or the wait needed was too long.
-    rejected: u64,
-    /// Waits that were cancelled or interrupted.
-    cancelled: u64,
-}
-
-impl From<BucketSnapshot> for BucketStats {
-    fn from(s: BucketSnapshot) -> Self {
-        Self {
-            keys: s.keys,
-            waiting: s.waiting,
-            acquired: s.acquired,
-            waited: s.waited,
-            rejected: s.rejected,
-            cancelled: s.cancelled,
-        }
+stats_class!(
+    /// A frozen snapshot of a bucket's counters.
+    BucketStats from BucketSnapshot {
+        /// Keys with state kept (idle keys are forgotten).
+        keys: u64,
+        /// Callers queued for their turn.
+        waiting: u64,
+        /// Acquisitions that succeeded, at once or after waiting.
+        acquired: u64,
+        /// Of those, the ones that had to wait.
+        waited: u64,
+        /// Refusals: `try_acquire` said no, or the wait needed was too long.
+        rejected: u64,
+        /// Waits that were cancelled or interrupted.
+        cancelled: u64,
     }
-}
-
-#[pymethods]
-impl BucketStats {
-    fn __repr__(&self) -> String {
-        format!(
-            "BucketStats(keys={}, waiting={}, acquired={}, waited={}, rejected={}, cancelled={})",
-            self.keys, self.waiting, self.acquired, self.waited, self.rejected, self.cancelled
-        )
-    }
-}
+);
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Bucket>()?;

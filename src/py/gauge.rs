@@ -10,6 +10,7 @@ use super::awaitable::{awaitable, enter, ready, Operation, Ready, Value};
 use super::blocking::wait_here;
 use super::decorator::limit_calls;
 use super::errors::{overloaded, value_error};
+use super::stats::stats_class;
 use crate::core::gauge::{Acquire, Admission, Gauge as CoreGauge, Patience, Snapshot};
 use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
 
@@ -148,8 +149,7 @@ impl Gauge {
     /// Permits free now (0 while more are held than a lowered limit allows).
     #[getter]
     fn available(&self) -> u64 {
-        let s = self.core.snapshot();
-        s.limit.saturating_sub(s.in_flight)
+        self.core.snapshot().available
     }
 
     /// Threads and tasks queued for a permit.
@@ -252,65 +252,29 @@ impl Gauge {
     }
 }
 
-/// A frozen snapshot of a gauge: its state and what it has done so far.
-#[pyclass(frozen, eq, hash, get_all, module = "brakes")]
-#[derive(PartialEq, Eq, Hash)]
-pub struct GaugeStats {
-    /// The limit at the time of the snapshot.
-    limit: u64,
-    /// Permits held.
-    in_flight: u64,
-    /// Threads and tasks queued.
-    waiting: u64,
-    /// Acquisitions that succeeded, at once or after waiting.
-    acquired: u64,
-    /// Of those, the ones that had to wait.
-    waited: u64,
-    /// Refusals without waiting: `try_acquire` said no, or no wait was allowed.
-    rejected: u64,
-    /// Waits that ran out of time.
-    timed_out: u64,
-    /// Waits that were cancelled or interrupted.
-    cancelled: u64,
-}
-
-impl From<Snapshot> for GaugeStats {
-    fn from(s: Snapshot) -> Self {
-        Self {
-            limit: s.limit,
-            in_flight: s.in_flight,
-            waiting: s.waiting,
-            acquired: s.acquired,
-            waited: s.waited,
-            rejected: s.rejected,
-            timed_out: s.timed_out,
-            cancelled: s.cancelled,
-        }
+stats_class!(
+    /// A frozen snapshot of a gauge: its state and what it has done so far.
+    GaugeStats from Snapshot {
+        /// The limit at the time of the snapshot.
+        limit: u64,
+        /// Permits held.
+        in_flight: u64,
+        /// Permits free (0 while more are held than a lowered limit allows).
+        available: u64,
+        /// Threads and tasks queued.
+        waiting: u64,
+        /// Acquisitions that succeeded, at once or after waiting.
+        acquired: u64,
+        /// Of those, the ones that had to wait.
+        waited: u64,
+        /// Refusals without waiting: `try_acquire` said no, or no wait was allowed.
+        rejected: u64,
+        /// Waits that ran out of time.
+        timed_out: u64,
+        /// Waits that were cancelled or interrupted.
+        cancelled: u64,
     }
-}
-
-#[pymethods]
-impl GaugeStats {
-    /// Permits free at the time of the snapshot.
-    #[getter]
-    fn available(&self) -> u64 {
-        self.limit.saturating_sub(self.in_flight)
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "GaugeStats(limit={}, in_flight={}, waiting={}, acquired={}, waited={}, rejected={}, timed_out={}, cancelled={})",
-            self.limit,
-            self.in_flight,
-            self.waiting,
-            self.acquired,
-            self.waited,
-            self.rejected,
-            self.timed_out,
-            self.cancelled
-        )
-    }
-}
+);
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Gauge>()?;

@@ -11,3 +11,4 @@ pub mod errors;
 pub mod gauge;
 pub mod keys;
 pub mod queue;
+pub mod stats;

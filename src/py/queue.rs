@@ -13,6 +13,7 @@ use super::arguments::{nanoseconds, wait_seconds};
 use super::awaitable::{awaitable, Operation, Value};
 use super::blocking::wait_here;
 use super::errors::{is_queue_shut_down, queue_empty, queue_full, queue_shut_down, value_error};
+use super::stats::stats_class;
 use crate::core::batch::Batch;
 use crate::core::queue::{Capacity, Get, Item, Join, Overflow, Put, Queue as CoreQueue, Snapshot};
 use crate::core::store::Order;
@@ -292,7 +293,7 @@ impl Operation for PutCall {
     fn poll(&mut self, py: Python<'_>, waker: Option<&Waker>) -> Poll<PyResult<Value>> {
         let polled = self.wait.poll(waker);
         polled.map(|outcome| {
-            let queue = self.wait.queue_object();
+            let queue = &self.wait.queue().0;
             queue.get().put_result(py, outcome).map(|()| Value::None)
         })
     }
@@ -300,7 +301,7 @@ impl Operation for PutCall {
         self.wait.abandon();
     }
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(self.wait.queue_object())?;
+        visit.call(&self.wait.queue().0)?;
         if let Some(item) = self.wait.item() {
             visit.call(item)?;
         }
@@ -328,7 +329,7 @@ impl Operation for GetCall {
         self.wait.abandon();
     }
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(self.wait.queue_object())
+        visit.call(&self.wait.queue().0)
     }
 }
 
@@ -349,7 +350,7 @@ impl Operation for JoinCall {
         self.wait.abandon();
     }
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(self.wait.queue_object())
+        visit.call(&self.wait.queue().0)
     }
 }
 
@@ -371,30 +372,9 @@ impl Operation for BatchCall {
         self.wait.abandon();
     }
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(self.wait.queue_object())
+        visit.call(&self.wait.queue().0)
     }
 }
-
-/// The Python object of the queue an awaited call waits on.
-trait QueueObject {
-    fn queue_object(&self) -> &Py<Queue>;
-}
-
-macro_rules! queue_object {
-    ($($wait:ty),*) => {$(
-        impl QueueObject for $wait {
-            fn queue_object(&self) -> &Py<Queue> {
-                &self.queue().0
-            }
-        }
-    )*};
-}
-queue_object!(
-    Put<Shared, Py<PyAny>>,
-    Get<Shared, Py<PyAny>>,
-    Join<Shared, Py<PyAny>>,
-    Batch<Shared, Py<PyAny>>
-);
 
 awaitable!(
     /// The awaitable of `Queue.put()`.
@@ -751,67 +731,31 @@ queue_kind!(
     Order::Priority
 );
 
-/// A frozen snapshot of a queue: its state and what it has done so far.
-#[pyclass(frozen, eq, hash, get_all, module = "brakes")]
-#[derive(PartialEq, Eq, Hash)]
-pub struct QueueStats {
-    /// The bound (0: unbounded).
-    maxsize: u64,
-    /// Items a consumer could take.
-    size: u64,
-    /// Items put and not yet marked done.
-    unfinished: u64,
-    /// Producers waiting for room.
-    putters_waiting: u64,
-    /// Consumers waiting for an item.
-    getters_waiting: u64,
-    /// Items stored so far.
-    put: u64,
-    /// Items taken so far.
-    got: u64,
-    /// Items discarded by the overflow policy.
-    dropped: u64,
-    /// Puts refused with `QueueFull`.
-    rejected: u64,
-    /// True once `shutdown` was called.
-    shut_down: bool,
-}
-
-impl From<Snapshot> for QueueStats {
-    fn from(s: Snapshot) -> Self {
-        Self {
-            maxsize: s.maxsize,
-            size: s.size,
-            unfinished: s.unfinished,
-            putters_waiting: s.putters_waiting,
-            getters_waiting: s.getters_waiting,
-            put: s.put,
-            got: s.got,
-            dropped: s.dropped,
-            rejected: s.rejected,
-            shut_down: s.shut_down,
-        }
+stats_class!(
+    /// A frozen snapshot of a queue: its state and what it has done so far.
+    QueueStats from Snapshot {
+        /// The bound (0: unbounded).
+        maxsize: u64,
+        /// Items a consumer could take.
+        size: u64,
+        /// Items put and not yet marked done.
+        unfinished: u64,
+        /// Producers waiting for room.
+        putters_waiting: u64,
+        /// Consumers waiting for an item.
+        getters_waiting: u64,
+        /// Items stored so far.
+        put: u64,
+        /// Items taken so far.
+        got: u64,
+        /// Items discarded by the overflow policy.
+        dropped: u64,
+        /// Puts refused with `QueueFull`.
+        rejected: u64,
+        /// True once `shutdown` was called.
+        shut_down: bool,
     }
-}
-
-#[pymethods]
-impl QueueStats {
-    fn __repr__(&self) -> String {
-        format!(
-            "QueueStats(maxsize={}, size={}, unfinished={}, putters_waiting={}, getters_waiting={}, put={}, got={}, dropped={}, rejected={}, shut_down={})",
-            self.maxsize,
-            self.size,
-            self.unfinished,
-            self.putters_waiting,
-            self.getters_waiting,
-            self.put,
-            self.got,
-            self.dropped,
-            self.rejected,
-            if self.shut_down { "True" } else { "False" }
-        )
-    }
-}
+);
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Queue>()?;

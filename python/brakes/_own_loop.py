@@ -1,65 +1,12 @@
-"""Where user functions run: worker threads, tasks on a loop, and a loop of
-brakes' own for async functions called from threads."""
+"""An event loop of brakes' own, for async functions driven from threads."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
-import inspect
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from typing import Any
-
-
-def is_async_callable(fn: object) -> bool:
-    """True for `async def` functions, partials of them and objects whose
-    `__call__` is one."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    # An object whose class defines `async def __call__`.
-    return not inspect.isroutine(fn) and inspect.iscoroutinefunction(type(fn).__call__)
-
-
-def check_callable(name: str, fn: object) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} must be callable, got {fn!r}")
-
-
-def check_count(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be {minimum} or more, got {value!r}")
-    return value
-
-
-def check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-async def async_items(iterable: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
-    """The items of an iterable or an async iterable, for `async for`."""
-    if isinstance(iterable, AsyncIterable):
-        async for item in iterable:
-            yield item
-    else:
-        for item in iterable:
-            yield item
-
-
-def check_seconds(name: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)
 
 
 class OwnLoop:
