@@ -337,18 +337,26 @@ def test_bad_arguments_raise_an_error_naming_the_argument(make, error, names) ->
         make()
 
 
-def test_a_saturation_run_on_the_real_clock_is_within_two_percent_of_the_rate() -> None:
-    rate, burst = 200, 2
-    bucket = TokenBucket(rate, burst=burst)
-    for _ in range(burst):
-        bucket.acquire_blocking()
-    started = time.monotonic()
+def test_a_thread_that_saturates_a_bucket_gets_exactly_its_rate() -> None:
+    clock = ManualClock()
+    rate, burst, steps = 200, 2, 50
+    bucket = TokenBucket(rate, burst=burst, clock=clock)
     granted = 0
-    while time.monotonic() - started < 1.0:
-        bucket.acquire_blocking()
-        granted += 1
-    elapsed = time.monotonic() - started
-    assert granted == pytest.approx(rate * elapsed, rel=0.02)
+
+    def take() -> None:
+        nonlocal granted
+        for _ in range(burst + steps):
+            bucket.acquire_blocking()
+            granted += 1
+
+    taker = threading.Thread(target=take)
+    taker.start()
+    for step in range(steps):
+        wait_until(lambda: bucket.stats().waiting == 1)
+        assert granted == burst + step, "one token per 1/rate seconds, none early"
+        clock.advance(1 / rate)
+    taker.join(timeout=10)
+    assert granted == burst + steps
 
 
 def test_repr_and_stats_show_the_live_state() -> None:

@@ -355,7 +355,7 @@ impl Bucket {
         if let Some(queue) = table.queues.get_mut(key) {
             removed = queue
                 .waiters
-                .remove_if(id, |found| std::ptr::eq(&**found, waiter));
+                .remove_if(id, |found| std::ptr::eq(Arc::as_ptr(found), waiter));
             if removed.is_some() {
                 queue.weight -= waiter.weight;
                 behind = queue.waiters.after(id);

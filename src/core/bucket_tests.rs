@@ -1,3 +1,6 @@
+// Token counts here are exact binary fractions: equality is the point.
+#![allow(clippy::float_cmp)]
+
 use super::*;
 use crate::core::clock::ManualClock;
 use crate::core::pace::{decimal_fraction, Pace};
@@ -250,7 +253,7 @@ fn a_blocking_wait_on_the_real_clock_lasts_the_interval() {
     }
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
-    assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
 }
 
 #[test]

@@ -201,6 +201,7 @@ impl<V> KeyTable<V> {
 mod tests {
     use super::*;
 
+    #[allow(clippy::trivially_copy_pass_by_ref)] // the table passes entries by reference
     fn busy(_: &u32) -> bool {
         false
     }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 
 use super::clock::{monotonic, Clock, OnAdvance};
-use super::sorted::{locate, Layout, Spot};
+use super::sorted::{locate, Layout, Sorted, Spot};
 use super::store::{Order, Store};
 use super::wait::{Deadline, Outcome, Poll, Refusal, Wait, Waker};
 use super::waiter::Waiter;
@@ -634,7 +634,7 @@ impl<T: Item> Queue<T> {
         if !self.sorted {
             return None;
         }
-        self.state.lock().store.sorted().map(|s| s.layout())
+        self.state.lock().store.sorted().map(Sorted::layout)
     }
 
     /// Reads one item of a priority store at `version` through `share`

@@ -147,7 +147,7 @@ pub fn locate<U, E>(
     // The first chunk whose last item sorts after the new one.
     let (mut low, mut high) = (0, lens.len());
     while low < high {
-        let middle = (low + high) / 2;
+        let middle = usize::midpoint(low, high);
         let Some(last) = read(middle, lens[middle] - 1) else {
             return Ok(None);
         };
@@ -163,7 +163,7 @@ pub fn locate<U, E>(
     let chunk = low;
     let (mut low, mut high) = (0, lens[chunk] - 1);
     while low < high {
-        let middle = (low + high) / 2;
+        let middle = usize::midpoint(low, high);
         let Some(other) = read(chunk, middle) else {
             return Ok(None);
         };

@@ -135,13 +135,11 @@ impl Notify for FutureHandle {
         Python::attach(|py| {
             let future = {
                 let mut slot = self.slot.lock();
-                match slot.future.take() {
-                    Some(future) => future,
-                    None => {
-                        slot.woken = true;
-                        return true;
-                    }
-                }
+                let Some(future) = slot.future.take() else {
+                    slot.woken = true;
+                    return true;
+                };
+                future
             };
             let future = future.into_bound(py);
             if current_thread() == self.loop_thread {

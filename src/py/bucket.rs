@@ -316,7 +316,7 @@ impl TokenBucket {
     ) -> PyResult<PyClassInitializer<Self>> {
         let burst = match burst {
             None if rate.is_finite() && rate > 0.0 => {
-                rate.ceil().max(1.0).min(u32::MAX as f64) as u64
+                rate.ceil().max(1.0).min(f64::from(u32::MAX)) as u64
             }
             None => 1,
             Some(b) if b >= 1 => b as u64,
@@ -335,9 +335,9 @@ impl TokenBucket {
     /// Tokens there now, less those booked by queued callers (so it can be
     /// negative while callers wait).
     #[pyo3(signature = (key = None))]
-    fn tokens(slf: PyRef<'_, Self>, key: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+    fn tokens(slf: &Bound<'_, Self>, key: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         let key = key_argument(key)?;
-        Ok(slf.as_super().core.tokens(&key))
+        Ok(slf.as_super().get().core.tokens(&key))
     }
 }
 
