@@ -195,10 +195,17 @@ def put_job_sync(pool: WorkerPool, job: _Job) -> None:
     else:
         pool._room.acquire_blocking()
     try:
-        pool._jobs.put_nowait(job)
-    except QueueShutDown:
+        try:
+            pool._jobs.put_nowait(job)
+        except QueueFull:
+            # There is room: a worker is free and about to take the job (it
+            # may still be starting), or about to make space in the queue.
+            pool._jobs.put_blocking(job)
+    except BaseException:
         pool._job_done()
-        raise pool._closed_error() from None
+        if pool._closed:
+            raise pool._closed_error() from None
+        raise
     pool._submitted.add()
 
 

@@ -100,9 +100,11 @@ class WorkerPool:
         self._reject = overflow == "reject"
         self._mode: Literal["thread", "async"] = mode
         # Room for every job submitted and not yet finished: one per worker,
-        # plus the queue. The channel only carries jobs; the room admits them.
+        # plus the queue. The room admits a job (or refuses it, exactly when
+        # every worker is busy and the queue is full); the channel, of the
+        # queue's size, carries it to a worker.
         self._room = Gauge(self._workers + self._queue_size)
-        self._jobs: Channel[_Job] = Channel(self._workers + self._queue_size)
+        self._jobs: Channel[_Job] = Channel(self._queue_size)
         self._lock = threading.Lock()
         self._closed = False
         self._threads: list[threading.Thread] = []

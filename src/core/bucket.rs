@@ -98,7 +98,6 @@ pub struct BucketSnapshot {
 
 #[derive(Default)]
 struct Counters {
-    acquired: AtomicU64,
     waited: AtomicU64,
     rejected: AtomicU64,
     cancelled: AtomicU64,
@@ -112,6 +111,8 @@ struct Table {
     /// is dropped when it empties, and a late caller's id must never match
     /// someone else's in the next one.
     next_id: u64,
+    /// Acquisitions that did not wait (counted under the lock they hold).
+    acquired_at_once: u64,
 }
 
 impl Table {
@@ -155,6 +156,7 @@ impl Bucket {
                 cells: KeyTable::new(max_keys, full_after.max(MIN_SWEEP_PERIOD_NS)),
                 queues: HashMap::new(),
                 next_id: 0,
+                acquired_at_once: 0,
             }),
             counters: Counters::default(),
         });
@@ -224,8 +226,7 @@ impl Bucket {
         let wait = self.wait_ticks(cell, queued.unwrap_or(0), n, now);
         if wait == 0 && queued.is_none() {
             self.take(cell, n, now);
-            drop(table);
-            self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+            table.acquired_at_once += 1;
             Attempt::Acquired
         } else {
             Attempt::Later {
@@ -256,8 +257,7 @@ impl Bucket {
         let wait = self.wait_ticks(cell, queued, n, now);
         if wait == 0 && queue_len == 0 {
             self.take(cell, n, now);
-            drop(table);
-            self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+            table.acquired_at_once += 1;
             return Booking::Acquired;
         }
         let due_in_ns = self.pace.ns_ceil(wait);
@@ -337,7 +337,6 @@ impl Bucket {
     pub fn take_granted(&self, waiter: &Waiter) -> bool {
         let taken = waiter.take();
         if taken {
-            self.counters.acquired.fetch_add(1, Ordering::Relaxed);
             self.counters.waited.fetch_add(1, Ordering::Relaxed);
         }
         taken
@@ -436,7 +435,7 @@ impl Bucket {
         BucketSnapshot {
             keys: table.cells.len() as u64,
             waiting,
-            acquired: c.acquired.load(Ordering::Relaxed),
+            acquired: table.acquired_at_once + c.waited.load(Ordering::Relaxed),
             waited: c.waited.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             cancelled: c.cancelled.load(Ordering::Relaxed),

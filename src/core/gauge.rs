@@ -26,12 +26,14 @@ struct State {
     /// queues behind them, so callers resume in the order they arrived (as
     /// asyncio's Semaphore does), not just receive grants in that order.
     resuming: u64,
+    /// Acquisitions, and those that waited (counted under the lock they
+    /// hold anyway).
+    acquired: u64,
+    waited: u64,
 }
 
 #[derive(Default)]
 struct Counters {
-    acquired: AtomicU64,
-    waited: AtomicU64,
     rejected: AtomicU64,
     timed_out: AtomicU64,
     cancelled: AtomicU64,
@@ -137,6 +139,8 @@ impl Gauge {
                 in_flight: 0,
                 waiters: Waitlist::new(),
                 resuming: 0,
+                acquired: 0,
+                waited: 0,
             }),
             clock,
             counters: Counters::default(),
@@ -156,8 +160,7 @@ impl Gauge {
             return Admission::Busy;
         }
         state.in_flight += n;
-        drop(state);
-        self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+        state.acquired += 1;
         Admission::Acquired
     }
 
@@ -177,8 +180,7 @@ impl Gauge {
         }
         if state.admits_now(n, Patience::Waits) {
             state.in_flight += n;
-            drop(state);
-            self.counters.acquired.fetch_add(1, Ordering::Relaxed);
+            state.acquired += 1;
             return Enqueued::Acquired;
         }
         let id = state.waiters.push(n, Arc::clone(waiter));
@@ -195,9 +197,8 @@ impl Gauge {
             // No capacity changes hands, so nobody new can be granted here.
             let mut state = self.state.lock();
             state.resuming = state.resuming.saturating_sub(1);
-            drop(state);
-            self.counters.acquired.fetch_add(1, Ordering::Relaxed);
-            self.counters.waited.fetch_add(1, Ordering::Relaxed);
+            state.acquired += 1;
+            state.waited += 1;
         }
         taken
     }
@@ -301,8 +302,8 @@ impl Gauge {
             in_flight: state.in_flight,
             available: state.limit.saturating_sub(state.in_flight),
             waiting: state.waiters.len() as u64,
-            acquired: c.acquired.load(Ordering::Relaxed),
-            waited: c.waited.load(Ordering::Relaxed),
+            acquired: state.acquired,
+            waited: state.waited,
             rejected: c.rejected.load(Ordering::Relaxed),
             timed_out: c.timed_out.load(Ordering::Relaxed),
             cancelled: c.cancelled.load(Ordering::Relaxed),

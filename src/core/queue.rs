@@ -145,12 +145,12 @@ struct State<T> {
     joiners: Waitlist<Arc<Waiter>>,
     unfinished: u64,
     shut_down: bool,
+    /// Items stored so far (counted under the lock it holds anyway).
+    put: u64,
 }
 
 #[derive(Default)]
 struct Counters {
-    put: AtomicU64,
-    got: AtomicU64,
     dropped: AtomicU64,
     rejected: AtomicU64,
 }
@@ -160,12 +160,6 @@ struct Granted {
     putters: Vec<Arc<Waiter>>,
     getters: Vec<Arc<Waiter>>,
     joiners: Vec<Arc<Waiter>>,
-}
-
-impl Granted {
-    fn is_empty(&self) -> bool {
-        self.putters.is_empty() && self.getters.is_empty() && self.joiners.is_empty()
-    }
 }
 
 impl<T> State<T> {
@@ -196,7 +190,15 @@ impl<T> State<T> {
 
     /// Grants whatever the queue can give now: room to producers, items to
     /// consumers, and the end of the wait to joiners once all work is done.
-    fn grant(&mut self, capacity: Capacity) -> Granted {
+    /// None when nobody in any line can be granted anything (the common
+    /// case, which costs no allocation).
+    fn grant(&mut self, capacity: Capacity) -> Option<Granted> {
+        let putters_can = !self.putters.is_empty() && self.free_slots(capacity) > 0;
+        let getters_can = !self.getters.is_empty() && self.available() > 0;
+        let joiners_can = !self.joiners.is_empty() && self.unfinished == 0;
+        if !(putters_can || getters_can || joiners_can) {
+            return None;
+        }
         let mut room = self.free_slots(capacity);
         let putters = self.putters.pop_front_while(|_| {
             let fits = room > 0;
@@ -216,11 +218,11 @@ impl<T> State<T> {
         } else {
             Vec::new()
         };
-        Granted {
+        Some(Granted {
             putters,
             getters,
             joiners,
-        }
+        })
     }
 
     fn take_items(&mut self, count: u64) -> Vec<T> {
@@ -273,6 +275,7 @@ impl<T: Item> Queue<T> {
                 joiners: Waitlist::new(),
                 unfinished: 0,
                 shut_down: false,
+                put: 0,
             }),
             clock,
             maxsize,
@@ -395,9 +398,9 @@ impl<T: Item> Queue<T> {
         if evicted.is_none() {
             state.unfinished += 1;
         }
+        state.put += 1;
         let granted = state.grant(self.capacity);
         drop(state);
-        self.counters.put.fetch_add(1, Ordering::Relaxed);
         self.wake(granted);
         match evicted {
             Some(evicted) => {
@@ -424,9 +427,9 @@ impl<T: Item> Queue<T> {
         }
         state.put_reserved = state.put_reserved.saturating_sub(1);
         state.unfinished += 1;
+        state.put += 1;
         let granted = state.grant(self.capacity);
         drop(state);
-        self.counters.put.fetch_add(1, Ordering::Relaxed);
         self.wake(granted);
         Offer::Stored
     }
@@ -459,7 +462,6 @@ impl<T: Item> Queue<T> {
         state.taken += 1;
         let granted = state.grant(self.capacity);
         drop(state);
-        self.counters.got.fetch_add(1, Ordering::Relaxed);
         self.wake(granted);
         Take::One((number, item))
     }
@@ -483,9 +485,6 @@ impl<T: Item> Queue<T> {
         let items = state.take_items(count);
         let granted = state.grant(self.capacity);
         drop(state);
-        self.counters
-            .got
-            .fetch_add(items.len() as u64, Ordering::Relaxed);
         self.wake(granted);
         (first, items)
     }
@@ -611,13 +610,14 @@ impl<T: Item> Queue<T> {
 
     /// Wakes granted waiters with no lock held. Grants that cannot be
     /// delivered (a closed event loop) go back and are granted again.
-    fn wake(&self, mut granted: Granted) {
-        while !granted.is_empty() {
-            let slots: u64 = granted.putters.drain(..).map(|w| w.wake_granted()).sum();
-            let items: u64 = granted.getters.drain(..).map(|w| w.wake_granted()).sum();
-            for joiner in granted.joiners.drain(..) {
+    fn wake(&self, mut granted: Option<Granted>) {
+        while let Some(now) = granted.take() {
+            let slots: u64 = now.putters.iter().map(|w| w.wake_granted()).sum();
+            let items: u64 = now.getters.iter().map(|w| w.wake_granted()).sum();
+            for joiner in &now.joiners {
                 joiner.wake_granted();
             }
+            drop(now);
             if slots == 0 && items == 0 {
                 break;
             }
@@ -680,8 +680,8 @@ impl<T: Item> Queue<T> {
             unfinished: state.unfinished,
             putters_waiting: state.putters.len() as u64,
             getters_waiting: state.getters.len() as u64,
-            put: c.put.load(Ordering::Relaxed),
-            got: c.got.load(Ordering::Relaxed),
+            put: state.put,
+            got: state.taken,
             dropped: c.dropped.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             shut_down: state.shut_down,
@@ -767,6 +767,11 @@ impl<Q: Deref<Target = Queue<T>>, T: Item> Put<Q, T> {
     /// The item the put still holds (for the garbage collector).
     pub fn item(&self) -> Option<&T> {
         self.item.as_ref()
+    }
+
+    /// Lets go of the item of a put that is over.
+    pub fn take_item(&mut self) -> Option<T> {
+        self.item.take()
     }
 
     fn put_with_slot(&mut self) -> Poll<Outcome<Option<T>, T::Error>> {

@@ -3,6 +3,8 @@
 //! each primitive gives it an `Operation` (its core wait, with the outcome
 //! mapped to Python) and names its awaitable class with `awaitable!`.
 
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -36,6 +38,8 @@ pub trait Operation: Send + 'static {
         let _ = visit;
         Ok(())
     }
+    /// Lets go of the Python objects the call holds (it is over).
+    fn clear(&mut self) {}
 }
 
 /// The current thread's id, without the reference count traffic of
@@ -237,117 +241,155 @@ impl Sleep {
     }
 }
 
-enum Stage<O> {
-    Fresh(O),
-    Asleep(O, Sleep),
-    /// Being stepped right now (re-entry is an error, as for a coroutine).
-    Running,
+enum Stage {
+    Fresh,
+    Asleep(Sleep),
     Done,
 }
 
-/// How a step ends: it yields a future, or the call is over.
-type Stepped<O> = (Stage<O>, PyResult<Option<Py<PyAny>>>);
+/// How a step ends: it yields a future, or the call is over with a value.
+enum Stepped {
+    Yield(Py<PyAny>),
+    Return(Value),
+}
+
+/// A call and where it stands.
+struct State<O> {
+    op: O,
+    stage: Stage,
+}
 
 /// Drives an `Operation` as asyncio drives a coroutine. It does its work
 /// when first stepped, so a call that is never awaited holds nothing.
+///
+/// Its state is entered by one caller at a time: `busy` is taken with one
+/// atomic swap and given back with a plain store, cheaper than a lock on a
+/// path every `await` takes. A second caller (re-entry from a callback the
+/// step ran, or the garbage collector) finds it busy and backs off.
 pub struct Driver<O: Operation> {
-    stage: Mutex<Stage<O>>,
+    busy: AtomicBool,
+    state: UnsafeCell<State<O>>,
+}
+
+// SAFETY: the state is only reached through `enter`, by whoever holds `busy`.
+unsafe impl<O: Operation> Sync for Driver<O> {}
+
+/// A driver's state, held by one caller; given back when dropped.
+struct Entered<'a, O: Operation> {
+    driver: &'a Driver<O>,
+}
+
+impl<O: Operation> std::ops::Deref for Entered<'_, O> {
+    type Target = State<O>;
+    fn deref(&self) -> &State<O> {
+        // SAFETY: holding `busy` gives this guard sole access to the state.
+        unsafe { &*self.driver.state.get() }
+    }
+}
+
+impl<O: Operation> std::ops::DerefMut for Entered<'_, O> {
+    fn deref_mut(&mut self) -> &mut State<O> {
+        // SAFETY: as above.
+        unsafe { &mut *self.driver.state.get() }
+    }
+}
+
+impl<O: Operation> Drop for Entered<'_, O> {
+    fn drop(&mut self) {
+        self.driver.busy.store(false, Ordering::Release);
+    }
+}
+
+fn already_executing() -> PyErr {
+    PyValueError::new_err("coroutine already executing")
 }
 
 impl<O: Operation> Driver<O> {
     pub fn new(op: O) -> Self {
         Self {
-            stage: Mutex::new(Stage::Fresh(op)),
+            busy: AtomicBool::new(false),
+            state: UnsafeCell::new(State {
+                op,
+                stage: Stage::Fresh,
+            }),
         }
     }
 
-    fn step(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        let current = std::mem::replace(&mut *self.stage.lock(), Stage::Running);
-        let (next, outcome) = match current {
-            Stage::Fresh(mut op) => match op.poll(py, None) {
-                Poll::Ready(outcome) => (Stage::Done, finished(py, outcome)),
-                Poll::Pending(_) => self.first_sleep(py, op),
-            },
-            Stage::Asleep(op, sleep) => self.wake(py, op, sleep),
-            Stage::Running => {
-                *self.stage.lock() = Stage::Running;
-                return Err(PyValueError::new_err("coroutine already executing"));
-            }
-            Stage::Done => (
-                Stage::Done,
-                Err(PyRuntimeError::new_err(
-                    "cannot reuse already awaited coroutine",
-                )),
-            ),
-        };
-        *self.stage.lock() = next;
-        outcome
+    fn enter(&self) -> Option<Entered<'_, O>> {
+        (!self.busy.swap(true, Ordering::Acquire)).then_some(Entered { driver: self })
     }
 
-    fn first_sleep(&self, py: Python<'_>, op: O) -> Stepped<O> {
-        match running_loop(py, op.name()) {
-            Ok(event_loop) => {
-                let handle = Arc::new(FutureHandle::new(event_loop.unbind()));
-                let waker: Waker = handle.clone();
-                self.look(py, op, handle, waker)
-            }
-            // Polled without a waker, the call holds nothing yet.
-            Err(err) => (Stage::Done, Err(err)),
+    fn step(&self, py: Python<'_>) -> PyResult<Stepped> {
+        let mut entered = self.enter().ok_or_else(already_executing)?;
+        let state = &mut *entered;
+        match std::mem::replace(&mut state.stage, Stage::Done) {
+            Stage::Fresh => match state.op.poll(py, None) {
+                Poll::Ready(outcome) => outcome.map(Stepped::Return),
+                // Polled without a waker, the call holds nothing yet: an
+                // error finding the loop leaves nothing behind.
+                Poll::Pending(_) => {
+                    let event_loop = running_loop(py, state.op.name())?;
+                    let handle = Arc::new(FutureHandle::new(event_loop.unbind()));
+                    let waker: Waker = handle.clone();
+                    Self::look(py, state, handle, waker)
+                }
+            },
+            Stage::Asleep(sleep) => Self::wake(py, state, sleep),
+            Stage::Done => Err(PyRuntimeError::new_err(
+                "cannot reuse already awaited coroutine",
+            )),
         }
     }
 
     /// Polls with the task's waker; sleeps on a new future if still pending.
     fn look(
-        &self,
         py: Python<'_>,
-        mut op: O,
+        state: &mut State<O>,
         handle: Arc<FutureHandle>,
         waker: Waker,
-    ) -> Stepped<O> {
-        let after = match op.poll(py, Some(&waker)) {
-            Poll::Ready(outcome) => return (Stage::Done, finished(py, outcome)),
+    ) -> PyResult<Stepped> {
+        let after = match state.op.poll(py, Some(&waker)) {
+            Poll::Ready(outcome) => return outcome.map(Stepped::Return),
             Poll::Pending(after) => after,
         };
         let event_loop = handle.event_loop.bind(py);
-        let future = match new_future(event_loop) {
-            Ok(future) => future,
-            Err(err) => {
-                op.abandon();
-                return (Stage::Done, Err(err));
+        let armed = new_future(event_loop).and_then(|future| {
+            let timer = if handle.arm(future.clone().unbind()) {
+                after
+                    .map(|after| arm_timer(event_loop, &future, after))
+                    .transpose()?
+            } else {
+                // Woken while it looked: it looks again after one pass of the
+                // loop, behind tasks woken before it (so that, as with asyncio's
+                // own locks, callers resume in the order they were granted).
+                let none = py.None().into_bound(py);
+                call_method_one(&future, intern!(py, "set_result"), &none)?;
+                None
+            };
+            Ok((future, timer))
+        });
+        match armed {
+            Ok((future, timer)) => {
+                let yielded = future.clone().unbind();
+                state.stage = Stage::Asleep(Sleep {
+                    handle,
+                    waker,
+                    future: future.unbind(),
+                    timer,
+                });
+                Ok(Stepped::Yield(yielded))
             }
-        };
-        let armed = if handle.arm(future.clone().unbind()) {
-            after
-                .map(|after| arm_timer(event_loop, &future, after))
-                .transpose()
-        } else {
-            // Woken while it looked: it looks again after one pass of the
-            // loop, behind tasks woken before it (so that, as with asyncio's
-            // own locks, callers resume in the order they were granted).
-            let none = py.None().into_bound(py);
-            call_method_one(&future, intern!(py, "set_result"), &none).map(|_| None)
-        };
-        let timer = match armed {
-            Ok(timer) => timer,
             Err(err) => {
-                op.abandon();
-                handle.disarm();
-                return (Stage::Done, Err(err));
+                state.op.abandon();
+                drop(handle.disarm());
+                Err(err)
             }
-        };
-        let yielded = future.clone().unbind();
-        let sleep = Sleep {
-            handle,
-            waker,
-            future: future.unbind(),
-            timer,
-        };
-        (Stage::Asleep(op, sleep), Ok(Some(yielded)))
+        }
     }
 
     /// The task was stepped: its future is done (woken, or its timer), or
     /// it was stepped early and sleeps on.
-    fn wake(&self, py: Python<'_>, op: O, mut sleep: Sleep) -> Stepped<O> {
+    fn wake(py: Python<'_>, state: &mut State<O>, mut sleep: Sleep) -> PyResult<Stepped> {
         let future = sleep.future.bind(py);
         let done = future
             .call_method0(intern!(py, "done"))
@@ -358,51 +400,67 @@ impl<O: Operation> Driver<O> {
                 let again = future.setattr(intern!(py, "_asyncio_future_blocking"), true);
                 let yielded = sleep.future.clone_ref(py);
                 return match again {
-                    Ok(()) => (Stage::Asleep(op, sleep), Ok(Some(yielded))),
-                    Err(err) => (Self::abandon_asleep(py, op, sleep), Err(err)),
+                    Ok(()) => {
+                        state.stage = Stage::Asleep(sleep);
+                        Ok(Stepped::Yield(yielded))
+                    }
+                    Err(err) => {
+                        Self::abandon_asleep(py, &mut state.op, sleep);
+                        Err(err)
+                    }
                 };
             }
-            Err(err) => return (Self::abandon_asleep(py, op, sleep), Err(err)),
+            Err(err) => {
+                Self::abandon_asleep(py, &mut state.op, sleep);
+                return Err(err);
+            }
         }
         sleep.cancel_timer(py);
         drop(sleep.handle.disarm());
         let Sleep { handle, waker, .. } = sleep;
-        self.look(py, op, handle, waker)
+        Self::look(py, state, handle, waker)
     }
 
-    fn abandon_asleep(py: Python<'_>, mut op: O, mut sleep: Sleep) -> Stage<O> {
+    fn abandon_asleep(py: Python<'_>, op: &mut O, mut sleep: Sleep) {
         sleep.cancel_timer(py);
         op.abandon();
         drop(sleep.handle.disarm());
-        Stage::Done
     }
 
     /// Ends the call where it stands (`throw`, `close`): it leaves the line
     /// and gives back a grant that raced in.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        let current = std::mem::replace(&mut *self.stage.lock(), Stage::Done);
-        match current {
-            Stage::Asleep(op, sleep) => {
-                Self::abandon_asleep(py, op, sleep);
-            }
-            Stage::Running => {
-                *self.stage.lock() = Stage::Running;
-                return Err(PyValueError::new_err("coroutine already executing"));
-            }
-            Stage::Fresh(mut op) => op.abandon(),
+        let mut entered = self.enter().ok_or_else(already_executing)?;
+        let state = &mut *entered;
+        match std::mem::replace(&mut state.stage, Stage::Done) {
+            Stage::Asleep(sleep) => Self::abandon_asleep(py, &mut state.op, sleep),
+            Stage::Fresh => state.op.abandon(),
             Stage::Done => {}
         }
         Ok(())
     }
 
+    /// `__next__`: yields the future to sleep on, or ends the coroutine.
     pub fn next(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        self.step(py)
+        match self.step(py)? {
+            Stepped::Yield(future) => Ok(Some(future)),
+            Stepped::Return(Value::None) => Ok(None),
+            Stepped::Return(value) => {
+                // NULL with StopIteration set to the value is how a native
+                // iterator ends with one.
+                stop_with(py, value);
+                Ok(None)
+            }
+        }
     }
 
+    /// `send(value)`, which asyncio's task calls on what it runs directly.
     pub fn send(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         match self.step(py)? {
-            Some(yielded) => Ok(yielded),
-            None => Err(PyStopIteration::new_err(())),
+            Stepped::Yield(future) => Ok(future),
+            Stepped::Return(Value::None) => Err(PyStopIteration::new_err(())),
+            Stepped::Return(Value::True) => Err(PyStopIteration::new_err(true)),
+            Stepped::Return(Value::Object(value)) => Err(stop_iteration(py, value)),
         }
     }
 
@@ -422,49 +480,45 @@ impl<O: Operation> Driver<O> {
     }
 
     pub fn repr(&self) -> String {
-        let (name, state) = match &*self.stage.lock() {
-            Stage::Fresh(op) => (op.name(), "not started"),
-            Stage::Asleep(op, _) => (op.name(), "waiting"),
-            Stage::Running => ("", "running"),
-            Stage::Done => ("", "done"),
+        let Some(state) = self.enter() else {
+            return "<brakes awaitable running>".to_owned();
         };
-        format!("<brakes {name} {state}>").replace("  ", " ")
+        let standing = match state.stage {
+            Stage::Fresh => "not started",
+            Stage::Asleep(_) => "waiting",
+            Stage::Done => "done",
+        };
+        format!("<brakes {} {standing}>", state.op.name())
     }
 
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        let Some(stage) = self.stage.try_lock() else {
+        // Busy: being stepped; missing its references only keeps objects alive.
+        let Some(state) = self.enter() else {
             return Ok(());
         };
-        match &*stage {
-            Stage::Fresh(op) => op.traverse(visit),
-            Stage::Asleep(op, sleep) => {
-                op.traverse(visit)?;
-                visit.call(&sleep.future)?;
-                if let Some(timer) = &sleep.timer {
-                    visit.call(timer)?;
-                }
-                sleep.handle.visit(visit)
+        state.op.traverse(visit)?;
+        if let Stage::Asleep(sleep) = &state.stage {
+            visit.call(&sleep.future)?;
+            if let Some(timer) = &sleep.timer {
+                visit.call(timer)?;
             }
-            Stage::Running | Stage::Done => Ok(()),
+            sleep.handle.visit(visit)?;
         }
+        Ok(())
     }
 
     /// Breaks reference cycles: the call ends, and lets go of its objects.
     pub fn clear(&self) {
-        let current = self
-            .stage
-            .try_lock()
-            .map(|mut stage| std::mem::replace(&mut *stage, Stage::Done));
-        match current {
-            Some(Stage::Asleep(mut op, sleep)) => {
-                op.abandon();
-                drop(sleep.handle.disarm());
-                drop(sleep);
-                drop(op);
-            }
-            Some(Stage::Fresh(op)) => drop(op),
-            _ => {}
+        let Some(mut entered) = self.enter() else {
+            return;
+        };
+        let state = &mut *entered;
+        if let Stage::Asleep(sleep) = std::mem::replace(&mut state.stage, Stage::Done) {
+            state.op.abandon();
+            drop(sleep.handle.disarm());
+            drop(sleep);
         }
+        state.op.clear();
     }
 }
 
@@ -472,21 +526,34 @@ impl<O: Operation> Drop for Driver<O> {
     fn drop(&mut self) {
         // A sleeping call dropped unawaited leaves its line, gives back a
         // grant that reached it, and stops its timer.
-        if let Stage::Asleep(op, sleep) = std::mem::replace(self.stage.get_mut(), Stage::Done) {
-            Python::attach(|py| {
-                Self::abandon_asleep(py, op, sleep);
-            });
+        let state = self.state.get_mut();
+        if let Stage::Asleep(sleep) = std::mem::replace(&mut state.stage, Stage::Done) {
+            Python::attach(|py| Self::abandon_asleep(py, &mut state.op, sleep));
         }
     }
 }
 
-/// How a coroutine ends with `outcome`: StopIteration carries a value.
-fn finished(py: Python<'_>, outcome: PyResult<Value>) -> PyResult<Option<Py<PyAny>>> {
-    match outcome? {
-        Value::None => Ok(None),
-        Value::True => Err(PyStopIteration::new_err(true)),
-        Value::Object(value) => Err(stop_iteration(py, value)),
+/// Ends an iterator with `value`: StopIteration set to the value itself, not
+/// to an exception made from it (which the interpreter would only unpack).
+/// A tuple or an exception is wrapped, or it would be read as arguments.
+fn stop_with(py: Python<'_>, value: Value) {
+    let value = match value {
+        Value::None => py.None(),
+        Value::True => pyo3::types::PyBool::new(py, true)
+            .to_owned()
+            .into_any()
+            .unbind(),
+        Value::Object(value) => value,
+    };
+    let bound = value.bind(py);
+    if bound.is_instance_of::<pyo3::types::PyTuple>()
+        || bound.is_instance_of::<pyo3::exceptions::PyBaseException>()
+    {
+        stop_iteration(py, value).restore(py);
+        return;
     }
+    // SAFETY: both are live objects; PyErr_SetObject takes its own references.
+    unsafe { ffi::PyErr_SetObject(ffi::PyExc_StopIteration, bound.as_ptr()) };
 }
 
 /// The StopIteration that returns `value` from an awaitable. Set with the

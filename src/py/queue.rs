@@ -307,6 +307,9 @@ impl Operation for PutCall {
         }
         Ok(())
     }
+    fn clear(&mut self) {
+        drop(self.wait.take_item());
+    }
 }
 
 /// `await queue.get()`, each step of `async for`, `await get_numbered()`.
