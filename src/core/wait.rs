@@ -159,26 +159,34 @@ pub fn block_on<W: Wait>(
         return Some(output);
     }
     let waker: Waker = Arc::new(std::thread::current());
+    let mut parked = false;
     loop {
         let sleep = match wait.poll(Some(&waker)) {
             Poll::Ready(output) => return Some(output),
             Poll::Pending(sleep) => sleep,
         };
-        let sleep = match &interrupted {
-            Some((_, every)) => earliest(sleep, Some(*every)),
-            None => sleep,
-        };
-        // A wake that came before the park makes it return at once.
-        match sleep {
-            Some(duration) => std::thread::park_timeout(duration),
-            None => std::thread::park(),
-        }
-        if let Some((check, _)) = interrupted.as_mut() {
-            if check() {
+        // Only a wake that did not end the wait looks for an interruption:
+        // for a Python thread that takes the GIL, which the wake then waits
+        // for once, not twice.
+        if let Some((check, every)) = interrupted.as_mut() {
+            if parked && check() {
                 wait.abandon();
                 return None;
             }
+            park(earliest(sleep, Some(*every)));
+        } else {
+            park(sleep);
         }
+        parked = true;
+    }
+}
+
+/// Parks this thread, at most `sleep` (None: until unparked). A wake that
+/// came before the park makes it return at once.
+fn park(sleep: Option<Duration>) {
+    match sleep {
+        Some(duration) => std::thread::park_timeout(duration),
+        None => std::thread::park(),
     }
 }
 

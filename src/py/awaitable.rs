@@ -607,6 +607,11 @@ pub trait Awaitable: pyo3::PyClass + Into<PyClassInitializer<Self>> {
     fn wrap(driver: Driver<Self::Op>) -> Self;
 }
 
+/// A new awaitable of class `A` for `op`.
+pub fn new_awaitable<A: Awaitable>(py: Python<'_>, op: A::Op) -> PyResult<Py<A>> {
+    Py::new(py, A::wrap(Driver::new(op)))
+}
+
 /// For `__aenter__`, which the interpreter awaits at once, so it may act at
 /// call time: a call that is over at once (a free permit, a refusal) needs no
 /// awaitable of its own (the shared finished one, or the error); the others
@@ -617,7 +622,7 @@ pub fn enter<A: Awaitable>(py: Python<'_>, mut op: A::Op) -> PyResult<Py<PyAny>>
             outcome?;
             Ok(ready(py)?.into_any())
         }
-        Poll::Pending(_) => Ok(Py::new(py, A::wrap(Driver::new(op)))?.into_any()),
+        Poll::Pending(_) => Ok(new_awaitable::<A>(py, op)?.into_any()),
     }
 }
 
@@ -636,8 +641,8 @@ macro_rules! awaitable {
         }
 
         impl $name {
-            pub fn new(op: $op) -> Self {
-                Self($crate::py::awaitable::Driver::new(op))
+            pub fn new(py: pyo3::Python<'_>, op: $op) -> pyo3::PyResult<pyo3::Py<Self>> {
+                $crate::py::awaitable::new_awaitable(py, op)
             }
         }
 

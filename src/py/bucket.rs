@@ -192,16 +192,15 @@ impl Bucket {
     #[pyo3(signature = (n = 1, *, timeout = None, key = None))]
     fn acquire(
         &self,
+        py: Python<'_>,
         n: i64,
         timeout: Option<f64>,
         key: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<BucketAcquire> {
+    ) -> PyResult<Py<BucketAcquire>> {
         let n = weight(n)?;
         let timeout = wait_seconds("timeout", timeout)?;
         let key = key_argument(key)?;
-        Ok(BucketAcquire::new(
-            self.call(key, n, timeout, || Value::True),
-        ))
+        BucketAcquire::new(py, self.call(key, n, timeout, || Value::True))
     }
 
     /// Waits in this thread, with the GIL released, for `n` tokens and returns

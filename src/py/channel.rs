@@ -37,7 +37,7 @@ impl Channel {
 
     /// `await get_numbered()`: `(number, item)`, where `number` counts the
     /// items taken before this one.
-    fn get_numbered(slf: &Bound<'_, Self>) -> QueueGet {
+    fn get_numbered(slf: &Bound<'_, Self>) -> PyResult<Py<QueueGet>> {
         Queue::get_numbered(slf.as_super())
     }
 

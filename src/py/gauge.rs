@@ -181,10 +181,10 @@ impl Gauge {
     /// Waits on the running event loop for `n` permits and returns True.
     /// Raises `Overloaded` if `timeout` seconds pass first.
     #[pyo3(signature = (n = 1, *, timeout = None))]
-    fn acquire(&self, n: i64, timeout: Option<f64>) -> PyResult<GaugeAcquire> {
+    fn acquire(&self, py: Python<'_>, n: i64, timeout: Option<f64>) -> PyResult<Py<GaugeAcquire>> {
         let n = weight(n)?;
         let timeout = wait_seconds("timeout", timeout)?;
-        Ok(GaugeAcquire::new(self.call(n, timeout, || Value::True)))
+        GaugeAcquire::new(py, self.call(n, timeout, || Value::True))
     }
 
     /// Waits in this thread, with the GIL released, for `n` permits and

@@ -255,12 +255,13 @@ impl Queue {
         Self::get_result(py, kind, outcome)
     }
 
-    fn get_call(queue: &Bound<'_, Self>, kind: GetKind) -> QueueGet {
+    fn get_call(queue: &Bound<'_, Self>, kind: GetKind) -> PyResult<Py<QueueGet>> {
         let shared = Shared(queue.clone().unbind());
-        QueueGet::new(GetCall {
+        let call = GetCall {
             wait: Get::new(shared, None),
             kind,
-        })
+        };
+        QueueGet::new(queue.py(), call)
     }
 }
 
@@ -450,11 +451,12 @@ impl Queue {
 
     /// Puts `item`, waiting on the running event loop for room if the queue
     /// is full and `overflow` is "block".
-    fn put(slf: &Bound<'_, Self>, item: Py<PyAny>) -> QueuePut {
+    fn put(slf: &Bound<'_, Self>, item: Py<PyAny>) -> PyResult<Py<QueuePut>> {
         let shared = Shared(slf.clone().unbind());
-        QueuePut::new(PutCall {
+        let call = PutCall {
             wait: Put::new(shared, item, None),
-        })
+        };
+        QueuePut::new(slf.py(), call)
     }
 
     /// Puts `item` without waiting: `QueueFull` if there is no room and
@@ -476,7 +478,7 @@ impl Queue {
 
     /// Removes and returns an item, waiting on the running event loop for
     /// one; `QueueShutDown` once the queue is shut down and empty.
-    fn get(slf: &Bound<'_, Self>) -> QueueGet {
+    fn get(slf: &Bound<'_, Self>) -> PyResult<Py<QueueGet>> {
         Self::get_call(slf, GetKind::ITEM)
     }
 
@@ -506,14 +508,15 @@ impl Queue {
         max_items: i64,
         linger: Option<f64>,
         timeout: Option<f64>,
-    ) -> PyResult<QueueGetBatch> {
+    ) -> PyResult<Py<QueueGetBatch>> {
         let max_items = check_max_items(max_items)?;
         let linger = check_linger(linger)?;
         let timeout = wait_seconds("timeout", timeout)?;
         let shared = Shared(slf.clone().unbind());
-        Ok(QueueGetBatch::new(BatchCall {
+        let call = BatchCall {
             wait: Batch::new(shared, max_items, linger, nanoseconds(timeout)),
-        }))
+        };
+        QueueGetBatch::new(slf.py(), call)
     }
 
     /// `get_batch` for threads, waiting with the GIL released.
@@ -543,11 +546,12 @@ impl Queue {
 
     /// Waits on the running event loop until every item put has been marked
     /// done (by `task_done`, or by being dropped).
-    fn join(slf: &Bound<'_, Self>) -> QueueJoin {
+    fn join(slf: &Bound<'_, Self>) -> PyResult<Py<QueueJoin>> {
         let shared = Shared(slf.clone().unbind());
-        QueueJoin::new(JoinCall {
+        let call = JoinCall {
             wait: Join::new(shared, None),
-        })
+        };
+        QueueJoin::new(slf.py(), call)
     }
 
     /// `join` for threads; `TimeoutError` if `timeout` seconds pass first.
@@ -589,7 +593,7 @@ impl Queue {
     }
 
     /// `async for item in queue`: gets until the queue is shut down and empty.
-    fn __anext__(slf: &Bound<'_, Self>) -> QueueGet {
+    fn __anext__(slf: &Bound<'_, Self>) -> PyResult<Py<QueueGet>> {
         Self::get_call(slf, GetKind::ITERATION)
     }
 
@@ -663,7 +667,7 @@ impl GetKind {
 
 /// For `Channel`: gets that return `(number, item)`.
 impl Queue {
-    pub fn get_numbered(queue: &Bound<'_, Self>) -> QueueGet {
+    pub fn get_numbered(queue: &Bound<'_, Self>) -> PyResult<Py<QueueGet>> {
         Self::get_call(queue, GetKind::NUMBERED)
     }
 
