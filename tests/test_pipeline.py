@@ -129,8 +129,9 @@ def test_a_slow_stage_holds_the_source_back_within_the_bound() -> None:
         most_alive = max(most_alive, yielded - seen)
         if seen == 400:
             break
-    # The item being yielded counts once more than it lives.
-    assert most_alive <= buffers + workers + 1
+    # Two items are counted that the pipeline does not hold: the one the
+    # source is yielding, and the one the loop has taken but not yet counted.
+    assert most_alive <= buffers + workers + 2
     assert yielded < 400 + buffers + workers + 2
     no_pipeline_thread_left()
 

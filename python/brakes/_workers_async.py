@@ -124,11 +124,12 @@ async def _emit_async(part: _Part) -> None:
     assert tickets is not None and reorder is not None
     flat = part.stage.kind == "flat_map"
     while (result := reorder.pop(NOT_YET)) is not NOT_YET:
+        # A result keeps its ticket until the next stage has it: while it
+        # waits to be sent, it still counts against the window.
+        if result is not NOTHING:
+            for each in result if flat else (result,):
+                await _send_async(part, each)
         tickets.get_nowait()
-        if result is NOTHING:
-            continue
-        for each in result if flat else (result,):
-            await _send_async(part, each)
 
 
 async def _batches_async(part: _Part) -> None:

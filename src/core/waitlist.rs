@@ -1,19 +1,24 @@
 //! A FIFO list of weighted waiters: the queue every waiting primitive shares.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
-/// Waiters in arrival order. Ids grow monotonically, so the map's order is the
-/// arrival order, and a cancelled waiter leaves in O(log n) from any position.
+/// Waiters in arrival order, under ids that grow with every arrival. A
+/// waiter joins at the back in O(1), the head leaves in O(1), and one that
+/// leaves from elsewhere (cancelled) is found by binary search and leaves a
+/// gap, swept when the gaps outnumber the waiters: O(log n), amortized.
 #[derive(Debug)]
 pub struct Waitlist<T> {
-    entries: BTreeMap<u64, Entry<T>>,
+    entries: VecDeque<Entry<T>>,
+    live: usize,
     next_id: u64,
 }
 
 #[derive(Debug)]
 struct Entry<T> {
+    id: u64,
     weight: u64,
-    item: T,
+    /// None: the waiter left; a gap until swept.
+    item: Option<T>,
 }
 
 impl<T> Default for Waitlist<T> {
@@ -25,7 +30,8 @@ impl<T> Default for Waitlist<T> {
 impl<T> Waitlist<T> {
     pub fn new() -> Self {
         Self {
-            entries: BTreeMap::new(),
+            entries: VecDeque::new(),
+            live: 0,
             next_id: 0,
         }
     }
@@ -43,19 +49,46 @@ impl<T> Waitlist<T> {
     pub fn push_as(&mut self, id: u64, weight: u64, item: T) {
         debug_assert!(id >= self.next_id, "ids must increase");
         self.next_id = id + 1;
-        self.entries.insert(id, Entry { weight, item });
+        self.entries.push_back(Entry {
+            id,
+            weight,
+            item: Some(item),
+        });
+        self.live += 1;
+    }
+
+    fn position(&self, id: u64) -> Option<usize> {
+        let index = self.entries.binary_search_by_key(&id, |e| e.id).ok()?;
+        self.entries[index].item.is_some().then_some(index)
     }
 
     /// Takes a waiter out from wherever it stands; `None` if it already left.
     pub fn remove(&mut self, id: u64) -> Option<T> {
-        self.entries.remove(&id).map(|entry| entry.item)
+        let index = self.position(id)?;
+        let item = self.entries[index].item.take();
+        self.live -= 1;
+        self.sweep();
+        item
     }
 
     /// Takes out the waiter `id` only if it is the one `is_it` recognises.
     pub fn remove_if(&mut self, id: u64, is_it: impl FnOnce(&T) -> bool) -> Option<T> {
-        match self.entries.get(&id) {
-            Some(entry) if is_it(&entry.item) => self.remove(id),
-            _ => None,
+        let index = self.position(id)?;
+        if !self.entries[index].item.as_ref().is_some_and(is_it) {
+            return None;
+        }
+        self.remove(id)
+    }
+
+    /// Drops the gaps at the head, and all of them once they outnumber the
+    /// waiters.
+    fn sweep(&mut self) {
+        while self.entries.front().is_some_and(|e| e.item.is_none()) {
+            self.entries.pop_front();
+        }
+        let gaps = self.entries.len() - self.live;
+        if gaps > 16 && gaps > self.live {
+            self.entries.retain(|e| e.item.is_some());
         }
     }
 
@@ -64,46 +97,59 @@ impl<T> Waitlist<T> {
     /// that is what keeps a heavy waiter from being starved by light ones.
     pub fn pop_front_while(&mut self, mut admit: impl FnMut(u64) -> bool) -> Vec<T> {
         let mut popped = Vec::new();
-        while let Some(entry) = self.entries.first_entry() {
-            if !admit(entry.get().weight) {
+        self.sweep();
+        while let Some(head) = self.entries.front() {
+            if !admit(head.weight) {
                 break;
             }
-            popped.push(entry.remove().item);
+            if let Some(item) = self.entries.pop_front().and_then(|e| e.item) {
+                popped.push(item);
+                self.live -= 1;
+            }
+            self.sweep();
         }
         popped
     }
 
+    fn waiting(&self) -> impl Iterator<Item = &Entry<T>> {
+        self.entries.iter().filter(|e| e.item.is_some())
+    }
+
     /// Total weight of the waiters ahead of `id`; `None` if `id` left.
     pub fn weight_before(&self, id: u64) -> Option<u64> {
-        self.entries
-            .contains_key(&id)
-            .then(|| self.entries.range(..id).map(|(_, e)| e.weight).sum())
+        self.position(id)?;
+        Some(
+            self.waiting()
+                .take_while(|e| e.id < id)
+                .map(|e| e.weight)
+                .sum(),
+        )
     }
 
     pub fn weight_of(&self, id: u64) -> Option<u64> {
-        self.entries.get(&id).map(|entry| entry.weight)
+        self.position(id).map(|index| self.entries[index].weight)
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.live == 0
     }
 }
 
 impl<T: Clone> Waitlist<T> {
     /// Every waiter, in order.
     pub fn all(&self) -> Vec<T> {
-        self.entries.values().map(|e| e.item.clone()).collect()
+        self.waiting().filter_map(|e| e.item.clone()).collect()
     }
 
     /// The waiters that arrived after `id`, in order.
     pub fn after(&self, id: u64) -> Vec<T> {
-        self.entries
-            .range(id + 1..)
-            .map(|(_, e)| e.item.clone())
+        self.waiting()
+            .filter(|e| e.id > id)
+            .filter_map(|e| e.item.clone())
             .collect()
     }
 }
@@ -139,6 +185,29 @@ mod tests {
         let _c = list.push(1, "c");
         assert_eq!(list.remove(b), Some("b"));
         assert_eq!(list.remove(b), None);
+        assert_eq!(list.weight_of(b), None);
         assert_eq!(list.pop_front_while(|_| true), vec!["a", "c"]);
+    }
+
+    #[test]
+    fn gaps_left_by_many_removals_are_swept_and_the_rest_stays_in_order() {
+        let mut list = Waitlist::new();
+        let ids: Vec<u64> = (0..1000).map(|n| list.push(2, n)).collect();
+        // The head stays while everyone behind it but every tenth leaves.
+        for (n, &id) in ids.iter().enumerate().skip(1) {
+            if n % 10 != 0 {
+                assert_eq!(list.remove(id), Some(n));
+            }
+        }
+        assert_eq!(list.len(), 100);
+        assert!(list.entries.len() < 300, "gaps were swept");
+        assert_eq!(list.weight_before(ids[50]), Some(2 * 5));
+        assert_eq!(
+            list.after(ids[900]),
+            vec![910, 920, 930, 940, 950, 960, 970, 980, 990]
+        );
+        let popped = list.pop_front_while(|_| true);
+        assert_eq!(popped, (0..1000).step_by(10).collect::<Vec<_>>());
+        assert!(list.is_empty() && list.entries.is_empty());
     }
 }

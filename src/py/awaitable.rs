@@ -84,20 +84,24 @@ fn is_invalid_state(py: Python<'_>, err: &PyErr) -> bool {
 struct Slot {
     future: Option<Py<PyAny>>,
     woken: bool,
+    /// The future was completed on the loop's thread: it is done.
+    completed: bool,
 }
 
 /// How the core wakes an asyncio task: by completing the future the task
 /// sleeps on, from the loop's own thread or through `call_soon_threadsafe`.
 pub struct FutureHandle {
     event_loop: Py<PyAny>,
+    plain_futures: bool,
     loop_thread: ThreadId,
     slot: Mutex<Slot>,
 }
 
 impl FutureHandle {
-    fn new(event_loop: Py<PyAny>) -> Self {
+    fn new(event_loop: &Bound<'_, PyAny>) -> Self {
         Self {
-            event_loop,
+            plain_futures: makes_plain_futures(event_loop),
+            event_loop: event_loop.clone().unbind(),
             loop_thread: current_thread(),
             slot: Mutex::new(Slot::default()),
         }
@@ -118,7 +122,13 @@ impl FutureHandle {
     fn disarm(&self) -> Option<Py<PyAny>> {
         let mut slot = self.slot.lock();
         slot.woken = false;
+        slot.completed = false;
         slot.future.take()
+    }
+
+    /// True when a wake completed the future on the loop's own thread.
+    fn completed(&self) -> bool {
+        self.slot.lock().completed
     }
 
     fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -152,7 +162,10 @@ impl Notify for FutureHandle {
                     intern!(py, "set_result"),
                     &py.None().into_bound(py),
                 ) {
-                    Ok(_) => true,
+                    Ok(_) => {
+                        self.slot.lock().completed = true;
+                        true
+                    }
                     // Already cancelled: its canceller finds the grant and gives it back.
                     Err(err) => is_invalid_state(py, &err),
                 };
@@ -201,10 +214,47 @@ fn running_loop<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>>
     Ok(event_loop)
 }
 
-/// A new future of `event_loop`, marked as a task expects a yielded one.
-fn new_future<'py>(event_loop: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+/// Whether `event_loop` makes its futures as asyncio's own loops do, with
+/// `BaseEventLoop.create_future` (uvloop and others make their own).
+fn makes_plain_futures(event_loop: &Bound<'_, PyAny>) -> bool {
+    // The answer for the last loop type asked about: one type, in practice.
+    static LAST: Mutex<Option<(Py<PyType>, bool)>> = Mutex::new(None);
+    let loop_type = event_loop.get_type();
+    if let Some((known, plain)) = &*LAST.lock() {
+        if known.is(&loop_type) {
+            return *plain;
+        }
+    }
+    let plain = looks_up_plain_futures(event_loop);
+    let replaced = LAST.lock().replace((loop_type.unbind(), plain));
+    drop(replaced);
+    plain
+}
+
+fn looks_up_plain_futures(event_loop: &Bound<'_, PyAny>) -> bool {
+    static CREATE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let py = event_loop.py();
-    let future = event_loop.call_method0(intern!(py, "create_future"))?;
+    let Ok(plain) = CREATE_FUTURE.import(py, "asyncio.base_events", "BaseEventLoop") else {
+        return false;
+    };
+    let plain = plain.getattr(intern!(py, "create_future"));
+    let own = event_loop.get_type().getattr(intern!(py, "create_future"));
+    matches!((plain, own), (Ok(plain), Ok(own)) if plain.is(&own))
+}
+
+/// A new future of the running loop, marked as a task expects a yielded
+/// one. For asyncio's own loops it is made directly, on this (the loop's)
+/// thread: what `create_future` does, without its Python frame.
+fn new_future<'py>(handle: &FutureHandle, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let future = if handle.plain_futures {
+        FUTURE.import(py, "asyncio", "Future")?.call0()?
+    } else {
+        handle
+            .event_loop
+            .bind(py)
+            .call_method0(intern!(py, "create_future"))?
+    };
     future.setattr(intern!(py, "_asyncio_future_blocking"), true)?;
     Ok(future)
 }
@@ -243,6 +293,8 @@ impl Sleep {
 
 enum Stage {
     Fresh,
+    /// Polled once without a waker already (by `__aenter__`).
+    Tried,
     Asleep(Sleep),
     Done,
 }
@@ -306,12 +358,13 @@ fn already_executing() -> PyErr {
 
 impl<O: Operation> Driver<O> {
     pub fn new(op: O) -> Self {
+        Self::at(op, Stage::Fresh)
+    }
+
+    fn at(op: O, stage: Stage) -> Self {
         Self {
             busy: AtomicBool::new(false),
-            state: UnsafeCell::new(State {
-                op,
-                stage: Stage::Fresh,
-            }),
+            state: UnsafeCell::new(State { op, stage }),
         }
     }
 
@@ -325,20 +378,23 @@ impl<O: Operation> Driver<O> {
         match std::mem::replace(&mut state.stage, Stage::Done) {
             Stage::Fresh => match state.op.poll(py, None) {
                 Poll::Ready(outcome) => outcome.map(Stepped::Return),
-                // Polled without a waker, the call holds nothing yet: an
-                // error finding the loop leaves nothing behind.
-                Poll::Pending(_) => {
-                    let event_loop = running_loop(py, state.op.name())?;
-                    let handle = Arc::new(FutureHandle::new(event_loop.unbind()));
-                    let waker: Waker = handle.clone();
-                    Self::look(py, state, handle, waker)
-                }
+                Poll::Pending(_) => Self::first_look(py, state),
             },
+            Stage::Tried => Self::first_look(py, state),
             Stage::Asleep(sleep) => Self::wake(py, state, sleep),
             Stage::Done => Err(PyRuntimeError::new_err(
                 "cannot reuse already awaited coroutine",
             )),
         }
+    }
+
+    /// Polled without a waker, the call holds nothing yet: an error finding
+    /// the loop leaves nothing behind.
+    fn first_look(py: Python<'_>, state: &mut State<O>) -> PyResult<Stepped> {
+        let event_loop = running_loop(py, state.op.name())?;
+        let handle = Arc::new(FutureHandle::new(&event_loop));
+        let waker: Waker = handle.clone();
+        Self::look(py, state, handle, waker)
     }
 
     /// Polls with the task's waker; sleeps on a new future if still pending.
@@ -353,7 +409,7 @@ impl<O: Operation> Driver<O> {
             Poll::Pending(after) => after,
         };
         let event_loop = handle.event_loop.bind(py);
-        let armed = new_future(event_loop).and_then(|future| {
+        let armed = new_future(&handle, py).and_then(|future| {
             let timer = if handle.arm(future.clone().unbind()) {
                 after
                     .map(|after| arm_timer(event_loop, &future, after))
@@ -391,9 +447,14 @@ impl<O: Operation> Driver<O> {
     /// it was stepped early and sleeps on.
     fn wake(py: Python<'_>, state: &mut State<O>, mut sleep: Sleep) -> PyResult<Stepped> {
         let future = sleep.future.bind(py);
-        let done = future
-            .call_method0(intern!(py, "done"))
-            .and_then(|done| done.is_truthy());
+        // Completed here by a wake (the common case): no need to ask.
+        let done = if sleep.handle.completed() {
+            Ok(true)
+        } else {
+            future
+                .call_method0(intern!(py, "done"))
+                .and_then(|done| done.is_truthy())
+        };
         match done {
             Ok(true) => {}
             Ok(false) => {
@@ -434,7 +495,7 @@ impl<O: Operation> Driver<O> {
         let state = &mut *entered;
         match std::mem::replace(&mut state.stage, Stage::Done) {
             Stage::Asleep(sleep) => Self::abandon_asleep(py, &mut state.op, sleep),
-            Stage::Fresh => state.op.abandon(),
+            Stage::Fresh | Stage::Tried => state.op.abandon(),
             Stage::Done => {}
         }
         Ok(())
@@ -484,7 +545,7 @@ impl<O: Operation> Driver<O> {
             return "<brakes awaitable running>".to_owned();
         };
         let standing = match state.stage {
-            Stage::Fresh => "not started",
+            Stage::Fresh | Stage::Tried => "not started",
             Stage::Asleep(_) => "waiting",
             Stage::Done => "done",
         };
@@ -622,7 +683,7 @@ pub fn enter<A: Awaitable>(py: Python<'_>, mut op: A::Op) -> PyResult<Py<PyAny>>
             outcome?;
             Ok(ready(py)?.into_any())
         }
-        Poll::Pending(_) => Ok(new_awaitable::<A>(py, op)?.into_any()),
+        Poll::Pending(_) => Ok(Py::new(py, A::wrap(Driver::at(op, Stage::Tried)))?.into_any()),
     }
 }
 
