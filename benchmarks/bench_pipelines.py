@@ -48,12 +48,8 @@ def three_stages(run: Contender, items: int) -> float:
 
 
 async def brakes_stages(items: int) -> int:
-    pipeline = (
-        brakes.Pipeline(range(items), buffer=100)
-        .map(inc, buffer=100)
-        .map(inc, buffer=100)
-        .map(inc, buffer=100)
-    )
+    # The defaults: every buffer holds 100 items.
+    pipeline = brakes.Pipeline(range(items)).map(inc).map(inc).map(inc)
     count = 0
     async for _ in pipeline:
         count += 1
@@ -133,7 +129,7 @@ def pypeln_thread_map(items: int) -> int:
 
 async def brakes_batches(items: int) -> int:
     count = 0
-    async for batch in brakes.Pipeline(range(items), buffer=1000).batch(100):
+    async for batch in brakes.Pipeline(range(items)).batch(100):
         count += len(batch)
     return count
 
@@ -164,6 +160,25 @@ async def asyncio_batches(items: int) -> int:
         count += len(batch)
     await asyncio.gather(*tasks)
     return count
+
+
+# -- batches into a thread stage: the defaults against a tuned buffer ---------
+
+
+def batch_then_map(run: Contender, items: int) -> float:
+    started = time.perf_counter()
+    total = run(items)
+    elapsed = time.perf_counter() - started
+    assert total == sum(range(items)), total
+    return elapsed
+
+
+def batches_default(items: int) -> int:
+    return sum(brakes.Pipeline(range(items)).batch(1000).map(sum, workers=4))
+
+
+def batches_tuned(items: int) -> int:
+    return sum(brakes.Pipeline(range(items), buffer=1000).batch(1000).map(sum, workers=4))
 
 
 # -- memory: a long source feeding a slow stage --------------------------------
@@ -202,7 +217,7 @@ def scenarios(scale: float) -> list[Scenario]:
     n = int(200_000 * scale)
     return [
         (
-            f"3 async stages of a trivial function, buffers 100, {n:,} items",
+            f"3 async stages of a trivial function, defaults (buffers 100), {n:,} items",
             three_stages,
             {"items": n},
             {
@@ -223,7 +238,16 @@ def scenarios(scale: float) -> list[Scenario]:
             },
         ),
         (
-            f".batch(100) stage, {n:,} items",
+            f"Pipeline(source).batch(1000).map(sum, workers=4), defaults, {n:,} items",
+            batch_then_map,
+            {"items": n},
+            {
+                "brakes": lambda: batches_default,
+                "the same with Pipeline(source, buffer=1000)": lambda: batches_tuned,
+            },
+        ),
+        (
+            f".batch(100) stage, defaults, {n:,} items",
             three_stages,
             {"items": n},
             {

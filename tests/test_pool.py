@@ -132,6 +132,40 @@ def test_map_is_lazy_and_bounded_on_an_endless_source() -> None:
         results.close()
 
 
+def test_results_waiting_for_a_slow_first_one_count_against_the_window() -> None:
+    """An ordered map holds finished results until the slow first one comes:
+    those count as read and not yet yielded, so reading stops at the window."""
+    read = 0
+    first_started = threading.Event()
+    release = threading.Event()
+
+    def endless() -> Iterator[int]:
+        nonlocal read
+        n = 0
+        while True:
+            read += 1
+            yield n
+            n += 1
+
+    def work(x: int) -> int:
+        if x == 0:
+            first_started.set()
+            release.wait()
+        return x
+
+    with WorkerPool(4) as pool:
+        results = pool.map(work, endless(), window=20)
+        reader = threading.Thread(target=lambda: next(results))
+        reader.start()
+        assert first_started.wait(10)
+        # The other workers finish what the window lets them read, then wait.
+        wait_until(lambda: pool.stats().busy == 1 and read >= 20)
+        assert read == 20
+        release.set()
+        reader.join()
+        results.close()
+
+
 def test_map_keeps_order_with_random_delays_and_raises_at_the_failed_item() -> None:
     rng = random.Random(3)
     delays = [rng.random() * 0.003 for _ in range(200)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from asyncio import CancelledError as Cancelled
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from brakes._brakes import QueueEmpty, QueueFull, QueueShutDown
@@ -154,11 +154,20 @@ async def feed_async(run: _Run) -> None:
     # A thread reads only plain iterables; a task reads either kind.
     source: Any = run.source
     try:
-        async for item in async_items(source):
-            try:
-                first.put_nowait(item)
-            except QueueFull:
-                await first.put(item)
+        # A plain iterable is read without an async generator around it:
+        # that would cost more than the hand-over of the item.
+        if isinstance(source, AsyncIterable):  # async only
+            async for item in source:
+                try:
+                    first.put_nowait(item)
+                except QueueFull:
+                    await first.put(item)
+        else:
+            for item in source:
+                try:
+                    first.put_nowait(item)
+                except QueueFull:
+                    await first.put(item)
     except (QueueShutDown, Cancelled):
         return
     except BaseException as exc:

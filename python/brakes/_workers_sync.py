@@ -150,7 +150,9 @@ def feed_sync(run: _Run) -> None:
     # A thread reads only plain iterables; a task reads either kind.
     source: Any = run.source
     try:
-        for item in iter(source):
+        # A plain iterable is read without an async generator around it:
+        # that would cost more than the hand-over of the item.
+        for item in source:
             try:
                 first.put_nowait(item)
             except QueueFull:

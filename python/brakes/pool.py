@@ -33,7 +33,7 @@ _R = TypeVar("_R")
 _NOT_YET = object()
 # How many items `map` reads ahead of its workers by default: enough that
 # threads pass items in runs rather than one GIL hand-off each.
-_READ_AHEAD = 64
+_READ_AHEAD = 256
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ class WorkerPool:
         iterator (async pool), on the pool's workers.
 
         `iterable` is read lazily, as results are taken: at most `window`
-        items are read and not yet yielded (by default `workers` plus 64, or
+        items are read and not yet yielded (by default `workers` plus 256, or
         plus `queue_size` if larger), so an endless source is fine.
         `ordered=True` yields results in the order of `iterable`;
         `ordered=False` as they finish. An exception of `fn` is raised when
