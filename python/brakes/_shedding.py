@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 from brakes._brakes import (
     Gauge,
@@ -88,8 +88,7 @@ class Wait:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """What an admission decided: admitted (`refusal` None) or refused, and
     the response fields the request's answer carries."""
 
@@ -98,13 +97,15 @@ class Verdict:
     holds_slot: bool = False
 
 
-# An admission: yields the waits it needs, is sent each one's refusal (or
-# None), and returns its verdict. ASGI drives it on the loop, WSGI in the
-# server's thread.
+# An admission that has to wait: it yields the waits it needs, is sent each
+# one's refusal (or None), and returns its verdict. ASGI drives it on the
+# loop, WSGI in the server's thread.
 Admission = Generator[Wait, Overloaded | None, Verdict]
 
 
-def admit_blocking(admission: Admission) -> Verdict:
+def admit_blocking(admission: Verdict | Admission) -> Verdict:
+    if isinstance(admission, Verdict):
+        return admission
     try:
         wait = next(admission)
         while True:
@@ -240,36 +241,54 @@ class Shedding:
             f"no free slot: {gauge.in_flight} of {gauge.limit} in flight, none may wait"
         )
 
-    def admission(self, request: Any, *, rate: bool = True) -> Admission:
+    def admission(self, request: Any, *, rate: bool = True) -> Verdict | Admission:
         """Admits a request: a token of its key from the bucket (unless
-        `rate` is false), then a slot of the gauge, each waited for as long
-        as the limiter's `max_wait` allows, counting what it decides."""
+        `rate` is false), then a slot of the gauge. Decided at once, it is
+        the verdict; else the admission that waits (`_waiting`)."""
         fields: Fields | None = None
+        key: Key = None
         bucket = self.bucket
         if bucket is not None and rate:
             key = self.key(request) if self.key is not None else None
             if not bucket.try_acquire(key=key):
-                if self.bucket_wait == 0:
-                    refusal: Overloaded | None = self.bucket_refusal(key)
-                else:
-                    refusal = yield Wait(bucket, key, self.bucket_wait)
-                if refusal is not None:
-                    self.rate_limited.add()
-                    return Verdict(refusal, self.rate_fields(key) if self.headers else [])
+                return self._waiting(key, for_token=True)
             if self.headers:
                 fields = self.rate_fields(key)
         gauge = self.gauge
-        if gauge is not None:
-            if not gauge.try_acquire():
-                if self.gauge_wait == 0:
-                    refusal = self.gauge_refusal()
-                else:
-                    refusal = yield Wait(gauge, None, self.gauge_wait)
-                if refusal is not None:
-                    self.overloaded.add()
-                    return Verdict(refusal, fields or [])
+        if gauge is not None and not gauge.try_acquire():
+            return self._waiting(key, for_token=False, fields=fields)
         self.admitted.add()
-        return Verdict(None, fields, holds_slot=gauge is not None)
+        return Verdict(None, fields, gauge is not None)
+
+    def _waiting(self, key: Key, *, for_token: bool, fields: Fields | None = None) -> Admission:
+        """The rest of an admission that found no token (`for_token`) or no
+        slot free: each waited for as long as the limiter's `max_wait`
+        allows, counting what it decides."""
+        gauge = self.gauge
+        if for_token:
+            if self.bucket_wait == 0:
+                refusal: Overloaded | None = self.bucket_refusal(key)
+            else:
+                bucket = cast("TokenBucket | LeakyBucket", self.bucket)
+                refusal = yield Wait(bucket, key, self.bucket_wait)
+            if refusal is not None:
+                self.rate_limited.add()
+                return Verdict(refusal, self.rate_fields(key) if self.headers else [])
+            if self.headers:
+                fields = self.rate_fields(key)
+            if gauge is None or gauge.try_acquire():
+                self.admitted.add()
+                return Verdict(None, fields, gauge is not None)
+        assert gauge is not None
+        if self.gauge_wait == 0:
+            refusal = self.gauge_refusal()
+        else:
+            refusal = yield Wait(gauge, None, self.gauge_wait)
+        if refusal is not None:
+            self.overloaded.add()
+            return Verdict(refusal, fields or [])
+        self.admitted.add()
+        return Verdict(None, fields, True)
 
     def _would_wait_too_long(self, key: Key) -> bool:
         """In shadow mode: whether the bucket would have refused this request."""

@@ -36,6 +36,7 @@ from brakes._brakes import Gauge, LeakyBucket, Overloaded, RateLimited, TokenBuc
 from brakes._shedding import (
     Fields,
     LoadShedBase,
+    Verdict,
     admit_async,
     refusal_fields,
     retry_after_field,
@@ -133,7 +134,9 @@ class LoadShed(LoadShedBase):
             await self._shadow(scope, receive, send)
             return
 
-        verdict = await admit_async(shedding.admission(scope))
+        verdict = shedding.admission(scope)
+        if not isinstance(verdict, Verdict):
+            verdict = await admit_async(verdict)
         if verdict.refusal is not None:
             await self._refuse(scope, receive, send, verdict.refusal, verdict.fields or [])
         elif verdict.holds_slot:
@@ -183,7 +186,10 @@ class LoadShed(LoadShedBase):
             finally:
                 shedding.shadow_leave()
             return
-        if (await admit_async(shedding.admission(scope, rate=False))).refusal is not None:
+        verdict = shedding.admission(scope, rate=False)
+        if not isinstance(verdict, Verdict):
+            verdict = await admit_async(verdict)
+        if verdict.refusal is not None:
             await _close_try_again_later(receive, send)
             return
         try:
