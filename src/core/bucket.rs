@@ -201,9 +201,21 @@ impl Bucket {
         )
     }
 
+    /// When a take of `n` behind `queued` booked tokens starts. Queued
+    /// callers hold their turns on the booked schedule, from `tat`, whether
+    /// or not they have run yet: one whose task cannot run (its loop busy or
+    /// gone) does not push back those behind it.
+    fn start(&self, tat: u128, queued: u64, now: u128) -> u128 {
+        if queued == 0 {
+            tat.max(now)
+        } else {
+            tat + self.pace.tokens(queued)
+        }
+    }
+
     /// Ticks from now until `n` more could be taken behind `queued` tokens.
     fn wait_ticks(&self, cell: &Cell, queued: u64, n: u64, now: u128) -> u128 {
-        let start = cell.tat().max(now) + self.pace.tokens(queued);
+        let start = self.start(cell.tat(), queued, now);
         start.saturating_sub(self.slack(n)).saturating_sub(now)
     }
 
@@ -221,10 +233,13 @@ impl Bucket {
         let now_ns = self.clock.now_ns();
         let now = self.pace.ticks(now_ns);
         let mut table = self.table.lock();
+        // Callers queued whose turn has passed are granted first, whoever
+        // comes by: a queue whose waiters cannot run still moves.
+        let granted = self.grant_due(&mut table, &key, now);
         let queued = table.queues.get(&key).map(|q| q.weight);
-        let cell = self.cell(&mut table, key, now_ns);
+        let cell = self.cell(&mut table, key.clone(), now_ns);
         let wait = self.wait_ticks(cell, queued.unwrap_or(0), n, now);
-        if wait == 0 && queued.is_none() {
+        let attempt = if wait == 0 && queued.is_none() {
             self.take(cell, n, now);
             table.acquired_at_once += 1;
             Attempt::Acquired
@@ -232,7 +247,12 @@ impl Bucket {
             Attempt::Later {
                 retry_after_ns: self.pace.ns_ceil(wait),
             }
+        };
+        drop(table);
+        if !granted.is_empty() {
+            self.wake(&key, granted);
         }
+        attempt
     }
 
     pub fn count_rejected(&self) {
@@ -249,6 +269,12 @@ impl Bucket {
         let now_ns = self.clock.now_ns();
         let now = self.pace.ticks(now_ns);
         let mut table = self.table.lock();
+        let granted = self.grant_due(&mut table, key, now);
+        if !granted.is_empty() {
+            drop(table);
+            self.wake(key, granted);
+            table = self.table.lock();
+        }
         let (queued, queue_len) = table
             .queues
             .get(key)
@@ -298,10 +324,12 @@ impl Bucket {
             return Vec::new();
         };
         let pace = self.pace;
+        // On the booked schedule (see `start`): a caller granted late, its
+        // task busy, takes its turn as booked, and those behind keep theirs.
         let granted = queue.waiters.pop_front_while(|n| {
             let ready = tat.saturating_sub(self.slack(n)) <= now;
             if ready {
-                tat = tat.max(now) + pace.tokens(n);
+                tat += pace.tokens(n);
             }
             ready
         });
@@ -329,7 +357,7 @@ impl Bucket {
         let ahead = queue.waiters.weight_before(id)?;
         let n = queue.waiters.weight_of(id)?;
         let tat = table.cells.get(key).map_or(0, Cell::tat);
-        let start = tat.max(now) + self.pace.tokens(ahead);
+        let start = self.start(tat, ahead, now);
         let ready = start.saturating_sub(self.slack(n));
         Some(self.pace.ns_ceil(ready.saturating_sub(now)))
     }
