@@ -25,7 +25,7 @@ from brakes.asgi import LoadShed
 from brakes.http import client_ip, header
 from brakes.testing import ManualClock
 
-from .conftest import wait_until
+from .conftest import wait_until, wait_until_async
 from .http_servers import check_a_stream_holds_its_slot, in_background, serve_asgi
 
 
@@ -530,3 +530,54 @@ def test_exception_handlers_answer_decorated_fastapi_endpoints() -> None:
         gauge.acquire_blocking()
         busy = client.get("/report")
         assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+
+
+def test_a_slot_is_held_until_the_app_returns_even_when_the_client_has_gone() -> None:
+    """Clients that connect and vanish: their handlers go on running, and
+    each holds its slot until it returns, so the gauge bounds the work."""
+    gauge = Gauge(4, max_wait=0)
+    running = 0
+    most_running = 0
+    release = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal running, most_running
+        running += 1
+        most_running = max(most_running, running)
+        try:
+            assert (await receive())["type"] == "http.disconnect"
+            await release.wait()  # work that goes on without its client
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"late"})
+        finally:
+            running -= 1
+
+    shed = LoadShed(app, gauge=gauge)
+    statuses: list[int] = []
+
+    async def vanishing_client() -> None:
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": None}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await shed(scope, receive, send)
+
+    async def main() -> None:
+        clients = [asyncio.create_task(vanishing_client()) for _ in range(12)]
+        # Every client has called: 4 are in, 8 refused (the handlers wait
+        # for `release`, so nothing else can change the counts).
+        await wait_until_async(lambda: len(statuses) + running == 12, timeout=30)
+        assert running == 4
+        assert gauge.in_flight == 4
+        release.set()
+        await asyncio.gather(*clients)
+
+    asyncio.run(main())
+    assert most_running == 4
+    assert sorted(statuses) == [200] * 4 + [503] * 8
+    assert gauge.in_flight == 0

@@ -64,9 +64,9 @@ class LoadShed(LoadShedBase):
       at least 1). With `key=` (see `brakes.http`) each client draws from its
       own tokens; the bucket's `max_keys` bounds how many it remembers.
     - `gauge` (a `Gauge`): at most `gauge.limit` requests run at once. The
-      slot is held until the response body has been sent in full, streaming
-      included, and is given back when the client disconnects or the app
-      raises. A request that gets no slot gets **503** with `Retry-After: 1`.
+      slot is held until the app has returned or raised, the whole
+      response and streaming included: a client that disconnects does not
+      free a slot while its handler still runs. A request that gets no slot gets **503** with `Retry-After: 1`.
     - How long a request may wait for a token or a slot is the limiter's own
       `max_wait`: 0 answers at once, None waits as long as it takes.
     - `headers=True` adds `RateLimit-Policy` and `RateLimit` (IETF httpapi
@@ -231,39 +231,13 @@ async def _holding_slot(
     release: Callable[[], None],
     fields: Fields | None,
 ) -> None:
-    """Runs `app` and calls `release` once: when the last of the body has
-    been sent, when the client disconnects, or when the app returns or
-    raises, whichever comes first."""
-    held = True
-
-    def give_back() -> None:
-        nonlocal held
-        if held:
-            held = False
-            release()
-
-    async def send_holding(message: Message) -> None:
-        kind = message["type"]
-        if fields is not None and kind == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), *fields]}
-        try:
-            await send(message)
-        except BaseException:
-            give_back()
-            raise
-        if kind == "http.response.body" and not message.get("more_body", False):
-            give_back()
-
-    async def receive_holding() -> Message:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            give_back()
-        return message
-
+    """Runs `app` and calls `release` once it has returned or raised. A
+    client that disconnects does not end the work its request started: the
+    slot bounds the handlers running, not the connections open."""
     try:
-        await app(scope, receive_holding, send_holding)
+        await app(scope, receive, send if fields is None else _adding(send, fields))
     finally:
-        give_back()
+        release()
 
 
 def _handler_response(error: Overloaded) -> Any:
