@@ -66,6 +66,16 @@ def test_ipv6_clients_are_keyed_by_their_64_bit_prefix() -> None:
     assert key(scope("::ffff:192.0.2.5")) == "192.0.2.5"
 
 
+@pytest.mark.parametrize("ipv6_prefix", [64, 128])
+def test_a_trusted_proxy_reported_as_an_ipv4_mapped_address_is_trusted(ipv6_prefix: int) -> None:
+    """Dual-stack sockets report an IPv4 peer as ::ffff:a.b.c.d."""
+    key = client_ip(trusted_proxies=["10.0.0.0/8"], ipv6_prefix=ipv6_prefix)
+    assert key(scope("::ffff:10.0.0.5", ("x-forwarded-for", "203.0.113.9"))) == "203.0.113.9"
+    assert key(environ("::ffff:10.0.0.5", "203.0.113.9, ::ffff:10.0.0.6")) == "203.0.113.9"
+    # A mapped client is keyed as its IPv4 address, whatever the prefix.
+    assert key(scope("::ffff:192.0.2.5")) == "192.0.2.5"
+
+
 def test_no_peer_address_means_the_shared_tokens() -> None:
     assert client_ip()(scope(None)) is None
     assert client_ip()({"REQUEST_METHOD": "GET"}) is None

@@ -44,7 +44,7 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     def run() -> None:
         try:
             result.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+        except BaseException as exc:
             result.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)

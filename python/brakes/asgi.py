@@ -66,7 +66,8 @@ class LoadShed(LoadShedBase):
     - `gauge` (a `Gauge`): at most `gauge.limit` requests run at once. The
       slot is held until the app has returned or raised, the whole
       response and streaming included: a client that disconnects does not
-      free a slot while its handler still runs. A request that gets no slot gets **503** with `Retry-After: 1`.
+      free a slot while its handler still runs. A request that gets no
+      slot gets **503** with `Retry-After: 1`.
     - How long a request may wait for a token or a slot is the limiter's own
       `max_wait`: 0 answers at once, None waits as long as it takes.
     - `headers=True` adds `RateLimit-Policy` and `RateLimit` (IETF httpapi

@@ -156,7 +156,9 @@ def client_ip(trusted_proxies: Iterable[str] = (), *, ipv6_prefix: int = 64) -> 
 
     IPv6 clients are keyed by their `/ipv6_prefix` network (64 by default), as
     one host commonly holds a whole /64 and could otherwise take a new key per
-    request. Pass `ipv6_prefix=128` to key each address apart.
+    request. Pass `ipv6_prefix=128` to key each address apart. An IPv4 address
+    that a dual-stack socket reports as `::ffff:a.b.c.d` is that IPv4 address,
+    as a key and when matched against `trusted_proxies`.
 
     Keys are strings, or None when the server gives no peer address (a unix
     socket): such requests share the unkeyed tokens.
@@ -173,7 +175,11 @@ def client_ip(trusted_proxies: Iterable[str] = (), *, ipv6_prefix: int = 64) -> 
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
-        return any(ip in network for network in networks)
+        # A dual-stack socket reports an IPv4 peer as `::ffff:a.b.c.d`.
+        mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+        return any(
+            ip in network or (mapped is not None and mapped in network) for network in networks
+        )
 
     @functools.lru_cache(maxsize=4096)
     def ipv6_key(address: str) -> str:
@@ -183,10 +189,12 @@ def client_ip(trusted_proxies: Iterable[str] = (), *, ipv6_prefix: int = 64) -> 
             return address
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)
+        if ipv6_prefix == 128:
+            return address
         return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
 
     def key_of(address: str) -> str:
-        if ":" in address and ipv6_prefix < 128:
+        if ":" in address:
             return ipv6_key(address)
         return address
 
