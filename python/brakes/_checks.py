@@ -9,11 +9,19 @@ def check_callable(name: str, fn: object) -> None:
         raise TypeError(f"{name} must be callable, got {fn!r}")
 
 
+# The native layer counts in 64 bits; a count beyond is refused here, by name.
+_MOST = 2**63 - 1
+
+
 def check_count(name: str, value: object, minimum: int) -> int:
+    """An integer of at least `minimum`. Bools are not integers here, nor in
+    the native layer: `True` is refused, not taken as 1."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be {minimum} or more, got {value!r}")
+    if value > _MOST:
+        raise ValueError(f"{name} must fit in 64 bits, got {value!r}")
     return value
 
 

@@ -233,13 +233,29 @@ impl Bucket {
         let now_ns = self.clock.now_ns();
         let now = self.pace.ticks(now_ns);
         let mut table = self.table.lock();
-        // Callers queued whose turn has passed are granted first, whoever
-        // comes by: a queue whose waiters cannot run still moves.
-        let granted = self.grant_due(&mut table, &key, now);
-        let queued = table.queues.get(&key).map(|q| q.weight);
-        let cell = self.cell(&mut table, key.clone(), now_ns);
-        let wait = self.wait_ticks(cell, queued.unwrap_or(0), n, now);
-        let attempt = if wait == 0 && queued.is_none() {
+        if table.queues.contains_key(&key) {
+            // Callers queued whose turn has passed are granted first, by
+            // whoever comes by: a queue whose waiters cannot run still moves.
+            let granted = self.grant_due(&mut table, &key, now);
+            let queued = table.queues.get(&key).map(|q| q.weight);
+            let cell = self.cell(&mut table, key.clone(), now_ns);
+            let wait = self.wait_ticks(cell, queued.unwrap_or(0), n, now);
+            let attempt = if wait == 0 && queued.is_none() {
+                self.take(cell, n, now);
+                table.acquired_at_once += 1;
+                Attempt::Acquired
+            } else {
+                Attempt::Later {
+                    retry_after_ns: self.pace.ns_ceil(wait),
+                }
+            };
+            drop(table);
+            self.wake(&key, granted);
+            return attempt;
+        }
+        let cell = self.cell(&mut table, key, now_ns);
+        let wait = self.wait_ticks(cell, 0, n, now);
+        if wait == 0 {
             self.take(cell, n, now);
             table.acquired_at_once += 1;
             Attempt::Acquired
@@ -247,12 +263,7 @@ impl Bucket {
             Attempt::Later {
                 retry_after_ns: self.pace.ns_ceil(wait),
             }
-        };
-        drop(table);
-        if !granted.is_empty() {
-            self.wake(&key, granted);
         }
-        attempt
     }
 
     pub fn count_rejected(&self) {

@@ -319,3 +319,57 @@ fn a_dropped_wait_gives_its_booking_back() {
     assert_eq!(bucket.retry_after_ns(&Key::Shared, 1), Ok(D));
     assert_eq!(bucket.snapshot().cancelled, 1);
 }
+
+/// A clock the test sets, that wakes nobody when it moves: as real time does.
+struct SetClock(AtomicU64);
+
+impl Clock for SetClock {
+    fn now_ns(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+fn leaky_on_set_clock(rate: f64) -> (Arc<Bucket>, Arc<SetClock>) {
+    let clock = Arc::new(SetClock(AtomicU64::new(0)));
+    let pace = Pace::new(decimal_fraction(rate).unwrap(), 1_000_000_000).unwrap();
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    let bucket = Bucket::new(pace, Shape::Leaky { capacity: None }, dyn_clock, None);
+    (bucket, clock)
+}
+
+#[test]
+fn a_waiter_that_never_looks_does_not_push_back_the_one_behind_it() {
+    let (bucket, clock) = leaky_on_set_clock(10.0);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
+    // The first waiter's task never runs: nobody polls it.
+    let mut stuck = Acquire::new(&*bucket, Key::Shared, 1, None);
+    assert_eq!(
+        stuck.poll(Some(&bell())),
+        Poll::Pending(Some(Duration::from_nanos(D)))
+    );
+    let mut behind = Acquire::new(&*bucket, Key::Shared, 1, None);
+    assert_eq!(
+        behind.poll(Some(&bell())),
+        Poll::Pending(Some(Duration::from_nanos(2 * D)))
+    );
+    // Well past the first turn, at its own: the one behind is served, and
+    // grants the stuck one its turn on the way.
+    clock.0.store(2 * D, Ordering::SeqCst);
+    assert_eq!(behind.poll(Some(&bell())), Poll::Ready(Ok(())));
+    assert_eq!(stuck.poll(Some(&bell())), Poll::Ready(Ok(())));
+    // The schedule held: the next slot is the one after both.
+    assert_eq!(bucket.retry_after_ns(&Key::Shared, 1), Ok(D));
+}
+
+#[test]
+fn a_caller_that_finds_waiters_past_their_turn_grants_them() {
+    let (bucket, clock) = leaky_on_set_clock(10.0);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
+    let mut stuck = Acquire::new(&*bucket, Key::Shared, 1, None);
+    assert!(matches!(stuck.poll(Some(&bell())), Poll::Pending(Some(_))));
+    clock.0.store(5 * D, Ordering::SeqCst);
+    // A caller that does not wait moves the queue, then finds room.
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
+    assert_eq!(bucket.snapshot().waiting, 0);
+    assert_eq!(stuck.poll(Some(&bell())), Poll::Ready(Ok(())));
+}

@@ -1,6 +1,8 @@
 //! Checks of the arguments users pass; each error names the argument and value.
 
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::types::PyBool;
 
 use super::errors::value_error;
 
@@ -46,5 +48,86 @@ pub fn wait_repr(seconds: Option<f64>) -> String {
     match seconds {
         None => "None".to_owned(),
         Some(s) => format!("{s:?}"),
+    }
+}
+
+/// An integer argument as Python code means one: an `int` (or an object with
+/// `__index__`), never a bool; one beyond 64 bits is a `ValueError` naming
+/// the argument, not an `OverflowError` of the C layer.
+pub fn integer(name: &str, value: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let py = value.py();
+    if value.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be an integer, got {}",
+            value.repr()?
+        )));
+    }
+    value.extract::<i64>().map_err(|err| {
+        let repr = value.repr().map(|r| r.to_string()).unwrap_or_default();
+        if err.is_instance_of::<PyOverflowError>(py) {
+            value_error(format!("{name} must fit in 64 bits, got {repr}"))
+        } else {
+            PyTypeError::new_err(format!("{name} must be an integer, got {repr}"))
+        }
+    })
+}
+
+/// A number argument (a rate, a number of seconds): an `int` or a `float`
+/// (or an object with `__float__`), never a bool.
+pub fn number(name: &str, value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let py = value.py();
+    if value.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a number, got {}",
+            value.repr()?
+        )));
+    }
+    value.extract::<f64>().map_err(|err| {
+        let repr = value.repr().map(|r| r.to_string()).unwrap_or_default();
+        if err.is_instance_of::<PyOverflowError>(py) {
+            value_error(format!("{name} is too large, got {repr}"))
+        } else {
+            PyTypeError::new_err(format!("{name} must be a number, got {repr}"))
+        }
+    })
+}
+
+/// Extractors for `#[pyo3(from_py_with = ...)]`, one per argument name, so
+/// that every error names its argument in its message.
+macro_rules! extractors {
+    ($($kind:ident $name:ident: $out:ty;)*) => {
+        $(
+            pub fn $name(value: &Bound<'_, PyAny>) -> PyResult<$out> {
+                extractors!(@ $kind stringify!($name), value)
+            }
+        )*
+    };
+    (@ int $name:expr, $value:expr) => { integer($name, $value) };
+    (@ opt_int $name:expr, $value:expr) => {
+        if $value.is_none() { Ok(None) } else { integer($name, $value).map(Some) }
+    };
+    (@ num $name:expr, $value:expr) => { number($name, $value) };
+    (@ opt_num $name:expr, $value:expr) => {
+        if $value.is_none() { Ok(None) } else { number($name, $value).map(Some) }
+    };
+}
+
+pub mod arg {
+    use super::{integer, number};
+    use pyo3::prelude::*;
+
+    extractors! {
+        int n: i64;
+        int limit: i64;
+        int max_items: i64;
+        opt_int burst: Option<i64>;
+        opt_int capacity: Option<i64>;
+        opt_int max_keys: Option<i64>;
+        num rate: f64;
+        num per: f64;
+        num seconds: f64;
+        opt_num timeout: Option<f64>;
+        opt_num max_wait: Option<f64>;
+        opt_num linger: Option<f64>;
     }
 }

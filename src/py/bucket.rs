@@ -6,7 +6,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::arguments::{nanoseconds, wait_repr, wait_seconds, weight};
+use super::arguments::{arg, nanoseconds, wait_repr, wait_seconds, weight};
 use super::awaitable::{awaitable, enter, ready, Operation, Ready, Value};
 use super::blocking::wait_here;
 use super::clock::clock_argument;
@@ -174,7 +174,11 @@ impl Bucket {
 
     /// Takes `n` tokens if they are there now and nobody is queued; never waits.
     #[pyo3(signature = (n = 1, *, key = None))]
-    fn try_acquire(&self, n: i64, key: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    fn try_acquire(
+        &self,
+        #[pyo3(from_py_with = arg::n)] n: i64,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
         let n = weight(n)?;
         let key = key_argument(key)?;
         match self.core.try_acquire(key, n) {
@@ -193,8 +197,8 @@ impl Bucket {
     fn acquire(
         &self,
         py: Python<'_>,
-        n: i64,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = arg::n)] n: i64,
+        #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
         key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<BucketAcquire>> {
         let n = weight(n)?;
@@ -210,8 +214,8 @@ impl Bucket {
     fn acquire_blocking(
         &self,
         py: Python<'_>,
-        n: i64,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = arg::n)] n: i64,
+        #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
         key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let n = weight(n)?;
@@ -223,7 +227,11 @@ impl Bucket {
     /// Seconds until `n` tokens could be granted (behind anyone queued), 0.0
     /// if now. Rounded up: waiting this long always suffices.
     #[pyo3(signature = (n = 1, *, key = None))]
-    fn retry_after(&self, n: i64, key: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+    fn retry_after(
+        &self,
+        #[pyo3(from_py_with = arg::n)] n: i64,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<f64> {
         let n = weight(n)?;
         let key = key_argument(key)?;
         self.core
@@ -306,12 +314,12 @@ impl TokenBucket {
     #[new]
     #[pyo3(signature = (rate, *, per = 1.0, burst = None, max_wait = None, clock = None, max_keys = None))]
     fn new(
-        rate: f64,
-        per: f64,
-        burst: Option<i64>,
-        max_wait: Option<f64>,
+        #[pyo3(from_py_with = arg::rate)] rate: f64,
+        #[pyo3(from_py_with = arg::per)] per: f64,
+        #[pyo3(from_py_with = arg::burst)] burst: Option<i64>,
+        #[pyo3(from_py_with = arg::max_wait)] max_wait: Option<f64>,
         clock: Option<&Bound<'_, PyAny>>,
-        max_keys: Option<i64>,
+        #[pyo3(from_py_with = arg::max_keys)] max_keys: Option<i64>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let burst = match burst {
             None if rate.is_finite() && rate > 0.0 => {
@@ -360,12 +368,12 @@ impl LeakyBucket {
     #[new]
     #[pyo3(signature = (rate, *, per = 1.0, capacity = None, max_wait = None, clock = None, max_keys = None))]
     fn new(
-        rate: f64,
-        per: f64,
-        capacity: Option<i64>,
-        max_wait: Option<f64>,
+        #[pyo3(from_py_with = arg::rate)] rate: f64,
+        #[pyo3(from_py_with = arg::per)] per: f64,
+        #[pyo3(from_py_with = arg::capacity)] capacity: Option<i64>,
+        #[pyo3(from_py_with = arg::max_wait)] max_wait: Option<f64>,
         clock: Option<&Bound<'_, PyAny>>,
-        max_keys: Option<i64>,
+        #[pyo3(from_py_with = arg::max_keys)] max_keys: Option<i64>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let capacity = match capacity {
             None => None,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::arguments::wait_seconds;
+use super::arguments::{arg, wait_seconds};
 use super::errors::value_error;
 use super::queue::{Queue, QueueGet};
 use crate::core::queue::Capacity;
@@ -43,7 +43,10 @@ impl Channel {
 
     /// `get_numbered` for threads, waiting with the GIL released.
     #[pyo3(signature = (*, timeout = None))]
-    fn get_numbered_blocking(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+    fn get_numbered_blocking(
+        slf: &Bound<'_, Self>,
+        #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
         let timeout = wait_seconds("timeout", timeout)?;
         slf.as_super()
             .get()
@@ -127,7 +130,7 @@ impl Tally {
 
     /// Adds `n` and returns the new value, in one step.
     #[pyo3(signature = (n = 1))]
-    fn add(&self, n: i64) -> i64 {
+    fn add(&self, #[pyo3(from_py_with = arg::n)] n: i64) -> i64 {
         self.value.fetch_add(n, Ordering::Relaxed).wrapping_add(n)
     }
 

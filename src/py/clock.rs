@@ -5,6 +5,7 @@ use std::sync::Arc;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
+use super::arguments::arg;
 use super::errors::value_error;
 use crate::core::clock::{monotonic, Clock, ManualClock as CoreManualClock};
 
@@ -54,7 +55,11 @@ impl ManualClock {
 
     /// Moves the clock forward by `seconds` (rounded to the nearest
     /// nanosecond) and wakes the waiters whose time has come.
-    fn advance(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+    fn advance(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = arg::seconds)] seconds: f64,
+    ) -> PyResult<()> {
         let ns = nanoseconds("seconds", seconds)?;
         py.detach(|| self.core.advance(ns));
         Ok(())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::arguments::{limit as check_limit, nanoseconds, wait_repr, wait_seconds, weight};
+use super::arguments::{arg, limit as check_limit, nanoseconds, wait_repr, wait_seconds, weight};
 use super::awaitable::{awaitable, enter, ready, Operation, Ready, Value};
 use super::blocking::wait_here;
 use super::decorator::limit_calls;
@@ -114,7 +114,10 @@ impl Gauge {
 impl Gauge {
     #[new]
     #[pyo3(signature = (limit = 1, *, max_wait = None))]
-    fn new(limit: i64, max_wait: Option<f64>) -> PyResult<Self> {
+    fn new(
+        #[pyo3(from_py_with = arg::limit)] limit: i64,
+        #[pyo3(from_py_with = arg::max_wait)] max_wait: Option<f64>,
+    ) -> PyResult<Self> {
         Ok(Self {
             core: Arc::new(CoreGauge::new(check_limit(limit)?)),
             max_wait: wait_seconds("max_wait", max_wait)?,
@@ -129,7 +132,7 @@ impl Gauge {
     }
 
     #[setter]
-    fn set_limit(&self, limit: i64) -> PyResult<()> {
+    fn set_limit(&self, #[pyo3(from_py_with = arg::limit)] limit: i64) -> PyResult<()> {
         self.core.set_limit(check_limit(limit)?);
         Ok(())
     }
@@ -161,7 +164,7 @@ impl Gauge {
     /// Takes `n` permits if they are free now and nobody is queued for them;
     /// never waits.
     #[pyo3(signature = (n = 1))]
-    fn try_acquire(&self, n: i64) -> PyResult<bool> {
+    fn try_acquire(&self, #[pyo3(from_py_with = arg::n)] n: i64) -> PyResult<bool> {
         let n = weight(n)?;
         match self.core.try_acquire(n, Patience::FailFast) {
             Admission::Acquired => Ok(true),
@@ -181,7 +184,12 @@ impl Gauge {
     /// Waits on the running event loop for `n` permits and returns True.
     /// Raises `Overloaded` if `timeout` seconds pass first.
     #[pyo3(signature = (n = 1, *, timeout = None))]
-    fn acquire(&self, py: Python<'_>, n: i64, timeout: Option<f64>) -> PyResult<Py<GaugeAcquire>> {
+    fn acquire(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = arg::n)] n: i64,
+        #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
+    ) -> PyResult<Py<GaugeAcquire>> {
         let n = weight(n)?;
         let timeout = wait_seconds("timeout", timeout)?;
         GaugeAcquire::new(py, self.call(n, timeout, || Value::True))
@@ -190,7 +198,12 @@ impl Gauge {
     /// Waits in this thread, with the GIL released, for `n` permits and
     /// returns True. Raises `Overloaded` if `timeout` seconds pass first.
     #[pyo3(signature = (n = 1, *, timeout = None))]
-    fn acquire_blocking(&self, py: Python<'_>, n: i64, timeout: Option<f64>) -> PyResult<bool> {
+    fn acquire_blocking(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = arg::n)] n: i64,
+        #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
+    ) -> PyResult<bool> {
         let n = weight(n)?;
         let timeout = wait_seconds("timeout", timeout)?;
         self.block(py, n, timeout)
@@ -198,7 +211,7 @@ impl Gauge {
 
     /// Gives back `n` permits; more than are held is a `ValueError`.
     #[pyo3(signature = (n = 1))]
-    fn release(&self, n: i64) -> PyResult<()> {
+    fn release(&self, #[pyo3(from_py_with = arg::n)] n: i64) -> PyResult<()> {
         self.release_checked(weight(n)?)
     }
 

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::arguments::{nanoseconds, wait_seconds};
+use super::arguments::{arg, integer, nanoseconds, wait_seconds};
 use super::awaitable::{awaitable, Operation, Value};
 use super::blocking::wait_here;
 use super::errors::{is_queue_shut_down, queue_empty, queue_full, queue_shut_down, value_error};
@@ -52,18 +52,7 @@ fn overflow_name(overflow: Overflow) -> &'static str {
 }
 
 fn check_maxsize(maxsize: &Bound<'_, PyAny>) -> PyResult<i64> {
-    if !maxsize.is_instance_of::<pyo3::types::PyInt>() {
-        return Err(PyTypeError::new_err(format!(
-            "maxsize must be an integer, got {}",
-            maxsize.repr()?
-        )));
-    }
-    maxsize.extract::<i64>().map_err(|_| {
-        value_error(format!(
-            "maxsize must fit in 64 bits, got {}",
-            maxsize.repr().map(|r| r.to_string()).unwrap_or_default()
-        ))
-    })
+    integer("maxsize", maxsize)
 }
 
 fn check_overflow(overflow: &Bound<'_, PyAny>) -> PyResult<Overflow> {
@@ -469,7 +458,12 @@ impl Queue {
     /// Puts `item` from a thread, waiting with the GIL released up to
     /// `timeout` seconds for room; `QueueFull` when the time runs out.
     #[pyo3(signature = (item, *, timeout = None))]
-    fn put_blocking(&self, py: Python<'_>, item: Py<PyAny>, timeout: Option<f64>) -> PyResult<()> {
+    fn put_blocking(
+        &self,
+        py: Python<'_>,
+        item: Py<PyAny>,
+        #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
+    ) -> PyResult<()> {
         let timeout = wait_seconds("timeout", timeout)?;
         let mut wait = Put::new(&self.core, item, nanoseconds(timeout));
         let outcome = wait_here(py, &mut wait)?;
@@ -491,7 +485,11 @@ impl Queue {
     /// Removes and returns an item from a thread, waiting with the GIL
     /// released up to `timeout` seconds; `QueueEmpty` when time runs out.
     #[pyo3(signature = (*, timeout = None))]
-    fn get_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+    fn get_blocking(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
         let timeout = wait_seconds("timeout", timeout)?;
         self.get_here(py, GetKind::ITEM, timeout)
     }
@@ -505,9 +503,9 @@ impl Queue {
            text_signature = "($self, max_items, *, linger=0.0, timeout=None)")]
     fn get_batch(
         slf: &Bound<'_, Self>,
-        max_items: i64,
-        linger: Option<f64>,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = arg::max_items)] max_items: i64,
+        #[pyo3(from_py_with = arg::linger)] linger: Option<f64>,
+        #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
     ) -> PyResult<Py<QueueGetBatch>> {
         let max_items = check_max_items(max_items)?;
         let linger = check_linger(linger)?;
@@ -525,9 +523,9 @@ impl Queue {
     fn get_batch_blocking(
         &self,
         py: Python<'_>,
-        max_items: i64,
-        linger: Option<f64>,
-        timeout: Option<f64>,
+        #[pyo3(from_py_with = arg::max_items)] max_items: i64,
+        #[pyo3(from_py_with = arg::linger)] linger: Option<f64>,
+        #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
     ) -> PyResult<Py<PyList>> {
         let max_items = check_max_items(max_items)?;
         let linger = check_linger(linger)?;
@@ -556,7 +554,11 @@ impl Queue {
 
     /// `join` for threads; `TimeoutError` if `timeout` seconds pass first.
     #[pyo3(signature = (*, timeout = None))]
-    fn join_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+    fn join_blocking(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
+    ) -> PyResult<()> {
         let timeout = wait_seconds("timeout", timeout)?;
         let mut wait = Join::new(&self.core, nanoseconds(timeout));
         wait_here(py, &mut wait)?.map_err(|_| {
