@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import gc
 import random
 import threading
 import time
@@ -276,3 +277,26 @@ def test_bad_calls_are_named() -> None:
         with pytest.raises(ValueError, match="window"):
             pool.map(str, [], window=0)
         assert "mode='thread' workers=1" in repr(pool)
+
+
+def test_a_pool_dropped_without_shutdown_lets_its_threads_go() -> None:
+    before = set(pool_threads())
+    pool = WorkerPool(3)
+    assert pool.submit(lambda: 41 + 1).result() == 42
+    assert list(pool.map(str, range(3))) == ["0", "1", "2"]
+    ours = set(pool_threads()) - before
+    assert len(ours) == 3
+    del pool
+    gc.collect()
+    wait_until(lambda: not any(t.is_alive() for t in ours), timeout=30)
+
+
+@on_loop
+async def test_an_async_pool_dropped_without_shutdown_ends_its_tasks() -> None:
+    pool = WorkerPool(2, mode="async")
+    assert await pool.submit(asyncio.sleep, 0, "done") == "done"
+    tasks = list(pool._tasks)
+    del pool
+    gc.collect()
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+    assert all(t.done() and t.exception() is None for t in tasks)

@@ -352,6 +352,7 @@ def test_immediate_shutdown_hands_items_to_on_drop_and_ends_join() -> None:
     joiner.join(timeout=10)
     assert joined.is_set() and seen == [0, 1, 2]
     assert q.stats().unfinished == 0 and q.is_shut_down
+    assert q.stats().dropped == 3
     with pytest.raises(QueueShutDown):
         q.get_nowait()
 

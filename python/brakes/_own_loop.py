@@ -49,13 +49,14 @@ class OwnLoop:
         waits in this thread for its result."""
         return self.submit(fn(*args, **kwargs)).result()
 
-    def close(self) -> None:
-        """Stops the loop once what runs on it is done, and waits for its thread."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stops the loop once what runs on it is done, and waits for its
+        thread if `wait`."""
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
         if loop is None or thread is None:
             return
         loop.call_soon_threadsafe(loop.stop)
-        if thread is not threading.current_thread():
+        if wait and thread is not threading.current_thread():
             thread.join()

@@ -10,6 +10,7 @@ the script; the tests check that the two agree.
 from __future__ import annotations
 
 import time
+import weakref
 from asyncio import CancelledError as Cancelled
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -18,6 +19,7 @@ from brakes._brakes import QueueEmpty, QueueFull, QueueShutDown
 from brakes._calls import async_items
 
 if TYPE_CHECKING:
+    from brakes._brakes import Channel
     from brakes.pipeline import _Part, _Run
     from brakes.pool import WorkerPool, _Job, _Mapping
 
@@ -179,9 +181,10 @@ async def feed_async(run: _Run) -> None:
 # -- worker pools ---------------------------------------------------------------
 
 
-async def pool_worker_async(pool: WorkerPool) -> None:
-    """One worker of a pool: runs jobs until the pool shuts down."""
-    jobs = pool._jobs
+async def pool_worker_async(pool_ref: weakref.ref[WorkerPool], jobs: Channel[_Job]) -> None:
+    """One worker of a pool: runs jobs until the pool shuts down or is
+    collected. It holds the pool only while it runs a job, so a pool that is
+    dropped without `shutdown()` lets its workers go."""
     while True:
         try:
             try:
@@ -190,10 +193,16 @@ async def pool_worker_async(pool: WorkerPool) -> None:
                 job = await jobs.get()
         except QueueShutDown:
             return
+        pool = pool_ref()
+        if pool is None:
+            # Collected with the job still queued: nobody can run it now.
+            job.orphan()
+            continue
         try:
             await job.run_async(pool)
         finally:
             pool._job_done()
+            del pool, job
 
 
 async def put_job_async(pool: WorkerPool, job: _Job) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import weakref
 from collections.abc import (
     AsyncIterable,
     Awaitable,
@@ -117,6 +118,9 @@ class WorkerPool:
         self._failed = Tally()
         self._rejected = Tally()
         self._cancelled = Tally()
+        # Dropped without shutdown(), the pool ends its workers (as
+        # ThreadPoolExecutor does): the channel's end wakes them.
+        weakref.finalize(self, _collected, self._jobs, self._own_loop)
         if mode == "thread":
             self._start_threads()
 
@@ -134,7 +138,7 @@ class WorkerPool:
         for n in range(self._workers):
             thread = threading.Thread(
                 target=_workers_sync.pool_worker_sync,
-                args=(self,),
+                args=(weakref.ref(self), self._jobs),
                 name=f"brakes-pool-{n}",
                 daemon=True,
             )
@@ -151,7 +155,9 @@ class WorkerPool:
             if self._loop is None:
                 self._loop = loop
                 self._tasks = [
-                    loop.create_task(_workers_async.pool_worker_async(self))
+                    loop.create_task(
+                        _workers_async.pool_worker_async(weakref.ref(self), self._jobs)
+                    )
                     for _ in range(self._workers)
                 ]
         if self._loop is not loop:
@@ -345,6 +351,9 @@ class _Job:
     def cancel(self, pool: WorkerPool) -> None:
         raise NotImplementedError
 
+    def orphan(self) -> None:
+        """Its pool was collected before a worker could run it."""
+
 
 class _Submitted(_Job):
     __slots__ = ("args", "fn", "future", "kwargs")
@@ -405,6 +414,16 @@ class _Submitted(_Job):
     def cancel(self, pool: WorkerPool) -> None:
         if self.future.cancel():
             pool._cancelled.add()
+
+    def orphan(self) -> None:
+        self.future.cancel()
+
+
+def _collected(jobs: Channel[_Job], own_loop: OwnLoop) -> None:
+    """A pool collected without `shutdown()`: its workers end once the jobs
+    queued are cancelled, and its own loop stops."""
+    jobs.shutdown()
+    own_loop.close(wait=False)
 
 
 class _Mapping:

@@ -591,6 +591,10 @@ impl<T: Item> Queue<T> {
             let removed = state.store.drain();
             state.get_reserved = 0;
             state.unfinished = state.unfinished.saturating_sub(removed.len() as u64);
+            // Counted under the lock, as a drop on a full queue is.
+            self.counters
+                .dropped
+                .fetch_add(removed.len() as u64, Ordering::Relaxed);
             removed
         } else {
             Vec::new()

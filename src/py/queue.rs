@@ -571,8 +571,8 @@ impl Queue {
 
     /// Ends the queue, as Python 3.13's `asyncio.Queue.shutdown`: puts fail
     /// with `QueueShutDown` from now on, and gets do once the queue is empty.
-    /// With `immediate=True` the items left are removed (handed to
-    /// `on_drop`) and counted as done for `join`.
+    /// With `immediate=True` the items left are removed: counted in
+    /// `stats().dropped`, handed to `on_drop` and counted as done for `join`.
     #[pyo3(signature = (immediate = false))]
     fn shutdown(&self, py: Python<'_>, immediate: bool) -> PyResult<()> {
         let removed = self.core.shutdown(immediate);
