@@ -194,6 +194,49 @@ def memory_row(scale: float) -> Row:
     return (title, "limits MemoryStorage (fixed window)", ours / theirs, 0.0)
 
 
+# -- the longest single call while the key table grows ------------------------
+
+STALL_PROGRAM = """
+import sys, time
+count = int(sys.argv[2])
+if sys.argv[1] == "brakes":
+    import brakes
+    bucket = brakes.TokenBucket(1, per=3600, burst=10)
+    take = lambda key: bucket.try_acquire(key=key)
+else:
+    import token_bucket
+    limiter = token_bucket.Limiter(1 / 3600, 10, token_bucket.MemoryStorage())
+    take = limiter.consume
+worst = 0.0
+clock = time.perf_counter
+for i in range(count):
+    started = clock()
+    take(f"client-{i}")
+    worst = max(worst, clock() - started)
+print(worst)
+"""
+
+
+def worst_call(contender: str, count: int) -> float:
+    result = subprocess.run(
+        [sys.executable, "-c", STALL_PROGRAM, contender, str(count)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(result.stdout.strip())
+
+
+def stall_row(scale: float) -> Row:
+    """The longest single `try_acquire(key=k)` while that many keys arrive
+    and stay active: a table that grows all at once stops every caller."""
+    count = max(1000, int(3_000_000 * scale))
+    ours = worst_call("brakes", count)
+    theirs = worst_call("token_bucket", count)
+    title = f"longest single call while {count:,} active keys arrive"
+    return (title, "token_bucket MemoryStorage", ours / theirs, 0.0)
+
+
 # -- 1000 tasks on a 10,000/s bucket: rate and lateness -----------------------
 
 
@@ -245,6 +288,7 @@ def main() -> None:
     args = start(__doc__, rounds=9)
     rows = measure(speed_scenarios(args.scale), args.rounds)
     rows.append(memory_row(args.scale))
+    rows.append(stall_row(args.scale))
     print(table(rows))
     fastest: dict[str, float] = {}
     for title, _, ratio, _ in rows:

@@ -61,7 +61,8 @@ fn inline(data: &[u8]) -> Option<[u8; INLINE]> {
 const SWEEP_FLOOR: usize = 1024;
 const SWEEP_SHARE: usize = 16;
 
-pub struct KeyTable<V> {
+/// A part of a key table, on its own: its map grows, and is swept, alone.
+pub struct Shard<V> {
     slots: HashMap<Key, V>,
     /// With `max_keys`: each key's place in the recency order, and the order.
     max_keys: Option<usize>,
@@ -70,11 +71,13 @@ pub struct KeyTable<V> {
     next_recency: u64,
     live_after_sweep: usize,
     calls_since_sweep: usize,
+    /// Sweeps wait for at least this many entries.
+    sweep_floor: usize,
     next_sweep_ns: u64,
     sweep_period_ns: u64,
 }
 
-impl<V> KeyTable<V> {
+impl<V> Shard<V> {
     /// `sweep_period_ns`: after this long untouched, every entry is idle.
     pub fn new(max_keys: Option<usize>, sweep_period_ns: u64) -> Self {
         Self {
@@ -85,6 +88,7 @@ impl<V> KeyTable<V> {
             next_recency: 0,
             live_after_sweep: 0,
             calls_since_sweep: 0,
+            sweep_floor: SWEEP_FLOOR,
             next_sweep_ns: sweep_period_ns,
             sweep_period_ns: sweep_period_ns.max(1),
         }
@@ -141,10 +145,10 @@ impl<V> KeyTable<V> {
 
     fn sweep_due(&self, now_ns: u64) -> bool {
         let len = self.slots.len();
-        if len < SWEEP_FLOOR {
+        if len < self.sweep_floor {
             return false;
         }
-        let grew = len >= 2 * self.live_after_sweep.max(SWEEP_FLOOR);
+        let grew = len >= 2 * self.live_after_sweep.max(self.sweep_floor);
         let paid = self.calls_since_sweep >= len / SWEEP_SHARE;
         grew || (now_ns >= self.next_sweep_ns && paid)
     }
@@ -161,7 +165,7 @@ impl<V> KeyTable<V> {
             }
             keep
         });
-        if self.slots.capacity() > 4 * self.slots.len().max(SWEEP_FLOOR) {
+        if self.slots.capacity() > 4 * self.slots.len().max(self.sweep_floor) {
             self.slots.shrink_to(2 * self.slots.len());
             self.recency_of.shrink_to(2 * self.recency_of.len());
         }
@@ -197,6 +201,113 @@ impl<V> KeyTable<V> {
     }
 }
 
+/// How many parts a table without `max_keys` is split into. A map that
+/// grows rehashes every entry it holds, with the limiter's lock held: split
+/// in 64, a table of 2,000,000 keys rehashes about 31,000 at a time.
+const SHARDS: usize = 64;
+/// Under `max_keys`, each part holds at least this many keys: a small cap
+/// is one part, with an exact least-recently-used order.
+const KEYS_PER_SHARD: usize = 4096;
+
+/// FxHash's step, to pick a part (the map inside hashes on its own).
+struct Mix(u64);
+
+impl std::hash::Hasher for Mix {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Per-key entries, split into parts by the key's hash so that no single
+/// growth or sweep of the table holds its lock for long. Each part sweeps
+/// its idle entries when it is touched and due; under `max_keys` each part
+/// holds its share and forgets its own least recently used.
+pub struct KeyTable<V> {
+    shards: Vec<Shard<V>>,
+}
+
+impl<V> KeyTable<V> {
+    /// `sweep_period_ns`: after this long untouched, every entry is idle.
+    pub fn new(max_keys: Option<usize>, sweep_period_ns: u64) -> Self {
+        let count = match max_keys {
+            None => SHARDS,
+            Some(max) => (max / KEYS_PER_SHARD).clamp(1, SHARDS),
+        };
+        let shards = (0..count)
+            .map(|i| {
+                // The cap split exactly: the first parts take the remainder.
+                let cap = max_keys.map(|max| max / count + usize::from(i < max % count));
+                let mut shard = Shard::new(cap, sweep_period_ns);
+                shard.sweep_floor = (SWEEP_FLOOR / count).max(16);
+                shard
+            })
+            .collect();
+        Self { shards }
+    }
+
+    fn shard_of(&self, key: &Key) -> usize {
+        if self.shards.len() == 1 {
+            return 0;
+        }
+        let mut mix = Mix(0);
+        std::hash::Hash::hash(key, &mut mix);
+        // The high bits are the best mixed.
+        ((mix.0 >> 32) as usize) % self.shards.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(Shard::len).sum()
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&V> {
+        self.shards[self.shard_of(key)].get(key)
+    }
+
+    pub fn get_mut(&mut self, key: &Key) -> Option<&mut V> {
+        let shard = self.shard_of(key);
+        self.shards[shard].get_mut(key)
+    }
+
+    /// Puts back an entry without counting a call (no sweep, no recency).
+    pub fn insert(&mut self, key: Key, value: V) {
+        let shard = self.shard_of(&key);
+        self.shards[shard].insert(key, value);
+    }
+
+    /// The entry for `key`, made by `make` if absent (see `Shard::entry`).
+    pub fn entry(
+        &mut self,
+        key: Key,
+        now_ns: u64,
+        make: impl FnOnce() -> V,
+        is_idle: impl Fn(&V) -> bool,
+        can_forget: impl Fn(&Key, &V) -> bool,
+    ) -> &mut V {
+        let shard = self.shard_of(&key);
+        self.shards[shard].entry(key, now_ns, make, is_idle, can_forget)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,7 +319,7 @@ mod tests {
 
     #[test]
     fn idle_entries_are_swept_once_their_period_has_passed() {
-        let mut table: KeyTable<u32> = KeyTable::new(None, 100);
+        let mut table: Shard<u32> = Shard::new(None, 100);
         for i in 0..5000 {
             table.entry(Key::Int(i), 0, || 0, busy, |_, _| true);
         }
@@ -217,6 +328,46 @@ mod tests {
         table.entry(Key::Int(-1), 1_000, || 1, |v| *v == 0, |_, _| true);
         assert_eq!(table.len(), 1);
         assert!(table.slots.capacity() < 5000, "memory went back too");
+    }
+
+    #[test]
+    fn a_split_table_sweeps_each_part_as_it_is_touched() {
+        let mut table: KeyTable<u32> = KeyTable::new(None, 100);
+        for i in 0..100_000 {
+            table.entry(Key::Int(i), 0, || 0, busy, |_, _| true);
+        }
+        assert_eq!(table.len(), 100_000);
+        assert!(table.shards.iter().all(|s| s.len() > 1000), "keys spread");
+        // Later, new keys touch every part: each sweeps its idle entries.
+        for i in 0..1000 {
+            table.entry(Key::Int(-1 - i), 1_000, || 1, |v| *v == 0, |_, _| true);
+        }
+        assert_eq!(table.len(), 1000);
+    }
+
+    #[test]
+    fn no_part_grows_with_more_than_a_share_of_the_keys() {
+        let mut table: KeyTable<u32> = KeyTable::new(None, u64::MAX);
+        for i in 0..200_000 {
+            table.entry(
+                Key::text(&format!("client-{i}")),
+                0,
+                || 0,
+                busy,
+                |_, _| true,
+            );
+        }
+        let most = table.shards.iter().map(Shard::len).max().unwrap();
+        // A part rehashes at most its own entries: about 1/64 of them.
+        assert!(most < 2 * 200_000 / SHARDS, "{most}");
+    }
+
+    #[test]
+    fn a_large_cap_is_split_exactly_between_the_parts() {
+        let table: KeyTable<u32> = KeyTable::new(Some(100_003), u64::MAX);
+        let caps: usize = table.shards.iter().map(|s| s.max_keys.unwrap()).sum();
+        assert_eq!(caps, 100_003);
+        assert_eq!(table.shards.len(), 100_003 / KEYS_PER_SHARD);
     }
 
     #[test]
