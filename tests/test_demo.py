@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from brakes import demo
 from brakes.demo import run_demo
 
 
@@ -23,6 +24,18 @@ def test_every_request_of_the_demo_is_answered_once_and_only_loadshed_refuses() 
         assert set(step.statuses) == {200}, "nothing in front of the app refuses"
     for step in braked.steps:
         assert set(step.statuses) <= {200, 503}
+
+
+def test_the_load_runs_in_a_child_process_not_beside_the_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def in_the_server(*args: object) -> None:
+        raise AssertionError("the load generator ran in the server's process")
+
+    monkeypatch.setattr(demo, "_load", in_the_server)
+    bare, braked = demo.run_demo(workers=2, work_seconds=0.02, step_seconds=0.3, steps=(0.5,))
+    for run in (bare, braked):
+        assert sum(run.steps[0].statuses.values()) == round(run.steps[0].offered_rate * 0.3)
 
 
 def test_the_command_line_demo_prints_both_runs_and_draws_the_plot(tmp_path: Path) -> None:
