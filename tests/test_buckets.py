@@ -225,7 +225,7 @@ def test_a_cancelled_waiter_gives_its_booking_back_to_those_behind() -> None:
 
 def test_a_cancelled_waiter_on_the_real_clock_lets_the_next_go_early() -> None:
     async def main() -> float:
-        bucket = TokenBucket(5, burst=1)
+        bucket = TokenBucket(1, burst=1)
         assert bucket.try_acquire()
         first = asyncio.create_task(bucket.acquire())
         await wait_until_async(lambda: bucket.stats().waiting == 1)
@@ -236,8 +236,9 @@ def test_a_cancelled_waiter_on_the_real_clock_lets_the_next_go_early() -> None:
         await second
         return time.monotonic() - started
 
-    # Booked for 400 ms from the start; after the cancel its turn is at 200 ms.
-    assert asyncio.run(main()) < 0.35
+    # Booked for 2 s from the start; after the cancel its turn is at 1 s. The
+    # margin is wide on purpose: a busy machine may wake it late, not 0.8 s late.
+    assert asyncio.run(main()) < 1.8
 
 
 def test_keys_are_isolated_and_typed() -> None:
@@ -259,8 +260,10 @@ def test_idle_keys_are_forgotten_and_memory_falls_back() -> None:
         bucket.try_acquire(key=i)
     assert bucket.stats().keys > 500_000
     clock.advance(2)  # every bucket has refilled: indistinguishable from new
-    assert bucket.try_acquire(key="fresh")
-    assert bucket.stats().keys <= 2
+    # The table is swept part by part, as calls touch each part.
+    for n in range(10_000):
+        assert bucket.try_acquire(key=f"fresh-{n}")
+    assert bucket.stats().keys == 10_000
     # Forgetting changed no answer: key 7 is full again, as a new key would be.
     assert bucket.tokens(key=7) == 1.0
 
