@@ -337,6 +337,7 @@ impl Bucket {
         let pace = self.pace;
         // On the booked schedule (see `start`): a caller granted late, its
         // task busy, takes its turn as booked, and those behind keep theirs.
+        let mut slot_end = tat;
         let granted = queue.waiters.pop_front_while(|n| {
             let ready = tat.saturating_sub(self.slack(n)) <= now;
             if ready {
@@ -344,6 +345,10 @@ impl Bucket {
             }
             ready
         });
+        for waiter in &granted {
+            slot_end += pace.tokens(waiter.weight);
+            waiter.set_slot_end_ns(pace.ns_ceil(slot_end));
+        }
         queue.weight -= granted.iter().map(|w| w.weight).sum::<u64>();
         if queue.waiters.is_empty() {
             table.queues.remove(key);
@@ -400,7 +405,7 @@ impl Bucket {
             }
         }
         if removed.is_none() && waiter.give_back() {
-            self.give_back(&mut table, key, waiter.weight);
+            self.give_back_granted(&mut table, key, waiter, now);
         }
         let granted = self.grant_due(&mut table, key, now);
         drop(table);
@@ -414,23 +419,29 @@ impl Bucket {
         }
     }
 
-    fn give_back(&self, table: &mut Table, key: &Key, n: u64) {
+    /// Gives back a granted turn that nobody took: only the part of it that
+    /// is still ahead of `now`. A turn granted late, on the booked schedule,
+    /// may lie wholly in the past: giving it back must not make room now.
+    fn give_back_granted(&self, table: &mut Table, key: &Key, waiter: &Waiter, now: u128) {
+        let end = self.pace.ticks(waiter.slot_end_ns());
+        let ahead = end.saturating_sub(now).min(self.pace.tokens(waiter.weight));
         if let Some(cell) = table.cells.get_mut(key) {
-            let tat = cell.tat().saturating_sub(self.pace.tokens(n));
-            cell.set_tat(tat);
+            cell.set_tat(cell.tat().saturating_sub(ahead));
         }
-        // A forgotten cell was full already: there is nothing to give back to.
     }
 
     fn wake(&self, key: &Key, mut granted: Vec<Arc<Waiter>>) {
         while !granted.is_empty() {
-            let returned: u64 = granted.drain(..).map(|w| w.wake_granted()).sum();
-            if returned == 0 {
+            let unreached: Vec<Arc<Waiter>> =
+                granted.drain(..).filter(|w| w.wake_granted() > 0).collect();
+            if unreached.is_empty() {
                 break;
             }
             let now = self.pace.ticks(self.clock.now_ns());
             let mut table = self.table.lock();
-            self.give_back(&mut table, key, returned);
+            for waiter in &unreached {
+                self.give_back_granted(&mut table, key, waiter, now);
+            }
             granted = self.grant_due(&mut table, key, now);
         }
     }

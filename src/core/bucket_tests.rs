@@ -373,3 +373,48 @@ fn a_caller_that_finds_waiters_past_their_turn_grants_them() {
     assert_eq!(bucket.snapshot().waiting, 0);
     assert_eq!(stuck.poll(Some(&bell())), Poll::Ready(Ok(())));
 }
+
+#[test]
+fn a_late_grant_given_back_returns_only_what_lies_ahead() {
+    let (bucket, clock) = token_bucket(1.0, 1);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
+    let mut late = Acquire::new(&*bucket, Key::Shared, 1, None);
+    assert!(matches!(late.poll(Some(&bell())), Poll::Pending(_)));
+    // Granted at 10 s on its booked turn, [1 s, 2 s): wholly in the past.
+    clock.advance(10_000 * MS);
+    assert_eq!(bucket.try_acquire(Key::Shared, 1), Attempt::Acquired);
+    // It leaves without taking it: nothing of that turn is still ahead.
+    late.abandon();
+    assert!(matches!(
+        bucket.try_acquire(Key::Shared, 1),
+        Attempt::Later { .. }
+    ));
+}
+
+#[test]
+fn a_key_with_callers_queued_is_never_swept() {
+    let (bucket, clock) = leaky_on_set_clock(10.0);
+    let start = 1000 * D;
+    clock.0.store(start, Ordering::SeqCst);
+    let k = Key::text("k");
+    assert_eq!(bucket.try_acquire(k.clone(), 1), Attempt::Acquired);
+    let mut waiting: Vec<_> = (0..30)
+        .map(|_| Acquire::new(&*bucket, k.clone(), 1, None))
+        .collect();
+    for wait in &mut waiting {
+        assert!(matches!(wait.poll(Some(&bell())), Poll::Pending(_)));
+    }
+    // Two turns pass unpolled; traffic on other keys sweeps their parts.
+    clock.0.store(start + 2 * D, Ordering::SeqCst);
+    for i in 0..20_000 {
+        bucket.try_acquire(Key::Int(i), 1);
+    }
+    assert_eq!(bucket.snapshot().waiting, 30);
+    let granted = waiting
+        .iter_mut()
+        .map(|wait| wait.poll(Some(&bell())))
+        .filter(|poll| *poll == Poll::Ready(Ok(())))
+        .count();
+    // The two whose turns passed, not everyone since a blank schedule.
+    assert_eq!(granted, 2);
+}

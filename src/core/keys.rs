@@ -124,7 +124,7 @@ impl<V> Shard<V> {
     ) -> &mut V {
         self.calls_since_sweep += 1;
         if self.sweep_due(now_ns) {
-            self.sweep(now_ns, &is_idle);
+            self.sweep(now_ns, &is_idle, &can_forget);
         }
         if self.max_keys.is_none() {
             // One hash, and the key moves into the table only if it is new.
@@ -153,11 +153,17 @@ impl<V> Shard<V> {
         grew || (now_ns >= self.next_sweep_ns && paid)
     }
 
-    /// Drops every idle entry and gives the memory back.
-    pub fn sweep(&mut self, now_ns: u64, is_idle: &impl Fn(&V) -> bool) {
+    /// Drops every idle entry that `can_forget` allows (a bucket's key with
+    /// callers queued must keep its schedule), and gives the memory back.
+    pub fn sweep(
+        &mut self,
+        now_ns: u64,
+        is_idle: &impl Fn(&V) -> bool,
+        can_forget: &impl Fn(&Key, &V) -> bool,
+    ) {
         let (recency, recency_of) = (&mut self.recency, &mut self.recency_of);
         self.slots.retain(|key, value| {
-            let keep = !is_idle(value);
+            let keep = !(is_idle(value) && can_forget(key, value));
             if !keep {
                 if let Some(order) = recency_of.remove(key) {
                     recency.remove(&order);

@@ -1,7 +1,7 @@
 //! One waiting caller: how much it asked for, how to wake it, and who owns its
 //! grant once the grant and a cancellation race each other.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use super::clock::OnAdvance;
@@ -21,6 +21,9 @@ pub struct Waiter {
     pub weight: u64,
     state: AtomicU8,
     waker: Waker,
+    /// For a bucket: when the turn it was granted ends, in the clock's
+    /// nanoseconds. A grant given back returns only what is still ahead.
+    slot_end_ns: AtomicU64,
 }
 
 impl Waiter {
@@ -29,7 +32,16 @@ impl Waiter {
             weight,
             state: AtomicU8::new(WAITING),
             waker: Arc::clone(waker),
+            slot_end_ns: AtomicU64::new(0),
         })
+    }
+
+    pub fn set_slot_end_ns(&self, end_ns: u64) {
+        self.slot_end_ns.store(end_ns, Ordering::Release);
+    }
+
+    pub fn slot_end_ns(&self) -> u64 {
+        self.slot_end_ns.load(Ordering::Acquire)
     }
 
     /// True once a granter has marked this waiter; the caller may take it.
