@@ -38,6 +38,7 @@ CALLS: list[tuple[str, Callable[[], Any]]] = [
     ("max_items", lambda: Queue(1).get_batch(BIG)),
     ("max_items", lambda: Queue(1).get_batch_blocking(BIG)),
     ("seconds", lambda: ManualClock().advance(10**400)),
+    ("start", lambda: ManualClock(10**400)),
     ("buffer", lambda: brakes.Pipeline([], buffer=BIG)),
     ("workers", lambda: brakes.Pipeline([]).map(str, workers=BIG)),
     ("workers", lambda: brakes.WorkerPool(BIG)),
@@ -57,6 +58,7 @@ BOOLS: list[tuple[str, Callable[[], Any]]] = [
     ("max_items", lambda: Queue(1).get_batch(True)),
     ("linger", lambda: Queue(1).get_batch_blocking(1, linger=True)),
     ("seconds", lambda: ManualClock().advance(True)),
+    ("start", lambda: ManualClock(True)),
     ("buffer", lambda: brakes.Pipeline([], buffer=True)),
     ("workers", lambda: brakes.WorkerPool(True)),
 ]

@@ -126,6 +126,7 @@ pub mod arg {
         num rate: f64;
         num per: f64;
         num seconds: f64;
+        num start: f64;
         opt_num timeout: Option<f64>;
         opt_num max_wait: Option<f64>;
         opt_num linger: Option<f64>;

@@ -42,7 +42,7 @@ pub struct ManualClock {
 impl ManualClock {
     #[new]
     #[pyo3(signature = (start = 0.0))]
-    fn new(start: f64) -> PyResult<Self> {
+    fn new(#[pyo3(from_py_with = arg::start)] start: f64) -> PyResult<Self> {
         Ok(Self {
             core: Arc::new(CoreManualClock::new(nanoseconds("start", start)?)),
         })
