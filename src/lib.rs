@@ -13,6 +13,7 @@ fn _brakes(module: &Bound<'_, PyModule>) -> PyResult<()> {
     py::bucket::register(module)?;
     py::queue::register(module)?;
     py::channel::register(module)?;
+    py::redis::register(module)?;
     module.add_class::<py::clock::ManualClock>()?;
     Ok(())
 }

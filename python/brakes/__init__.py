@@ -10,6 +10,7 @@ them work from threads and asyncio tasks alike.
 """
 
 from brakes._brakes import (
+    BackendError,
     BrakesError,
     BucketStats,
     Gauge,
@@ -30,6 +31,7 @@ from brakes.pipeline import Pipeline, StageStats
 from brakes.pool import PoolStats, WorkerPool
 
 __all__ = [
+    "BackendError",
     "BrakesError",
     "BucketStats",
     "Gauge",

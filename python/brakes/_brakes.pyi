@@ -3,7 +3,7 @@
 import asyncio
 import queue
 import sys
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import GenericAlias, TracebackType
 from typing import Any, Generic, Literal, Self, TypeVar, final, type_check_only
 
@@ -22,6 +22,9 @@ class Overloaded(BrakesError):
 
 class RateLimited(Overloaded):
     """A rate limiter said no; `retry_after` is always known."""
+
+class BackendError(BrakesError):
+    """A shared limit's backend (Redis) failed, or holds other settings."""
 
 class QueueFull(Overloaded, asyncio.QueueFull, queue.Full):
     """The queue has no room and the put may not wait (or its wait ran out)."""
@@ -90,7 +93,21 @@ class Ready(_NativeCoroutine[None]):
 class Gauge:
     """A concurrency limiter: at most `limit` permits held at once."""
 
-    def __new__(cls, limit: int = 1, *, max_wait: float | None = None) -> Gauge: ...
+    def __new__(
+        cls,
+        limit: int = 1,
+        *,
+        max_wait: float | None = None,
+        backend: Backend | None = None,
+        name: str | None = None,
+        lease: float = 30.0,
+    ) -> Gauge: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def backend(self) -> Backend | None: ...
+    @property
+    def lease(self) -> float | None: ...
     @property
     def limit(self) -> int: ...
     @limit.setter
@@ -139,6 +156,10 @@ class GaugeStats:
     def timed_out(self) -> int: ...
     @property
     def cancelled(self) -> int: ...
+    @property
+    def leases_lost(self) -> int: ...
+    @property
+    def backend_errors(self) -> int: ...
 
 @disjoint_base
 class _Bucket:
@@ -150,6 +171,10 @@ class _Bucket:
     def per(self) -> float: ...
     @property
     def max_wait(self) -> float | None: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def backend(self) -> Backend | None: ...
     def try_acquire(self, n: int = 1, *, key: _Key = None) -> bool: ...
     def acquire(
         self, n: int = 1, *, timeout: float | None = None, key: _Key = None
@@ -178,6 +203,8 @@ class TokenBucket(_Bucket):
         max_wait: float | None = None,
         clock: ManualClock | None = None,
         max_keys: int | None = None,
+        backend: Backend | None = None,
+        name: str | None = None,
     ) -> TokenBucket: ...
     @property
     def burst(self) -> int: ...
@@ -196,6 +223,8 @@ class LeakyBucket(_Bucket):
         max_wait: float | None = None,
         clock: ManualClock | None = None,
         max_keys: int | None = None,
+        backend: Backend | None = None,
+        name: str | None = None,
     ) -> LeakyBucket: ...
     @property
     def capacity(self) -> int | None: ...
@@ -216,6 +245,41 @@ class BucketStats:
     def rejected(self) -> int: ...
     @property
     def cancelled(self) -> int: ...
+    @property
+    def rejected_locally(self) -> int: ...
+    @property
+    def backend_errors(self) -> int: ...
+
+@final
+class Backend:
+    """A Redis server or cluster that shared limits live in."""
+
+    def __new__(
+        cls,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "brakes:",
+        on_error: Literal["raise", "allow", "deny", "local"] = "raise",
+        timeout: float | None = None,
+    ) -> Backend: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def on_error(self) -> Literal["raise", "allow", "deny", "local"]: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def cluster(self) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+    def ping(self) -> float: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *_exc_info: object) -> None: ...
+    def __aenter__(self) -> Awaitable[Self]: ...
+    def __aexit__(self, *_exc_info: object) -> Awaitable[None]: ...
 
 @disjoint_base
 class Queue(Generic[_T]):

@@ -167,6 +167,14 @@ impl Bucket {
         bucket
     }
 
+    pub fn pace(&self) -> Pace {
+        self.pace
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
     /// The most tokens one call can take.
     pub fn most(&self) -> Option<u64> {
         match self.shape {

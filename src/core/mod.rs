@@ -7,6 +7,7 @@ pub mod gauge;
 pub mod keys;
 pub mod pace;
 pub mod queue;
+pub mod redis;
 pub mod reorder;
 pub mod sorted;
 pub mod store;

@@ -65,6 +65,10 @@ impl Pace {
         })
     }
 
+    pub fn ticks_per_ns(&self) -> u128 {
+        self.ticks_per_ns
+    }
+
     pub fn ticks(&self, ns: u64) -> u128 {
         u128::from(ns) * self.ticks_per_ns
     }

@@ -127,6 +127,7 @@ pub mod arg {
         num per: f64;
         num seconds: f64;
         num start: f64;
+        num lease: f64;
         opt_num timeout: Option<f64>;
         opt_num max_wait: Option<f64>;
         opt_num linger: Option<f64>;

@@ -17,7 +17,10 @@ use super::stats::stats_class;
 use crate::core::bucket::{Acquire, Attempt, Bucket as CoreBucket, BucketSnapshot, Shape};
 use crate::core::keys::Key;
 use crate::core::pace::{decimal_fraction, Pace};
+use crate::core::redis::bucket::{RemoteAcquire, RemoteBucket, RemoteError, RemoteSnapshot};
+use crate::core::redis::call::Call;
 use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
+use super::redis::{backend_argument, log_failure, remote_error};
 
 fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
@@ -40,34 +43,85 @@ fn weight_error(n: u64, most: u64) -> PyErr {
     ))
 }
 
-fn result(n: u64, outcome: Outcome<()>) -> PyResult<()> {
+fn result(n: u64, name: &str, outcome: Outcome<(), RemoteError>) -> PyResult<()> {
     outcome.map_err(|refusal| match refusal {
         Refusal::TooLarge { most } => weight_error(n, most),
         Refusal::Busy { retry_after_ns } => refused(retry_after_ns.unwrap_or(0)),
         // A bucket refuses only at booking, with the wait it would take.
         Refusal::TimedOut | Refusal::ShutDown => refused(0),
+        Refusal::Failed(err) => remote_error(err, name),
     })
+}
+
+/// A bucket's wait: on this process's bucket, or on a shared one.
+pub enum BucketWait {
+    Local(Acquire<Arc<CoreBucket>>),
+    Remote(RemoteAcquire),
+}
+
+impl BucketWait {
+    fn most(&self) -> Option<u64> {
+        match self {
+            Self::Local(wait) => wait.bucket().most(),
+            Self::Remote(wait) => wait.bucket().most(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Self::Local(_) => "",
+            Self::Remote(wait) => &wait.bucket().name,
+        }
+    }
+
+    /// Logs a backend failure the wait met (rate-limited).
+    fn log(&mut self, py: Python<'_>) {
+        if let Self::Remote(wait) = self {
+            if let Some(failure) = wait.failure.take() {
+                let bucket = wait.bucket();
+                log_failure(py, &bucket.backend, &bucket.name, &failure);
+            }
+        }
+    }
+}
+
+impl Wait for BucketWait {
+    type Output = Outcome<(), RemoteError>;
+    fn poll(&mut self, waker: Option<&Waker>) -> Poll<Self::Output> {
+        match self {
+            Self::Local(wait) => wait.poll(waker).map(|o| o.map_err(Refusal::widen)),
+            Self::Remote(wait) => wait.poll(waker),
+        }
+    }
+    fn abandon(&mut self) {
+        match self {
+            Self::Local(wait) => wait.abandon(),
+            Self::Remote(wait) => wait.abandon(),
+        }
+    }
 }
 
 /// `await bucket.acquire()` (True) and `async with bucket` (None).
 pub struct AcquireCall {
-    wait: Acquire<Arc<CoreBucket>>,
+    wait: BucketWait,
     n: u64,
     value: fn() -> Value,
 }
 
 impl Operation for AcquireCall {
     fn name(&self) -> &'static str {
-        match self.wait.bucket().most() {
+        match self.wait.most() {
             Some(_) => "TokenBucket.acquire()",
             None => "LeakyBucket.acquire()",
         }
     }
-    fn poll(&mut self, _py: Python<'_>, waker: Option<&Waker>) -> Poll<PyResult<Value>> {
+    fn poll(&mut self, py: Python<'_>, waker: Option<&Waker>) -> Poll<PyResult<Value>> {
         let (n, value) = (self.n, self.value);
-        self.wait
-            .poll(waker)
-            .map(|outcome| result(n, outcome).map(|()| value()))
+        let polled = self.wait.poll(waker);
+        if matches!(polled, Poll::Ready(_)) {
+            self.wait.log(py);
+        }
+        polled.map(|outcome| result(n, self.wait.name(), outcome).map(|()| value()))
     }
     fn abandon(&mut self) {
         self.wait.abandon();
@@ -84,6 +138,9 @@ awaitable!(
 #[pyclass(frozen, subclass, module = "brakes._brakes", name = "_Bucket")]
 pub struct Bucket {
     core: Arc<CoreBucket>,
+    remote: Option<Arc<RemoteBucket>>,
+    backend_object: Option<Py<PyAny>>,
+    name: Option<String>,
     rate: f64,
     per: f64,
     max_wait: Option<f64>,
@@ -106,7 +163,10 @@ impl Bucket {
         max_wait: Option<f64>,
         clock: Option<&Bound<'_, PyAny>>,
         max_keys: Option<i64>,
+        shared: (Option<&Bound<'_, PyAny>>, Option<String>),
     ) -> PyResult<Self> {
+        let (backend, name) = shared;
+        let remote_of = backend_argument(backend, name.as_deref(), clock)?;
         let rate = positive_finite("rate", rate)?;
         let per = positive_finite("per", per)?;
         let per_ns = (per * 1e9).round();
@@ -129,17 +189,30 @@ impl Bucket {
                 )))
             }
         };
+        let core = CoreBucket::new(pace, shape, clock_argument(clock)?, max_keys);
+        let remote = remote_of.map(|(backend, name)| RemoteBucket::new(backend, name, Arc::clone(&core)));
         Ok(Self {
-            core: CoreBucket::new(pace, shape, clock_argument(clock)?, max_keys),
+            core,
+            remote,
+            backend_object: backend.filter(|b| !b.is_none()).map(|b| b.clone().unbind()),
+            name,
             rate,
             per,
             max_wait: wait_seconds("max_wait", max_wait)?,
         })
     }
 
+    fn wait(&self, key: Key, n: u64, timeout: Option<f64>) -> BucketWait {
+        let timeout = nanoseconds(timeout);
+        match &self.remote {
+            None => BucketWait::Local(Acquire::new(self.core.clone(), key, n, timeout)),
+            Some(remote) => BucketWait::Remote(RemoteAcquire::new(Arc::clone(remote), key, n, timeout)),
+        }
+    }
+
     fn call(&self, key: Key, n: u64, timeout: Option<f64>, value: fn() -> Value) -> AcquireCall {
         AcquireCall {
-            wait: Acquire::new(self.core.clone(), key, n, nanoseconds(timeout)),
+            wait: self.wait(key, n, timeout),
             n,
             value,
         }
@@ -147,9 +220,19 @@ impl Bucket {
 
     /// Waits in this thread, with the GIL released while parked.
     fn block(&self, py: Python<'_>, key: Key, n: u64, timeout: Option<f64>) -> PyResult<bool> {
-        let mut wait = Acquire::new(&*self.core, key, n, nanoseconds(timeout));
+        let mut wait = self.wait(key, n, timeout);
         let outcome = wait_here(py, &mut wait)?;
-        result(n, outcome).map(|()| true)
+        wait.log(py);
+        result(n, wait.name(), outcome).map(|()| true)
+    }
+
+    /// The shared bucket's wait for `n` tokens and its debt, in one round trip.
+    fn peek(&self, py: Python<'_>, remote: &Arc<RemoteBucket>, key: Key, n: u64) -> PyResult<(u64, u128)> {
+        let work = Arc::clone(remote).peek(key, n);
+        let mut call = Call::new(work, |_| {});
+        wait_here(py, &mut call)?.map_err(|failure| {
+            remote_error(RemoteError::Backend(failure.message()), &remote.name)
+        })
     }
 }
 
@@ -176,11 +259,19 @@ impl Bucket {
     #[pyo3(signature = (n = 1, *, key = None))]
     fn try_acquire(
         &self,
+        py: Python<'_>,
         #[pyo3(from_py_with = arg::n)] n: i64,
         key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let n = weight(n)?;
         let key = key_argument(key)?;
+        if self.remote.is_some() {
+            return match self.block(py, key, n, Some(0.0)) {
+                Ok(taken) => Ok(taken),
+                Err(err) if err.is_instance_of::<super::errors::RateLimited>(py) => Ok(false),
+                Err(err) => Err(err),
+            };
+        }
         match self.core.try_acquire(key, n) {
             Attempt::Acquired => Ok(true),
             Attempt::TooLarge { most } => Err(weight_error(n, most)),
@@ -229,20 +320,44 @@ impl Bucket {
     #[pyo3(signature = (n = 1, *, key = None))]
     fn retry_after(
         &self,
+        py: Python<'_>,
         #[pyo3(from_py_with = arg::n)] n: i64,
         key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<f64> {
         let n = weight(n)?;
         let key = key_argument(key)?;
+        if let Some(remote) = &self.remote {
+            if let Some(most) = remote.most().filter(|&most| n > most) {
+                return Err(weight_error(n, most));
+            }
+            return self.peek(py, remote, key, n).map(|(wait_ns, _)| seconds(wait_ns));
+        }
         self.core
             .retry_after_ns(&key, n)
             .map(seconds)
             .map_err(|most| weight_error(n, most))
     }
 
-    /// A frozen snapshot of the bucket's counters.
+    /// The limit's name (in Redis, with a backend), or None.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The Redis backend the limit is shared through, or None.
+    #[getter]
+    fn backend(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.backend_object.as_ref().map(|b| b.clone_ref(py))
+    }
+
+    /// A frozen snapshot of the bucket's counters (with a backend: this
+    /// process's calls).
     fn stats(&self) -> BucketStats {
-        BucketStats::from(self.core.snapshot())
+        let local = self.core.snapshot();
+        match &self.remote {
+            None => BucketStats::local(local),
+            Some(remote) => BucketStats::shared(&remote.snapshot(), remote.remembered() as u64, local),
+        }
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -270,19 +385,23 @@ impl Bucket {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let this = slf.get();
-        let s = this.core.snapshot();
         let shape = match this.core.most() {
             Some(burst) => format!("burst={burst}"),
             None => "leaky".to_owned(),
         };
+        let shared = match &this.name {
+            Some(name) => format!(" name={name:?}{}", if this.remote.is_some() { " shared" } else { "" }),
+            None => String::new(),
+        };
+        let stats = this.stats();
         Ok(format!(
-            "<{}.{} rate={:?} per={:?} {shape} keys={} waiting={} max_wait={}>",
+            "<{}.{}{shared} rate={:?} per={:?} {shape} keys={} waiting={} max_wait={}>",
             slf.get_type().module()?,
             slf.get_type().qualname()?,
             this.rate,
             this.per,
-            s.keys,
-            s.waiting,
+            stats.keys,
+            stats.waiting,
             wait_repr(this.max_wait)
         ))
     }
@@ -312,7 +431,8 @@ pub struct TokenBucket {
 #[pymethods]
 impl TokenBucket {
     #[new]
-    #[pyo3(signature = (rate, *, per = 1.0, burst = None, max_wait = None, clock = None, max_keys = None))]
+    #[pyo3(signature = (rate, *, per = 1.0, burst = None, max_wait = None, clock = None, max_keys = None, backend = None, name = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         #[pyo3(from_py_with = arg::rate)] rate: f64,
         #[pyo3(from_py_with = arg::per)] per: f64,
@@ -320,6 +440,8 @@ impl TokenBucket {
         #[pyo3(from_py_with = arg::max_wait)] max_wait: Option<f64>,
         clock: Option<&Bound<'_, PyAny>>,
         #[pyo3(from_py_with = arg::max_keys)] max_keys: Option<i64>,
+        backend: Option<&Bound<'_, PyAny>>,
+        name: Option<String>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let burst = match burst {
             None if rate.is_finite() && rate > 0.0 => {
@@ -329,7 +451,15 @@ impl TokenBucket {
             Some(b) if b >= 1 => b as u64,
             Some(b) => return Err(value_error(format!("burst must be 1 or more, got {b}"))),
         };
-        let base = Bucket::build(rate, per, Shape::Token { burst }, max_wait, clock, max_keys)?;
+        let base = Bucket::build(
+            rate,
+            per,
+            Shape::Token { burst },
+            max_wait,
+            clock,
+            max_keys,
+            (backend, name),
+        )?;
         Ok(PyClassInitializer::from(base).add_subclass(Self { burst }))
     }
 
@@ -344,7 +474,12 @@ impl TokenBucket {
     #[pyo3(signature = (key = None))]
     fn tokens(slf: &Bound<'_, Self>, key: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         let key = key_argument(key)?;
-        Ok(slf.as_super().get().core.tokens(&key))
+        let base = slf.as_super().get();
+        if let Some(remote) = &base.remote {
+            let (_, debt) = base.peek(slf.py(), remote, key, 1)?;
+            return Ok(remote.tokens_from_debt(debt));
+        }
+        Ok(base.core.tokens(&key))
     }
 }
 
@@ -366,7 +501,8 @@ pub struct LeakyBucket {
 #[pymethods]
 impl LeakyBucket {
     #[new]
-    #[pyo3(signature = (rate, *, per = 1.0, capacity = None, max_wait = None, clock = None, max_keys = None))]
+    #[pyo3(signature = (rate, *, per = 1.0, capacity = None, max_wait = None, clock = None, max_keys = None, backend = None, name = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         #[pyo3(from_py_with = arg::rate)] rate: f64,
         #[pyo3(from_py_with = arg::per)] per: f64,
@@ -374,6 +510,8 @@ impl LeakyBucket {
         #[pyo3(from_py_with = arg::max_wait)] max_wait: Option<f64>,
         clock: Option<&Bound<'_, PyAny>>,
         #[pyo3(from_py_with = arg::max_keys)] max_keys: Option<i64>,
+        backend: Option<&Bound<'_, PyAny>>,
+        name: Option<String>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let capacity = match capacity {
             None => None,
@@ -391,6 +529,7 @@ impl LeakyBucket {
             max_wait,
             clock,
             max_keys,
+            (backend, name),
         )?;
         Ok(PyClassInitializer::from(base).add_subclass(Self { capacity }))
     }
@@ -402,9 +541,38 @@ impl LeakyBucket {
     }
 }
 
+impl BucketStats {
+    fn local(s: BucketSnapshot) -> Self {
+        Self {
+            keys: s.keys,
+            waiting: s.waiting,
+            acquired: s.acquired,
+            waited: s.waited,
+            rejected: s.rejected,
+            cancelled: s.cancelled,
+            rejected_locally: 0,
+            backend_errors: 0,
+        }
+    }
+
+    /// A shared bucket's counts, with those its local fallback decided.
+    fn shared(s: &RemoteSnapshot, remembered: u64, fallback: BucketSnapshot) -> Self {
+        Self {
+            keys: remembered,
+            waiting: s.waiting + fallback.waiting,
+            acquired: s.acquired,
+            waited: s.waited,
+            rejected: s.rejected,
+            cancelled: s.cancelled + fallback.cancelled,
+            rejected_locally: s.rejected_locally,
+            backend_errors: s.backend_errors,
+        }
+    }
+}
+
 stats_class!(
     /// A frozen snapshot of a bucket's counters.
-    BucketStats from BucketSnapshot {
+    BucketStats {
         /// Keys with state kept (idle keys are forgotten).
         keys: u64,
         /// Callers queued for their turn.
@@ -417,6 +585,11 @@ stats_class!(
         rejected: u64,
         /// Waits that were cancelled or interrupted.
         cancelled: u64,
+        /// With a backend: refusals answered here, from a refusal Redis gave
+        /// that had not expired yet (counted in `rejected` too).
+        rejected_locally: u64,
+        /// With a backend: decisions Redis failed (unreachable, or an error).
+        backend_errors: u64,
     }
 );
 

@@ -25,6 +25,13 @@ create_exception!(
     "A rate limiter said no; `retry_after` is always known."
 );
 
+create_exception!(
+    brakes,
+    BackendError,
+    BrakesError,
+    "A shared limit's backend (Redis) failed: it could not be reached in time,\nit answered an error, or it holds a limit of the same name with other settings."
+);
+
 /// Gives the classes their `retry_after` default, so an instance raised by
 /// user code answers it too.
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -34,6 +41,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("BrakesError", py.get_type::<BrakesError>())?;
     module.add("Overloaded", py.get_type::<Overloaded>())?;
     module.add("RateLimited", py.get_type::<RateLimited>())?;
+    module.add("BackendError", py.get_type::<BackendError>())?;
     register_queue_errors(module)
 }
 

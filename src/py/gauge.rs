@@ -12,7 +12,10 @@ use super::decorator::limit_calls;
 use super::errors::{overloaded, value_error};
 use super::stats::stats_class;
 use crate::core::gauge::{Acquire, Admission, Gauge as CoreGauge, Patience, Snapshot};
+use crate::core::redis::bucket::RemoteError;
+use crate::core::redis::gauge::{RemoteGauge, RemoteGaugeAcquire, RemoteGaugeSnapshot};
 use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
+use super::redis::{backend_argument, log_failure, remote_error, warn};
 
 /// The error for a caller that gave up after waiting `timeout` seconds.
 fn refusal(core: &CoreGauge, n: u64, timeout: Option<f64>, refusal: Refusal) -> PyErr {
@@ -32,13 +35,74 @@ fn refusal(core: &CoreGauge, n: u64, timeout: Option<f64>, refusal: Refusal) -> 
     ))
 }
 
-fn result(core: &CoreGauge, n: u64, timeout: Option<f64>, outcome: Outcome<()>) -> PyResult<()> {
-    outcome.map_err(|r| refusal(core, n, timeout, r))
+/// The error for a shared gauge's caller that got no permit.
+fn shared_refusal(gauge: &RemoteGauge, n: u64, timeout: Option<f64>, refusal: Refusal<RemoteError>) -> PyErr {
+    match refusal {
+        Refusal::Failed(err) => remote_error(err, &gauge.name),
+        Refusal::TooLarge { most } => value_error(format!(
+            "n={n} is more than the gauge's limit of {most}: it could never be granted"
+        )),
+        _ => {
+            let within = match timeout {
+                Some(waited) if waited > 0.0 => format!("within {waited} s"),
+                _ => "without waiting".to_owned(),
+            };
+            overloaded(format!(
+                "shared gauge {:?} is full: no permit {within} (limit {}, {} held here)",
+                gauge.name,
+                gauge.limit,
+                gauge.held()
+            ))
+        }
+    }
+}
+
+/// A gauge's wait: on this process's gauge, or on a shared one.
+pub enum GaugeWait {
+    Local(Acquire<Arc<CoreGauge>>),
+    Remote(RemoteGaugeAcquire),
+}
+
+impl GaugeWait {
+    fn result(&mut self, py: Python<'_>, n: u64, timeout: Option<f64>, outcome: Outcome<(), RemoteError>) -> PyResult<()> {
+        match self {
+            Self::Local(wait) => outcome.map_err(|r| match r {
+                Refusal::Failed(err) => remote_error(err, ""),
+                Refusal::Busy { retry_after_ns } => refusal(wait.gauge(), n, timeout, Refusal::Busy { retry_after_ns }),
+                Refusal::TimedOut => refusal(wait.gauge(), n, timeout, Refusal::TimedOut),
+                Refusal::ShutDown => refusal(wait.gauge(), n, timeout, Refusal::ShutDown),
+                Refusal::TooLarge { most } => refusal(wait.gauge(), n, timeout, Refusal::TooLarge { most }),
+            }),
+            Self::Remote(wait) => {
+                if let Some(failure) = wait.failure.take() {
+                    let gauge = wait.gauge();
+                    log_failure(py, &gauge.backend, &gauge.name, &failure);
+                }
+                outcome.map_err(|r| shared_refusal(wait.gauge(), n, timeout, r))
+            }
+        }
+    }
+}
+
+impl Wait for GaugeWait {
+    type Output = Outcome<(), RemoteError>;
+    fn poll(&mut self, waker: Option<&Waker>) -> Poll<Self::Output> {
+        match self {
+            Self::Local(wait) => wait.poll(waker).map(|o| o.map_err(Refusal::widen)),
+            Self::Remote(wait) => wait.poll(waker),
+        }
+    }
+    fn abandon(&mut self) {
+        match self {
+            Self::Local(wait) => wait.abandon(),
+            Self::Remote(wait) => wait.abandon(),
+        }
+    }
 }
 
 /// `await gauge.acquire()` (True) and `async with gauge` (None).
 pub struct AcquireCall {
-    wait: Acquire<Arc<CoreGauge>>,
+    wait: GaugeWait,
     n: u64,
     timeout: Option<f64>,
     value: fn() -> Value,
@@ -48,11 +112,12 @@ impl Operation for AcquireCall {
     fn name(&self) -> &'static str {
         "Gauge.acquire()"
     }
-    fn poll(&mut self, _py: Python<'_>, waker: Option<&Waker>) -> Poll<PyResult<Value>> {
+    fn poll(&mut self, py: Python<'_>, waker: Option<&Waker>) -> Poll<PyResult<Value>> {
         let (n, timeout, value) = (self.n, self.timeout, self.value);
-        self.wait
-            .poll(waker)
-            .map(|outcome| result(self.wait.gauge(), n, timeout, outcome).map(|()| value()))
+        match self.wait.poll(waker) {
+            Poll::Pending(sleep) => Poll::Pending(sleep),
+            Poll::Ready(outcome) => Poll::Ready(self.wait.result(py, n, timeout, outcome).map(|()| value())),
+        }
     }
     fn abandon(&mut self) {
         self.wait.abandon();
@@ -80,13 +145,24 @@ awaitable!(
 #[pyclass(frozen, subclass, module = "brakes")]
 pub struct Gauge {
     core: Arc<CoreGauge>,
+    remote: Option<Arc<RemoteGauge>>,
+    backend_object: Option<Py<PyAny>>,
+    name: Option<String>,
     max_wait: Option<f64>,
 }
 
 impl Gauge {
+    fn wait(&self, n: u64, timeout: Option<f64>) -> GaugeWait {
+        let timeout = nanoseconds(timeout);
+        match &self.remote {
+            None => GaugeWait::Local(Acquire::new(self.core.clone(), n, timeout)),
+            Some(remote) => GaugeWait::Remote(RemoteGaugeAcquire::new(Arc::clone(remote), n, timeout)),
+        }
+    }
+
     fn call(&self, n: u64, timeout: Option<f64>, value: fn() -> Value) -> AcquireCall {
         AcquireCall {
-            wait: Acquire::new(self.core.clone(), n, nanoseconds(timeout)),
+            wait: self.wait(n, timeout),
             n,
             timeout,
             value,
@@ -95,12 +171,17 @@ impl Gauge {
 
     /// Waits in this thread, with the GIL released while parked.
     fn block(&self, py: Python<'_>, n: u64, timeout: Option<f64>) -> PyResult<bool> {
-        let mut wait = Acquire::new(&*self.core, n, nanoseconds(timeout));
+        let mut wait = self.wait(n, timeout);
         let outcome = wait_here(py, &mut wait)?;
-        result(&self.core, n, timeout, outcome).map(|()| true)
+        wait.result(py, n, timeout, outcome).map(|()| true)
     }
 
     fn release_checked(&self, n: u64) -> PyResult<()> {
+        if let Some(remote) = &self.remote {
+            return remote.release(n).map_err(|held| {
+                value_error(format!("release(n={n}) is more than the {held} permits held"))
+            });
+        }
         self.core.release(n).map_err(|over| {
             value_error(format!(
                 "release(n={n}) is more than the {} permits held",
@@ -113,15 +194,59 @@ impl Gauge {
 #[pymethods]
 impl Gauge {
     #[new]
-    #[pyo3(signature = (limit = 1, *, max_wait = None))]
+    #[pyo3(signature = (limit = 1, *, max_wait = None, backend = None, name = None, lease = 30.0))]
     fn new(
         #[pyo3(from_py_with = arg::limit)] limit: i64,
         #[pyo3(from_py_with = arg::max_wait)] max_wait: Option<f64>,
+        backend: Option<&Bound<'_, PyAny>>,
+        name: Option<String>,
+        #[pyo3(from_py_with = arg::lease)] lease: f64,
     ) -> PyResult<Self> {
+        let limit = check_limit(limit)?;
+        let max_wait = wait_seconds("max_wait", max_wait)?;
+        if !lease.is_finite() || !(0.1..=86_400.0).contains(&lease) {
+            return Err(value_error(format!(
+                "lease must be a number of seconds from 0.1 to 86400, got {lease}"
+            )));
+        }
+        let remote = backend_argument(backend, name.as_deref(), None)?.map(|(core, name)| {
+            let gauge = RemoteGauge::new(core, name, limit, std::time::Duration::from_secs_f64(lease));
+            let gauge_name = gauge.name.clone();
+            gauge.set_on_lost(Box::new(move |count| {
+                // From the renewal task, with no lock held.
+                let _ = Python::try_attach(|py| {
+                    warn(py, &format!(
+                        "brakes gauge {gauge_name:?}: {count} lease(s) lapsed before they could be renewed (a long pause?); their permits were given to others, and releasing them frees nothing"
+                    ));
+                });
+            }));
+            gauge
+        });
         Ok(Self {
-            core: Arc::new(CoreGauge::new(check_limit(limit)?)),
-            max_wait: wait_seconds("max_wait", max_wait)?,
+            core: Arc::new(CoreGauge::new(limit)),
+            remote,
+            backend_object: backend.filter(|b| !b.is_none()).map(|b| b.clone().unbind()),
+            name,
+            max_wait,
         })
+    }
+
+    /// The limit's name (in Redis, with a backend), or None.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The Redis backend the gauge is shared through, or None.
+    #[getter]
+    fn backend(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.backend_object.as_ref().map(|b| b.clone_ref(py))
+    }
+
+    /// With a backend: how long a permit's lease lasts unless renewed.
+    #[getter]
+    fn lease(&self) -> Option<f64> {
+        self.remote.as_ref().map(|r| r.lease.as_secs_f64())
     }
 
     /// The number of permits; raising it admits waiters at once, lowering it
@@ -133,6 +258,11 @@ impl Gauge {
 
     #[setter]
     fn set_limit(&self, #[pyo3(from_py_with = arg::limit)] limit: i64) -> PyResult<()> {
+        if self.remote.is_some() {
+            return Err(value_error(
+                "a shared gauge's limit is part of its settings in Redis: build a gauge with another name to change it".to_owned(),
+            ));
+        }
         self.core.set_limit(check_limit(limit)?);
         Ok(())
     }
@@ -146,26 +276,33 @@ impl Gauge {
     /// Permits held now.
     #[getter]
     fn in_flight(&self) -> u64 {
-        self.core.snapshot().in_flight
+        self.stats().in_flight
     }
 
     /// Permits free now (0 while more are held than a lowered limit allows).
     #[getter]
     fn available(&self) -> u64 {
-        self.core.snapshot().available
+        self.stats().available
     }
 
     /// Threads and tasks queued for a permit.
     #[getter]
     fn waiting(&self) -> u64 {
-        self.core.snapshot().waiting
+        self.stats().waiting
     }
 
     /// Takes `n` permits if they are free now and nobody is queued for them;
     /// never waits.
     #[pyo3(signature = (n = 1))]
-    fn try_acquire(&self, #[pyo3(from_py_with = arg::n)] n: i64) -> PyResult<bool> {
+    fn try_acquire(&self, py: Python<'_>, #[pyo3(from_py_with = arg::n)] n: i64) -> PyResult<bool> {
         let n = weight(n)?;
+        if self.remote.is_some() {
+            return match self.block(py, n, Some(0.0)) {
+                Ok(taken) => Ok(taken),
+                Err(err) if err.is_instance_of::<super::errors::Overloaded>(py) => Ok(false),
+                Err(err) => Err(err),
+            };
+        }
         match self.core.try_acquire(n, Patience::FailFast) {
             Admission::Acquired => Ok(true),
             Admission::Busy => {
@@ -217,12 +354,20 @@ impl Gauge {
 
     /// True when an `acquire()` of one permit would have to wait.
     fn locked(&self) -> bool {
-        self.core.would_wait(1)
+        match &self.remote {
+            None => self.core.would_wait(1),
+            Some(_) => self.stats().available == 0,
+        }
     }
 
-    /// A frozen snapshot of the gauge's state and counters.
+    /// A frozen snapshot of the gauge's state and counters. With a backend
+    /// it tells what this process holds and has done; the permits held
+    /// by every process are in Redis.
     fn stats(&self) -> GaugeStats {
-        GaugeStats::from(self.core.snapshot())
+        match &self.remote {
+            None => GaugeStats::local(self.core.snapshot()),
+            Some(remote) => GaugeStats::shared(&remote.snapshot()),
+        }
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -252,10 +397,14 @@ impl Gauge {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let this = slf.get();
-        let s = this.core.snapshot();
+        let s = this.stats();
         let max_wait = wait_repr(this.max_wait);
+        let shared = match &this.name {
+            Some(name) => format!(" name={name:?}{}", if this.remote.is_some() { " shared" } else { "" }),
+            None => String::new(),
+        };
         Ok(format!(
-            "<{}.{} limit={} in_flight={} waiting={} max_wait={max_wait}>",
+            "<{}.{}{shared} limit={} in_flight={} waiting={} max_wait={max_wait}>",
             slf.get_type().module()?,
             slf.get_type().qualname()?,
             s.limit,
@@ -265,9 +414,43 @@ impl Gauge {
     }
 }
 
+impl GaugeStats {
+    fn local(s: Snapshot) -> Self {
+        Self {
+            limit: s.limit,
+            in_flight: s.in_flight,
+            available: s.available,
+            waiting: s.waiting,
+            acquired: s.acquired,
+            waited: s.waited,
+            rejected: s.rejected,
+            timed_out: s.timed_out,
+            cancelled: s.cancelled,
+            leases_lost: 0,
+            backend_errors: 0,
+        }
+    }
+
+    fn shared(s: &RemoteGaugeSnapshot) -> Self {
+        Self {
+            limit: s.limit,
+            in_flight: s.held,
+            available: s.limit.saturating_sub(s.held),
+            waiting: s.waiting,
+            acquired: s.acquired,
+            waited: s.waited,
+            rejected: s.rejected,
+            timed_out: s.timed_out,
+            cancelled: s.cancelled,
+            leases_lost: s.leases_lost,
+            backend_errors: s.backend_errors,
+        }
+    }
+}
+
 stats_class!(
     /// A frozen snapshot of a gauge: its state and what it has done so far.
-    GaugeStats from Snapshot {
+    GaugeStats {
         /// The limit at the time of the snapshot.
         limit: u64,
         /// Permits held.
@@ -286,6 +469,11 @@ stats_class!(
         timed_out: u64,
         /// Waits that were cancelled or interrupted.
         cancelled: u64,
+        /// With a backend: permits whose lease lapsed before it was renewed
+        /// (a pause longer than the lease); their release frees nothing.
+        leases_lost: u64,
+        /// With a backend: decisions Redis failed (unreachable, or an error).
+        backend_errors: u64,
     }
 );
 

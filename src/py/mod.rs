@@ -11,4 +11,5 @@ pub mod errors;
 pub mod gauge;
 pub mod keys;
 pub mod queue;
+pub mod redis;
 pub mod stats;

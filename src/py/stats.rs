@@ -24,17 +24,24 @@ macro_rules! stats_class {
     ($(#[$meta:meta])* $name:ident from $snapshot:ty {
         $($(#[doc = $doc:literal])* $field:ident: $ty:ty),* $(,)?
     }) => {
-        $(#[$meta])*
-        #[pyo3::pyclass(frozen, eq, hash, get_all, module = "brakes")]
-        #[derive(PartialEq, Eq, Hash)]
-        pub struct $name {
+        $crate::py::stats::stats_class!($(#[$meta])* $name {
             $($(#[doc = $doc])* $field: $ty,)*
-        }
+        });
 
         impl From<$snapshot> for $name {
             fn from(s: $snapshot) -> Self {
                 Self { $($field: s.$field,)* }
             }
+        }
+    };
+    ($(#[$meta:meta])* $name:ident {
+        $($(#[doc = $doc:literal])* $field:ident: $ty:ty),* $(,)?
+    }) => {
+        $(#[$meta])*
+        #[pyo3::pyclass(frozen, eq, hash, get_all, module = "brakes")]
+        #[derive(PartialEq, Eq, Hash)]
+        pub struct $name {
+            $($(#[doc = $doc])* $field: $ty,)*
         }
 
         #[pyo3::pymethods]
