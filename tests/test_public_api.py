@@ -11,6 +11,7 @@ import pytest
 import brakes
 import brakes.asgi
 import brakes.http
+import brakes.redis
 import brakes.testing
 import brakes.wsgi
 
@@ -19,6 +20,7 @@ TESTS = pathlib.Path(__file__).parent
 
 def test_public_names_are_pinned() -> None:
     assert sorted(brakes.__all__) == [
+        "BackendError",
         "BrakesError",
         "BucketStats",
         "Gauge",
@@ -43,6 +45,8 @@ def test_public_names_are_pinned() -> None:
         assert getattr(brakes, name).__module__ == "brakes", name
     assert brakes.testing.__all__ == ["ManualClock"]
     assert brakes.testing.ManualClock.__module__ == "brakes.testing"
+    assert brakes.redis.__all__ == ["Backend", "BackendError"]
+    assert brakes.redis.Backend.__module__ == "brakes.redis"
 
 
 def test_http_names_are_pinned_and_need_no_web_framework() -> None:

@@ -364,6 +364,8 @@ class ManualClock:
     def advance(self, seconds: float) -> None: ...
 
 __all__ = [
+    "Backend",
+    "BackendError",
     "BrakesError",
     "BucketAcquire",
     "BucketStats",

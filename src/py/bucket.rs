@@ -13,6 +13,7 @@ use super::clock::clock_argument;
 use super::decorator::limit_calls;
 use super::errors::{rate_limited, value_error};
 use super::keys::key_argument;
+use super::redis::{backend_argument, log_failure, remote_error};
 use super::stats::stats_class;
 use crate::core::bucket::{Acquire, Attempt, Bucket as CoreBucket, BucketSnapshot, Shape};
 use crate::core::keys::Key;
@@ -20,7 +21,6 @@ use crate::core::pace::{decimal_fraction, Pace};
 use crate::core::redis::bucket::{RemoteAcquire, RemoteBucket, RemoteError, RemoteSnapshot};
 use crate::core::redis::call::Call;
 use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
-use super::redis::{backend_argument, log_failure, remote_error};
 
 fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
@@ -190,7 +190,8 @@ impl Bucket {
             }
         };
         let core = CoreBucket::new(pace, shape, clock_argument(clock)?, max_keys);
-        let remote = remote_of.map(|(backend, name)| RemoteBucket::new(backend, name, Arc::clone(&core)));
+        let remote =
+            remote_of.map(|(backend, name)| RemoteBucket::new(backend, name, Arc::clone(&core)));
         Ok(Self {
             core,
             remote,
@@ -206,7 +207,9 @@ impl Bucket {
         let timeout = nanoseconds(timeout);
         match &self.remote {
             None => BucketWait::Local(Acquire::new(self.core.clone(), key, n, timeout)),
-            Some(remote) => BucketWait::Remote(RemoteAcquire::new(Arc::clone(remote), key, n, timeout)),
+            Some(remote) => {
+                BucketWait::Remote(RemoteAcquire::new(Arc::clone(remote), key, n, timeout))
+            }
         }
     }
 
@@ -227,12 +230,17 @@ impl Bucket {
     }
 
     /// The shared bucket's wait for `n` tokens and its debt, in one round trip.
-    fn peek(&self, py: Python<'_>, remote: &Arc<RemoteBucket>, key: Key, n: u64) -> PyResult<(u64, u128)> {
+    fn peek(
+        &self,
+        py: Python<'_>,
+        remote: &Arc<RemoteBucket>,
+        key: Key,
+        n: u64,
+    ) -> PyResult<(u64, u128)> {
         let work = Arc::clone(remote).peek(key, n);
         let mut call = Call::new(work, |_| {});
-        wait_here(py, &mut call)?.map_err(|failure| {
-            remote_error(RemoteError::Backend(failure.message()), &remote.name)
-        })
+        wait_here(py, &mut call)?
+            .map_err(|failure| remote_error(RemoteError::Backend(failure.message()), &remote.name))
     }
 }
 
@@ -330,7 +338,9 @@ impl Bucket {
             if let Some(most) = remote.most().filter(|&most| n > most) {
                 return Err(weight_error(n, most));
             }
-            return self.peek(py, remote, key, n).map(|(wait_ns, _)| seconds(wait_ns));
+            return self
+                .peek(py, remote, key, n)
+                .map(|(wait_ns, _)| seconds(wait_ns));
         }
         self.core
             .retry_after_ns(&key, n)
@@ -356,7 +366,9 @@ impl Bucket {
         let local = self.core.snapshot();
         match &self.remote {
             None => BucketStats::local(local),
-            Some(remote) => BucketStats::shared(&remote.snapshot(), remote.remembered() as u64, local),
+            Some(remote) => {
+                BucketStats::shared(&remote.snapshot(), remote.remembered() as u64, local)
+            }
         }
     }
 
@@ -390,7 +402,10 @@ impl Bucket {
             None => "leaky".to_owned(),
         };
         let shared = match &this.name {
-            Some(name) => format!(" name={name:?}{}", if this.remote.is_some() { " shared" } else { "" }),
+            Some(name) => format!(
+                " name={name:?}{}",
+                if this.remote.is_some() { " shared" } else { "" }
+            ),
             None => String::new(),
         };
         let stats = this.stats();

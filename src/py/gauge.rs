@@ -10,12 +10,12 @@ use super::awaitable::{awaitable, enter, ready, Operation, Ready, Value};
 use super::blocking::wait_here;
 use super::decorator::limit_calls;
 use super::errors::{overloaded, value_error};
+use super::redis::{backend_argument, log_failure, remote_error, warn};
 use super::stats::stats_class;
 use crate::core::gauge::{Acquire, Admission, Gauge as CoreGauge, Patience, Snapshot};
 use crate::core::redis::bucket::RemoteError;
 use crate::core::redis::gauge::{RemoteGauge, RemoteGaugeAcquire, RemoteGaugeSnapshot};
 use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
-use super::redis::{backend_argument, log_failure, remote_error, warn};
 
 /// The error for a caller that gave up after waiting `timeout` seconds.
 fn refusal(core: &CoreGauge, n: u64, timeout: Option<f64>, refusal: Refusal) -> PyErr {
@@ -36,7 +36,12 @@ fn refusal(core: &CoreGauge, n: u64, timeout: Option<f64>, refusal: Refusal) -> 
 }
 
 /// The error for a shared gauge's caller that got no permit.
-fn shared_refusal(gauge: &RemoteGauge, n: u64, timeout: Option<f64>, refusal: Refusal<RemoteError>) -> PyErr {
+fn shared_refusal(
+    gauge: &RemoteGauge,
+    n: u64,
+    timeout: Option<f64>,
+    refusal: Refusal<RemoteError>,
+) -> PyErr {
     match refusal {
         Refusal::Failed(err) => remote_error(err, &gauge.name),
         Refusal::TooLarge { most } => value_error(format!(
@@ -64,14 +69,24 @@ pub enum GaugeWait {
 }
 
 impl GaugeWait {
-    fn result(&mut self, py: Python<'_>, n: u64, timeout: Option<f64>, outcome: Outcome<(), RemoteError>) -> PyResult<()> {
+    fn result(
+        &mut self,
+        py: Python<'_>,
+        n: u64,
+        timeout: Option<f64>,
+        outcome: Outcome<(), RemoteError>,
+    ) -> PyResult<()> {
         match self {
             Self::Local(wait) => outcome.map_err(|r| match r {
                 Refusal::Failed(err) => remote_error(err, ""),
-                Refusal::Busy { retry_after_ns } => refusal(wait.gauge(), n, timeout, Refusal::Busy { retry_after_ns }),
+                Refusal::Busy { retry_after_ns } => {
+                    refusal(wait.gauge(), n, timeout, Refusal::Busy { retry_after_ns })
+                }
                 Refusal::TimedOut => refusal(wait.gauge(), n, timeout, Refusal::TimedOut),
                 Refusal::ShutDown => refusal(wait.gauge(), n, timeout, Refusal::ShutDown),
-                Refusal::TooLarge { most } => refusal(wait.gauge(), n, timeout, Refusal::TooLarge { most }),
+                Refusal::TooLarge { most } => {
+                    refusal(wait.gauge(), n, timeout, Refusal::TooLarge { most })
+                }
             }),
             Self::Remote(wait) => {
                 if let Some(failure) = wait.failure.take() {
@@ -116,7 +131,9 @@ impl Operation for AcquireCall {
         let (n, timeout, value) = (self.n, self.timeout, self.value);
         match self.wait.poll(waker) {
             Poll::Pending(sleep) => Poll::Pending(sleep),
-            Poll::Ready(outcome) => Poll::Ready(self.wait.result(py, n, timeout, outcome).map(|()| value())),
+            Poll::Ready(outcome) => {
+                Poll::Ready(self.wait.result(py, n, timeout, outcome).map(|()| value()))
+            }
         }
     }
     fn abandon(&mut self) {
@@ -156,7 +173,9 @@ impl Gauge {
         let timeout = nanoseconds(timeout);
         match &self.remote {
             None => GaugeWait::Local(Acquire::new(self.core.clone(), n, timeout)),
-            Some(remote) => GaugeWait::Remote(RemoteGaugeAcquire::new(Arc::clone(remote), n, timeout)),
+            Some(remote) => {
+                GaugeWait::Remote(RemoteGaugeAcquire::new(Arc::clone(remote), n, timeout))
+            }
         }
     }
 
@@ -179,7 +198,9 @@ impl Gauge {
     fn release_checked(&self, n: u64) -> PyResult<()> {
         if let Some(remote) = &self.remote {
             return remote.release(n).map_err(|held| {
-                value_error(format!("release(n={n}) is more than the {held} permits held"))
+                value_error(format!(
+                    "release(n={n}) is more than the {held} permits held"
+                ))
             });
         }
         self.core.release(n).map_err(|over| {
@@ -400,7 +421,10 @@ impl Gauge {
         let s = this.stats();
         let max_wait = wait_repr(this.max_wait);
         let shared = match &this.name {
-            Some(name) => format!(" name={name:?}{}", if this.remote.is_some() { " shared" } else { "" }),
+            Some(name) => format!(
+                " name={name:?}{}",
+                if this.remote.is_some() { " shared" } else { "" }
+            ),
             None => String::new(),
         };
         Ok(format!(

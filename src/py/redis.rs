@@ -13,6 +13,9 @@ use crate::core::redis::backend::{Backend as CoreBackend, Failure, OnError, Targ
 use crate::core::redis::bucket::RemoteError;
 use crate::core::redis::call::Call;
 
+/// How long a decision waits for Redis by default, in seconds.
+const DEFAULT_TIMEOUT: f64 = 0.25;
+
 /// A Redis server or cluster that limits built on it share: every process
 /// that builds a limiter with the same `name` on the same Redis shares one
 /// limit. `url` is `redis://host:port/db` (`rediss://` with TLS), or
@@ -26,9 +29,6 @@ use crate::core::redis::call::Call;
 /// >>> backend = Backend("redis://127.0.0.1:6379/0", on_error="local")
 /// >>> backend.on_error
 /// 'local'
-/// How long a decision waits for Redis by default, in seconds.
-const DEFAULT_TIMEOUT: f64 = 0.25;
-
 #[pyclass(frozen, module = "brakes.redis", name = "Backend")]
 pub struct Backend {
     pub core: Arc<CoreBackend>,
@@ -39,7 +39,12 @@ pub struct Backend {
 impl Backend {
     #[new]
     #[pyo3(signature = (url = "redis://127.0.0.1:6379/0", *, prefix = "brakes:", on_error = "raise", timeout = None))]
-    fn new(url: &str, prefix: &str, on_error: &str, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    fn new(
+        url: &str,
+        prefix: &str,
+        on_error: &str,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let timeout = match timeout {
             Some(t) => super::arguments::number("timeout", t)?,
             None => DEFAULT_TIMEOUT,
@@ -56,7 +61,12 @@ impl Backend {
             )));
         }
         Ok(Self {
-            core: CoreBackend::new(target, prefix.to_owned(), Duration::from_secs_f64(timeout), on_error),
+            core: CoreBackend::new(
+                target,
+                prefix.to_owned(),
+                Duration::from_secs_f64(timeout),
+                on_error,
+            ),
             url: url.to_owned(),
         })
     }
@@ -141,7 +151,10 @@ impl Backend {
 /// An awaitable that is already done with `value`: a finished asyncio future.
 fn done_with(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
     let asyncio = py.import("asyncio")?;
-    let future = asyncio.getattr("get_running_loop")?.call0()?.call_method0("create_future")?;
+    let future = asyncio
+        .getattr("get_running_loop")?
+        .call0()?
+        .call_method0("create_future")?;
     future.call_method1("set_result", (value,))?;
     Ok(future.unbind())
 }
@@ -158,7 +171,9 @@ pub fn remote_error(err: RemoteError, name: &str) -> PyErr {
 
 /// Logs a failure, at most one line every few seconds per backend.
 pub fn log_failure(py: Python<'_>, backend: &CoreBackend, name: &str, failure: &Failure) {
-    let Some(suppressed) = backend.note_failure() else { return };
+    let Some(suppressed) = backend.note_failure() else {
+        return;
+    };
     let more = if suppressed > 0 {
         format!(" ({suppressed} more failures since the last message)")
     } else {
@@ -170,7 +185,10 @@ pub fn log_failure(py: Python<'_>, backend: &CoreBackend, name: &str, failure: &
         OnError::Deny => "refusing",
         OnError::Local => "deciding locally",
     };
-    let message = format!("brakes limit {name:?}: {}; {action}{more}", failure.message());
+    let message = format!(
+        "brakes limit {name:?}: {}; {action}{more}",
+        failure.message()
+    );
     warn(py, &message);
 }
 
@@ -196,7 +214,10 @@ pub fn backend_argument(
     let backend = backend.cast::<Backend>().map_err(|_| {
         pyo3::exceptions::PyTypeError::new_err(format!(
             "backend must be a brakes.redis.Backend or None, got {}",
-            backend.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string())
+            backend
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".to_owned(), |n| n.to_string())
         ))
     })?;
     let Some(name) = name.filter(|n| !n.is_empty()) else {

@@ -87,7 +87,12 @@ enum Connection {
 }
 
 impl Connection {
-    async fn invoke(&self, script: &Script, keys: &[String], args: &[String]) -> Result<Value, RedisError> {
+    async fn invoke(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Value, RedisError> {
         let mut invocation = script.prepare_invoke();
         for key in keys {
             invocation.key(key);
@@ -132,7 +137,8 @@ impl Target {
                 return Err(format!("url={url:?} names no cluster node"));
             }
             for node in &nodes {
-                redis::parse_redis_url(node).ok_or_else(|| format!("url={url:?}: bad node {node:?}"))?;
+                redis::parse_redis_url(node)
+                    .ok_or_else(|| format!("url={url:?}: bad node {node:?}"))?;
             }
             return Ok(Self::Cluster(nodes));
         }
@@ -169,7 +175,14 @@ pub struct Backend {
     closed: watch::Sender<bool>,
     /// When the last failure was logged, and how many since.
     failures: Mutex<(Option<Instant>, u64)>,
+    /// After Redis could not be reached, decisions fail at once until then,
+    /// instead of each waiting out a connection attempt.
+    down_until: Mutex<Option<Instant>>,
 }
+
+/// How long decisions fail at once after Redis could not be reached: the
+/// next one after that tries again.
+const RETRY_AFTER_DOWN: Duration = Duration::from_millis(500);
 
 /// Failures are logged at most this often; the ones between are counted.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -186,6 +199,7 @@ impl Backend {
             listeners: Arc::new(Mutex::new(HashMap::new())),
             closed: watch::channel(false).0,
             failures: Mutex::new((None, 0)),
+            down_until: Mutex::new(None),
         })
     }
 
@@ -212,8 +226,11 @@ impl Backend {
                             .as_str()
                             .into_connection_info()
                             .map_err(|err| Failure::Server(err.to_string()))?;
-                        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-                info = info.set_redis_settings(settings);
+                        let settings = info
+                            .redis_settings()
+                            .clone()
+                            .set_protocol(ProtocolVersion::RESP3);
+                        info = info.set_redis_settings(settings);
                         let client = Client::open(info).map_err(|err| Failure::from_error(&err))?;
                         let config = ConnectionManagerConfig::new()
                             .set_connection_timeout(Some(self.timeout))
@@ -242,32 +259,63 @@ impl Backend {
     }
 
     /// Runs `script` with `keys` and `args`, within the timeout.
-    pub async fn invoke(&self, script: &Script, keys: &[String], args: &[String]) -> Result<Value, Failure> {
+    pub async fn invoke(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Value, Failure> {
         self.bounded(async {
             let conn = self.connection().await?;
-            conn.invoke(script, keys, args).await.map_err(|err| Failure::from_error(&err))
+            conn.invoke(script, keys, args)
+                .await
+                .map_err(|err| Failure::from_error(&err))
         })
         .await
     }
 
     /// Runs `script` with no bound but the backend's life: for work that must
     /// happen once Redis is back (giving back a lease).
-    pub async fn invoke_unbounded(&self, script: &Script, keys: &[String], args: &[String]) -> Result<Value, Failure> {
+    pub async fn invoke_unbounded(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Value, Failure> {
         let conn = self.connection().await?;
-        conn.invoke(script, keys, args).await.map_err(|err| Failure::from_error(&err))
+        conn.invoke(script, keys, args)
+            .await
+            .map_err(|err| Failure::from_error(&err))
     }
 
-    async fn bounded<T>(&self, work: impl std::future::Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+    async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, Failure>>,
+    ) -> Result<T, Failure> {
         if self.is_closed() {
             return Err(Failure::Closed);
         }
-        match tokio::time::timeout(self.timeout, work).await {
+        if let Some(until) = *self.down_until.lock() {
+            if Instant::now() < until {
+                return Err(Failure::Unreachable(
+                    "it failed a moment ago; trying again shortly".to_owned(),
+                ));
+            }
+        }
+        let outcome = match tokio::time::timeout(self.timeout, work).await {
             Ok(outcome) => outcome,
             Err(_) => Err(Failure::Unreachable(format!(
                 "no answer within the timeout of {} s",
                 self.timeout.as_secs_f64()
             ))),
+        };
+        let mut down_until = self.down_until.lock();
+        match &outcome {
+            Err(Failure::Unreachable(_)) => *down_until = Some(Instant::now() + RETRY_AFTER_DOWN),
+            _ => *down_until = None,
         }
+        drop(down_until);
+        outcome
     }
 
     /// One round trip, timed.
@@ -301,7 +349,11 @@ impl Backend {
 
     /// Calls `listener` each time a message arrives on `channel`, and
     /// resolves once the subscription is in place.
-    pub async fn subscribe(&self, channel: &str, listener: Arc<dyn Fn() + Send + Sync>) -> Result<(), Failure> {
+    pub async fn subscribe(
+        &self,
+        channel: &str,
+        listener: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<(), Failure> {
         self.listeners
             .lock()
             .entry(channel.to_owned())
@@ -324,7 +376,7 @@ impl Backend {
                     .map_err(|err| Failure::from_error(&err))
             })
             .await
-            .map(|_| ())
+            .copied()
         })
         .await
     }
@@ -337,7 +389,10 @@ impl Backend {
                     .first_node()
                     .into_connection_info()
                     .map_err(|err| Failure::Server(err.to_string()))?;
-                let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+                let settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
                 info = info.set_redis_settings(settings);
                 let client = Client::open(info).map_err(|err| Failure::from_error(&err))?;
                 let (sender, receiver) = mpsc::unbounded_channel::<PushInfo>();
@@ -348,7 +403,11 @@ impl Backend {
                 let conn = ConnectionManager::new_with_config(client, config)
                     .await
                     .map_err(|err| Failure::from_error(&err))?;
-                spawn_dispatcher(receiver, Arc::clone(&self.listeners), self.closed.subscribe());
+                spawn_dispatcher(
+                    receiver,
+                    Arc::clone(&self.listeners),
+                    self.closed.subscribe(),
+                );
                 Ok(Subscriber {
                     conn,
                     subscribed: Mutex::new(HashMap::new()),
@@ -389,7 +448,11 @@ fn spawn_dispatcher(
                 continue;
             };
             let channel = String::from_utf8_lossy(channel);
-            let told = listeners.lock().get(channel.as_ref()).cloned().unwrap_or_default();
+            let told = listeners
+                .lock()
+                .get(channel.as_ref())
+                .cloned()
+                .unwrap_or_default();
             for listener in told {
                 listener();
             }

@@ -21,7 +21,10 @@ use crate::core::pace::Pace;
 use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(include_str!("bignum.lua"), include_str!("bucket.lua")))
+    Script::new(concat!(
+        include_str!("bignum.lua"),
+        include_str!("bucket.lua")
+    ))
 });
 
 /// Local refusals are forgotten in bulk past this many keys.
@@ -41,8 +44,13 @@ pub enum RemoteError {
 pub enum Decision {
     Taken,
     /// Its turn is `wait_ns` away; giving it back needs `tat`.
-    Booked { wait_ns: u64, tat: String },
-    Refused { retry_after_ns: u64 },
+    Booked {
+        wait_ns: u64,
+        tat: String,
+    },
+    Refused {
+        retry_after_ns: u64,
+    },
     Conflict(String),
 }
 
@@ -96,10 +104,12 @@ pub struct RemoteBucket {
 
 fn key_suffix(key: &Key) -> String {
     fn hex(bytes: &[u8]) -> String {
-        bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+        bytes
+            .iter()
+            .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+                let _ = write!(out, "{b:02x}");
+                out
+            })
     }
     fn short(bytes: &[u8]) -> &[u8] {
         let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
@@ -172,19 +182,30 @@ impl RemoteBucket {
             self.pace.ticks_per_ns().to_string(),
             self.pace.tokens(n).to_string(),
             self.slack(n).to_string(),
-            max_wait_ns.map_or_else(|| "-".to_owned(), |ns| (u128::from(ns) * self.pace.ticks_per_ns()).to_string()),
+            max_wait_ns.map_or_else(
+                || "-".to_owned(),
+                |ns| (u128::from(ns) * self.pace.ticks_per_ns()).to_string(),
+            ),
             capacity,
             tat.to_owned(),
         ]
     }
 
     fn read(&self, reply: &Value) -> Result<(i64, String, String, u64), Failure> {
-        let bad = || Failure::Server(format!("unexpected reply from the bucket script: {reply:?}"));
-        let Value::Array(items) = reply else { return Err(bad()) };
+        let bad = || {
+            Failure::Server(format!(
+                "unexpected reply from the bucket script: {reply:?}"
+            ))
+        };
+        let Value::Array(items) = reply else {
+            return Err(bad());
+        };
         let status = int(items.first()).ok_or_else(bad)?;
         let a = text(items.get(1)).ok_or_else(bad)?;
         let b = text(items.get(2)).ok_or_else(bad)?;
-        let now_ns = text(items.get(3)).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+        let now_ns = text(items.get(3))
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(bad)?;
         Ok((status, a, b, now_ns))
     }
 
@@ -196,29 +217,50 @@ impl RemoteBucket {
     }
 
     /// One decision on `n` tokens of `key`, waiting up to `max_wait_ns`.
-    pub async fn decide(self: Arc<Self>, key: Key, n: u64, max_wait_ns: Option<u64>) -> Result<Answer, Failure> {
+    pub async fn decide(
+        self: Arc<Self>,
+        key: Key,
+        n: u64,
+        max_wait_ns: Option<u64>,
+    ) -> Result<Answer, Failure> {
         let keys = [self.redis_key(&key)];
-        let reply = self.backend.invoke(&SCRIPT, &keys, &self.args("take", n, max_wait_ns, "")).await?;
+        let reply = self
+            .backend
+            .invoke(&SCRIPT, &keys, &self.args("take", n, max_wait_ns, ""))
+            .await?;
         let (status, a, b, redis_now_ns) = self.read(&reply)?;
         let decision = match status {
             1 => Decision::Taken,
-            2 => Decision::Booked { wait_ns: self.ns(&a)?, tat: b },
-            0 => Decision::Refused { retry_after_ns: self.ns(&a)? },
+            2 => Decision::Booked {
+                wait_ns: self.ns(&a)?,
+                tat: b,
+            },
+            0 => Decision::Refused {
+                retry_after_ns: self.ns(&a)?,
+            },
             -1 => Decision::Conflict(a),
             _ => return Err(Failure::Server(format!("unexpected status {status}"))),
         };
-        Ok(Answer { decision, redis_now_ns })
+        Ok(Answer {
+            decision,
+            redis_now_ns,
+        })
     }
 
     /// The wait for `n` tokens now, and the ticks the key is in debt.
     pub async fn peek(self: Arc<Self>, key: Key, n: u64) -> Result<(u64, u128), Failure> {
         let keys = [self.redis_key(&key)];
-        let reply = self.backend.invoke(&SCRIPT, &keys, &self.args("peek", n, None, "")).await?;
+        let reply = self
+            .backend
+            .invoke(&SCRIPT, &keys, &self.args("peek", n, None, ""))
+            .await?;
         let (status, a, b, _) = self.read(&reply)?;
         if status == -1 {
             return Err(Failure::Server(self.conflict_message(&a)));
         }
-        let debt = b.parse::<u128>().map_err(|_| Failure::Server(format!("unexpected tick count {b:?}")))?;
+        let debt = b
+            .parse::<u128>()
+            .map_err(|_| Failure::Server(format!("unexpected tick count {b:?}")))?;
         Ok((self.ns(&a)?, debt))
     }
 
@@ -301,9 +343,15 @@ impl RemoteBucket {
 
 enum Stage {
     Start,
-    Asking { call: Call<Result<Answer, Failure>>, sent_at: Instant },
+    Asking {
+        call: Call<Result<Answer, Failure>>,
+        sent_at: Instant,
+    },
     /// Booked: the turn comes at `until`.
-    Sleeping { until: Instant, tat: String },
+    Sleeping {
+        until: Instant,
+        tat: String,
+    },
     Local(LocalAcquire<Arc<Bucket>>),
     Done,
 }
@@ -339,10 +387,17 @@ impl RemoteAcquire {
     }
 
     fn refuse(&self, retry_after_ns: u64) -> Outcome<(), RemoteError> {
-        self.bucket.counters.rejected.fetch_add(1, Ordering::Relaxed);
-        Err(Refusal::Busy { retry_after_ns: Some(retry_after_ns) })
+        self.bucket
+            .counters
+            .rejected
+            .fetch_add(1, Ordering::Relaxed);
+        Err(Refusal::Busy {
+            retry_after_ns: Some(retry_after_ns),
+        })
     }
 
+    // An outcome, as `refuse` gives one: the callers return either.
+    #[allow(clippy::unnecessary_wraps)]
     fn granted(&self, waited: bool) -> Outcome<(), RemoteError> {
         let c = &self.bucket.counters;
         c.acquired.fetch_add(1, Ordering::Relaxed);
@@ -357,15 +412,27 @@ impl RemoteAcquire {
         let work = Arc::clone(&bucket).decide(self.key.clone(), self.n, self.max_wait_ns);
         let (key, n) = (self.key.clone(), self.n);
         let orphan = move |answer: Result<Answer, Failure>| {
-            if let Ok(Answer { decision: Decision::Booked { tat, .. }, .. }) = answer {
+            if let Ok(Answer {
+                decision: Decision::Booked { tat, .. },
+                ..
+            }) = answer
+            {
                 bucket.cancel_booking(key, n, tat);
             }
         };
-        self.stage = Stage::Asking { call: Call::new(work, orphan), sent_at: Instant::now() };
+        self.stage = Stage::Asking {
+            call: Call::new(work, orphan),
+            sent_at: Instant::now(),
+        };
         self.poll(Some(waker))
     }
 
-    fn answered(&mut self, answer: Result<Answer, Failure>, sent_at: Instant, waker: &Waker) -> Poll<Outcome<(), RemoteError>> {
+    fn answered(
+        &mut self,
+        answer: Result<Answer, Failure>,
+        sent_at: Instant,
+        waker: &Waker,
+    ) -> Poll<Outcome<(), RemoteError>> {
         let answer = match answer {
             Ok(answer) => answer,
             Err(failure) => return self.failed(failure, waker),
@@ -386,10 +453,12 @@ impl RemoteAcquire {
                 self.bucket.learn_refusal(self.key.clone(), self.n, until);
                 Poll::Ready(self.refuse(retry_after_ns))
             }
-            Decision::Conflict(stored) => Poll::Ready(Err(Refusal::Failed(RemoteError::Conflict {
-                stored,
-                ours: self.bucket.settings.clone(),
-            }))),
+            Decision::Conflict(stored) => {
+                Poll::Ready(Err(Refusal::Failed(RemoteError::Conflict {
+                    stored,
+                    ours: self.bucket.settings.clone(),
+                })))
+            }
         }
     }
 
@@ -403,7 +472,12 @@ impl RemoteAcquire {
             OnError::Deny => Poll::Ready(self.refuse(self.bucket.interval_ns())),
             OnError::Local => {
                 let fallback = Arc::clone(&self.bucket.fallback);
-                self.stage = Stage::Local(LocalAcquire::new(fallback, self.key.clone(), self.n, self.max_wait_ns));
+                self.stage = Stage::Local(LocalAcquire::new(
+                    fallback,
+                    self.key.clone(),
+                    self.n,
+                    self.max_wait_ns,
+                ));
                 self.poll(Some(waker))
             }
         }
@@ -424,7 +498,10 @@ impl Wait for RemoteAcquire {
                     let left_ns = left.as_nanos() as u64;
                     if self.max_wait_ns.is_some_and(|most| left_ns > most) {
                         self.stage = Stage::Done;
-                        self.bucket.counters.rejected_locally.fetch_add(1, Ordering::Relaxed);
+                        self.bucket
+                            .counters
+                            .rejected_locally
+                            .fetch_add(1, Ordering::Relaxed);
                         return Poll::Ready(self.refuse(left_ns));
                     }
                 }
@@ -439,7 +516,9 @@ impl Wait for RemoteAcquire {
                     Poll::Pending(sleep) => Poll::Pending(sleep),
                     Poll::Ready(answer) => {
                         self.stage = Stage::Done;
-                        let Some(waker) = waker else { return Poll::Pending(None) };
+                        let Some(waker) = waker else {
+                            return Poll::Pending(None);
+                        };
                         self.answered(answer, sent_at, waker)
                     }
                 }
@@ -467,7 +546,10 @@ impl Wait for RemoteAcquire {
     fn abandon(&mut self) {
         match std::mem::replace(&mut self.stage, Stage::Done) {
             Stage::Asking { mut call, .. } => {
-                self.bucket.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                self.bucket
+                    .counters
+                    .cancelled
+                    .fetch_add(1, Ordering::Relaxed);
                 call.abandon();
             }
             Stage::Sleeping { tat, .. } => {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::backend::Backend;
 use super::super::wait::{Poll, Wait, Waker};
+use super::backend::Backend;
 
 type Work<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -76,7 +76,11 @@ impl<T: Send + 'static> Call<T> {
 
 /// A call whose answer is a `Result`: with no runtime it fails at once.
 impl<T: Send + 'static, E: Send + 'static> Call<Result<T, E>> {
-    pub fn poll_with(&mut self, waker: Option<&Waker>, no_runtime: impl FnOnce() -> E) -> Poll<Result<T, E>> {
+    pub fn poll_with(
+        &mut self,
+        waker: Option<&Waker>,
+        no_runtime: impl FnOnce() -> E,
+    ) -> Poll<Result<T, E>> {
         let Some(waker) = waker else {
             return Poll::Pending(None);
         };
@@ -98,10 +102,6 @@ impl<T: Send + 'static, E: Send + 'static> Call<Result<T, E>> {
 }
 
 impl<T: Send + 'static> Call<T> {
-    pub fn is_sent(&self) -> bool {
-        self.sent
-    }
-
     /// Leaves: an answer already in goes to `orphan` now, one on its way
     /// goes there when it arrives; an unsent call is never sent.
     pub fn abandon(&mut self) {
@@ -113,7 +113,11 @@ impl<T: Send + 'static> Call<T> {
         }
         state.abandoned = true;
         let answer = state.answer.take();
-        let orphan = if answer.is_some() { state.orphan.take() } else { None };
+        let orphan = if answer.is_some() {
+            state.orphan.take()
+        } else {
+            None
+        };
         drop(state);
         if let (Some(answer), Some(orphan)) = (answer, orphan) {
             orphan(answer);

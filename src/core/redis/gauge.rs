@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -17,9 +17,9 @@ use super::backend::{Backend, Failure, OnError};
 use super::bucket::RemoteError;
 use super::call::Call;
 use super::{int, limit_key, text};
+use crate::core::clock::monotonic;
 use crate::core::gauge::{Acquire as LocalAcquire, Gauge};
 use crate::core::wait::{Deadline, Outcome, Poll, Refusal, Wait, Waker};
-use crate::core::clock::monotonic;
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gauge.lua")));
 
@@ -133,7 +133,11 @@ impl RemoteGauge {
     }
 
     fn new_id(&self) -> String {
-        format!("{}.{}", self.owner, self.next_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}.{}",
+            self.owner,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     fn lease_ms(&self) -> String {
@@ -144,13 +148,6 @@ impl RemoteGauge {
         let mut args = vec![mode.to_owned(), self.limit.to_string(), self.lease_ms()];
         args.extend(rest);
         args
-    }
-
-    pub fn conflict_message(&self, stored: &str) -> String {
-        format!(
-            "a gauge named {:?} exists in Redis with a limit of {stored}, not {}",
-            self.name, self.limit
-        )
     }
 
     /// Permits this process holds.
@@ -199,11 +196,19 @@ impl RemoteGauge {
                     let mut args = vec![this.channel.clone()];
                     args.extend(leases.iter().cloned());
                     let args = this.args("release", args);
-                    done &= this.backend.invoke(&SCRIPT, &this.keys, &args).await.is_ok();
+                    done &= this
+                        .backend
+                        .invoke(&SCRIPT, &this.keys, &args)
+                        .await
+                        .is_ok();
                 }
                 if let Some(waiter) = &waiter {
                     let args = this.args("leave", [this.channel.clone(), waiter.clone()]);
-                    done &= this.backend.invoke(&SCRIPT, &this.keys, &args).await.is_ok();
+                    done &= this
+                        .backend
+                        .invoke(&SCRIPT, &this.keys, &args)
+                        .await
+                        .is_ok();
                 }
                 if done || this.backend.is_closed() || Instant::now() >= give_up {
                     return;
@@ -253,7 +258,7 @@ impl RemoteGauge {
             self.backend.subscribe(&self.channel, listener).await
         })
         .await
-        .map(|_| ())
+        .copied()
     }
 
     /// Keeps the leases held and the places queued alive, while there are any.
@@ -301,7 +306,10 @@ impl RemoteGauge {
         let mut rest = vec![waiters.len().to_string()];
         rest.extend(waiters);
         rest.extend(leases);
-        let Ok(Value::Array(reply)) = self.backend.invoke(&SCRIPT, &self.keys, &self.args("renew", rest)).await
+        let Ok(Value::Array(reply)) = self
+            .backend
+            .invoke(&SCRIPT, &self.keys, &self.args("renew", rest))
+            .await
         else {
             // Not renewed this time; the next try comes a third of a lease later.
             return true;
@@ -318,7 +326,9 @@ impl RemoteGauge {
                     count += 1;
                 }
             }
-            self.counters.leases_lost.fetch_add(count, Ordering::Relaxed);
+            self.counters
+                .leases_lost
+                .fetch_add(count, Ordering::Relaxed);
             let hook = self.on_lost.lock().clone();
             if let (Some(hook), true) = (hook, count > 0) {
                 hook(count);
@@ -328,13 +338,28 @@ impl RemoteGauge {
     }
 
     /// One attempt: Some(ms to the first lease's expiry, or -1) if not granted.
-    async fn take(self: Arc<Self>, waiter: String, leases: Vec<String>, may_queue: bool) -> Result<TakeAnswer, Failure> {
+    async fn take(
+        self: Arc<Self>,
+        waiter: String,
+        leases: Vec<String>,
+        may_queue: bool,
+    ) -> Result<TakeAnswer, Failure> {
         let n = leases.len().to_string();
-        let mut rest = vec![self.channel.clone(), waiter, n, if may_queue { "1" } else { "0" }.to_owned()];
+        let mut rest = vec![
+            self.channel.clone(),
+            waiter,
+            n,
+            if may_queue { "1" } else { "0" }.to_owned(),
+        ];
         rest.extend(leases);
-        let reply = self.backend.invoke(&SCRIPT, &self.keys, &self.args("take", rest)).await?;
+        let reply = self
+            .backend
+            .invoke(&SCRIPT, &self.keys, &self.args("take", rest))
+            .await?;
         let bad = || Failure::Server(format!("unexpected reply from the gauge script: {reply:?}"));
-        let Value::Array(items) = &reply else { return Err(bad()) };
+        let Value::Array(items) = &reply else {
+            return Err(bad());
+        };
         match int(items.first()).ok_or_else(bad)? {
             1 => Ok(TakeAnswer::Granted),
             0 => Ok(TakeAnswer::Full {
@@ -343,20 +368,6 @@ impl RemoteGauge {
             -1 => Ok(TakeAnswer::Conflict(text(items.get(1)).ok_or_else(bad)?)),
             _ => Err(bad()),
         }
-    }
-
-    /// Permits held in Redis by everyone, and callers queued, everywhere.
-    pub async fn peek(self: Arc<Self>) -> Result<(u64, u64), Failure> {
-        let args = self.args("peek", [self.channel.clone()]);
-        let reply = self.backend.invoke(&SCRIPT, &self.keys, &args).await?;
-        let Value::Array(items) = &reply else {
-            return Err(Failure::Server(format!("unexpected reply {reply:?}")));
-        };
-        if int(items.first()) == Some(-1) {
-            return Err(Failure::Server(self.conflict_message(&text(items.get(1)).unwrap_or_default())));
-        }
-        let count = |i: usize| int(items.get(i)).unwrap_or(0).max(0) as u64;
-        Ok((count(1), count(2)))
     }
 
     pub fn snapshot(&self) -> RemoteGaugeSnapshot {
@@ -392,7 +403,9 @@ enum Stage {
     Subscribing(Call<Result<(), Failure>>),
     Asking(Call<Result<TakeAnswer, Failure>>),
     /// Queued in Redis; asks again when woken or at `until`.
-    Sleeping { until: Instant },
+    Sleeping {
+        until: Instant,
+    },
     Local(LocalAcquire<Arc<Gauge>>),
     Done,
 }
@@ -455,10 +468,10 @@ impl RemoteGaugeAcquire {
         let may_queue = self.may_wait();
         if may_queue && !self.queued {
             self.queued = true;
-            gauge
-                .waiting
-                .lock()
-                .insert(self.waiter.clone(), (Arc::clone(waker), Arc::clone(&self.woken)));
+            gauge.waiting.lock().insert(
+                self.waiter.clone(),
+                (Arc::clone(waker), Arc::clone(&self.woken)),
+            );
             gauge.keep_renewing();
         }
         let work = Arc::clone(&gauge).take(self.waiter.clone(), self.leases.clone(), may_queue);
@@ -498,7 +511,11 @@ impl RemoteGaugeAcquire {
         Poll::Ready(Ok(()))
     }
 
-    fn answered(&mut self, answer: Result<TakeAnswer, Failure>, waker: &Waker) -> Poll<Outcome<(), RemoteError>> {
+    fn answered(
+        &mut self,
+        answer: Result<TakeAnswer, Failure>,
+        waker: &Waker,
+    ) -> Poll<Outcome<(), RemoteError>> {
         match answer {
             Ok(TakeAnswer::Granted) => {
                 let permits = self.leases.iter().cloned().map(Held::Lease).collect();
@@ -517,11 +534,16 @@ impl RemoteGaugeAcquire {
                     let timed_out = self.queued;
                     self.leave();
                     return Poll::Ready(Err(if timed_out {
-                        self.gauge.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                        self.gauge
+                            .counters
+                            .timed_out
+                            .fetch_add(1, Ordering::Relaxed);
                         Refusal::TimedOut
                     } else {
                         self.gauge.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                        Refusal::Busy { retry_after_ns: None }
+                        Refusal::Busy {
+                            retry_after_ns: None,
+                        }
                     }));
                 }
                 let mut sleep = LOOK_AGAIN_AT_MOST.min(self.gauge.lease / 3);
@@ -532,7 +554,9 @@ impl RemoteGaugeAcquire {
                     sleep = sleep.min(left);
                 }
                 self.slept = true;
-                self.stage = Stage::Sleeping { until: Instant::now() + sleep };
+                self.stage = Stage::Sleeping {
+                    until: Instant::now() + sleep,
+                };
                 Poll::Pending(Some(sleep))
             }
             Err(failure) => self.failed(failure, waker),
@@ -546,7 +570,8 @@ impl RemoteGaugeAcquire {
         // The attempt may have been granted in Redis without its answer
         // reaching here: its leases and place go back.
         let leases = std::mem::take(&mut self.leases);
-        self.gauge.give_back(leases, self.queued.then(|| self.waiter.clone()));
+        self.gauge
+            .give_back(leases, self.queued.then(|| self.waiter.clone()));
         self.unregister();
         match self.gauge.backend.on_error {
             OnError::Raise => {
@@ -557,7 +582,9 @@ impl RemoteGaugeAcquire {
             OnError::Deny => {
                 self.stage = Stage::Done;
                 self.gauge.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                Poll::Ready(Err(Refusal::Busy { retry_after_ns: None }))
+                Poll::Ready(Err(Refusal::Busy {
+                    retry_after_ns: None,
+                }))
             }
             OnError::Local => {
                 let left = match self.deadline {
@@ -566,7 +593,11 @@ impl RemoteGaugeAcquire {
                     Deadline::At(at) => Some(at.saturating_sub(clock_now())),
                 };
                 let _ = self.timeout_ns;
-                self.stage = Stage::Local(LocalAcquire::new(Arc::clone(&self.gauge.fallback), self.n, left));
+                self.stage = Stage::Local(LocalAcquire::new(
+                    Arc::clone(&self.gauge.fallback),
+                    self.n,
+                    left,
+                ));
                 self.poll(Some(waker))
             }
         }
@@ -590,9 +621,13 @@ impl Wait for RemoteGaugeAcquire {
             Stage::Start => {
                 if self.n > self.gauge.limit {
                     self.stage = Stage::Done;
-                    return Poll::Ready(Err(Refusal::TooLarge { most: self.gauge.limit }));
+                    return Poll::Ready(Err(Refusal::TooLarge {
+                        most: self.gauge.limit,
+                    }));
                 }
-                let Some(waker) = waker else { return Poll::Pending(None) };
+                let Some(waker) = waker else {
+                    return Poll::Pending(None);
+                };
                 if self.may_wait() {
                     let work = Arc::clone(&self.gauge).subscribe();
                     self.stage = Stage::Subscribing(Call::new(work, |_| {}));
@@ -601,29 +636,42 @@ impl Wait for RemoteGaugeAcquire {
                     self.ask(waker)
                 }
             }
-            Stage::Subscribing(call) => match call.poll_with(waker, || Failure::Unreachable("no runtime".to_owned())) {
-                Poll::Pending(sleep) => Poll::Pending(sleep),
-                Poll::Ready(outcome) => {
-                    let Some(waker) = waker else { return Poll::Pending(None) };
-                    match outcome {
-                        Ok(()) => self.ask(waker),
-                        Err(failure) => self.failed(failure, waker),
+            Stage::Subscribing(call) => {
+                match call.poll_with(waker, || Failure::Unreachable("no runtime".to_owned())) {
+                    Poll::Pending(sleep) => Poll::Pending(sleep),
+                    Poll::Ready(outcome) => {
+                        let Some(waker) = waker else {
+                            return Poll::Pending(None);
+                        };
+                        match outcome {
+                            Ok(()) => self.ask(waker),
+                            Err(failure) => self.failed(failure, waker),
+                        }
                     }
                 }
-            },
-            Stage::Asking(call) => match call.poll_with(waker, || Failure::Unreachable("no runtime".to_owned())) {
-                Poll::Pending(sleep) => Poll::Pending(sleep),
-                Poll::Ready(answer) => {
-                    let Some(waker) = waker else { return Poll::Pending(None) };
-                    self.answered(answer, waker)
+            }
+            Stage::Asking(call) => {
+                match call.poll_with(waker, || Failure::Unreachable("no runtime".to_owned())) {
+                    Poll::Pending(sleep) => Poll::Pending(sleep),
+                    Poll::Ready(answer) => {
+                        let Some(waker) = waker else {
+                            return Poll::Pending(None);
+                        };
+                        self.answered(answer, waker)
+                    }
                 }
-            },
+            }
             Stage::Sleeping { until } => {
                 let until = *until;
-                let Some(waker) = waker else { return Poll::Pending(None) };
+                let Some(waker) = waker else {
+                    return Poll::Pending(None);
+                };
                 let now = Instant::now();
                 // Woken by a release, or its time came: ask again.
-                if self.woken.swap(false, Ordering::AcqRel) || now >= until || self.deadline.passed(&*monotonic()) {
+                if self.woken.swap(false, Ordering::AcqRel)
+                    || now >= until
+                    || self.deadline.passed(&*monotonic())
+                {
                     return self.ask(waker);
                 }
                 Poll::Pending(Some(until - now))
@@ -645,13 +693,19 @@ impl Wait for RemoteGaugeAcquire {
     fn abandon(&mut self) {
         match std::mem::replace(&mut self.stage, Stage::Done) {
             Stage::Asking(mut call) => {
-                self.gauge.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                self.gauge
+                    .counters
+                    .cancelled
+                    .fetch_add(1, Ordering::Relaxed);
                 // Its answer goes to the orphan, which gives back what it got.
                 call.abandon();
                 self.unregister();
             }
             Stage::Sleeping { .. } | Stage::Subscribing(_) => {
-                self.gauge.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                self.gauge
+                    .counters
+                    .cancelled
+                    .fetch_add(1, Ordering::Relaxed);
                 self.leave();
             }
             Stage::Local(mut wait) => wait.abandon(),
@@ -665,7 +719,3 @@ impl Drop for RemoteGaugeAcquire {
         self.abandon();
     }
 }
-
-/// Keeps the compiler honest about the weak handle type used above.
-#[allow(dead_code)]
-fn _weak(_: Weak<RemoteGauge>) {}

@@ -1,0 +1,314 @@
+"""Limits shared through a real Redis: buckets, gauges, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import brakes
+from brakes.redis import Backend
+from tests.redis_server import RedisServer, free_port, redis_server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    yield from redis_server()
+
+
+@pytest.fixture
+def backend(server: RedisServer) -> Iterator[Backend]:
+    server.cli("FLUSHALL")
+    with Backend(server.url, timeout=5) as b:
+        yield b
+
+
+def test_two_backends_share_one_bucket(backend: Backend, server: RedisServer) -> None:
+    other = Backend(server.url, timeout=5)
+    a = brakes.TokenBucket(1, per=3600, burst=3, backend=backend, name="api")
+    b = brakes.TokenBucket(1, per=3600, burst=3, backend=other, name="api")
+    assert [a.try_acquire(), b.try_acquire(), a.try_acquire(), b.try_acquire()] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert 3590 < b.retry_after() <= 3600
+    assert a.tokens() < 0.01
+
+
+def test_a_refusal_is_answered_locally_until_it_expires(backend: Backend) -> None:
+    bucket = brakes.TokenBucket(1, per=3600, burst=1, backend=backend, name="flood")
+    assert bucket.try_acquire()
+    before = backend.ping()
+    assert before >= 0
+    results = [bucket.try_acquire() for _ in range(100)]
+    assert results == [False] * 100
+    stats = bucket.stats()
+    assert stats.rejected == 100
+    assert stats.rejected_locally == 99
+    # A smaller n is not covered by a refusal learned for a larger one.
+    big = brakes.TokenBucket(1, per=3600, burst=5, backend=backend, name="weights")
+    assert big.try_acquire(3)
+    assert not big.try_acquire(3)
+    assert big.try_acquire(2)
+    assert big.stats().rejected_locally == 0
+
+
+def test_keys_are_separate_and_expire_once_full(backend: Backend, server: RedisServer) -> None:
+    bucket = brakes.TokenBucket(1, per=3600, burst=1, backend=backend, name="keys")
+    assert bucket.try_acquire(key="a")
+    assert bucket.try_acquire(key=b"b")
+    assert bucket.try_acquire(key=7)
+    assert not bucket.try_acquire(key="a")
+    ttl = int(server.cli("PTTL", "brakes:{keys}:s:a"))
+    # Gone once full again, an hour from now: nothing is left behind.
+    assert 3_590_000 < ttl <= 3_600_001
+    assert server.cli("EXISTS", "brakes:{keys}:i:7") == "1"
+
+
+def test_blocking_and_async_waits_book_their_turn(backend: Backend) -> None:
+    bucket = brakes.TokenBucket(20, burst=1, backend=backend, name="pace")
+    assert bucket.acquire_blocking()
+    assert bucket.acquire_blocking(timeout=5)
+    with pytest.raises(brakes.RateLimited) as refused:
+        bucket.acquire_blocking(timeout=0.001)
+    assert 0 < refused.value.retry_after <= 0.05
+
+    async def main() -> list[bool]:
+        return list(await asyncio.gather(*(bucket.acquire() for _ in range(4))))
+
+    assert asyncio.run(main()) == [True] * 4
+    assert bucket.stats().waited >= 4
+
+
+def test_a_cancelled_waiter_gives_its_booking_back(backend: Backend) -> None:
+    bucket = brakes.LeakyBucket(1, per=1, backend=backend, name="cancel")
+
+    async def main() -> bool:
+        assert await bucket.acquire()
+        waiter = asyncio.ensure_future(bucket.acquire())
+        while bucket.stats().waiting == 0:
+            await asyncio.sleep(0.001)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        for _ in range(200):
+            if bucket.retry_after() < 0.999:
+                break
+            await asyncio.sleep(0.005)
+        return bucket.retry_after() <= 1.0
+
+    assert asyncio.run(main())
+    assert bucket.stats().cancelled == 1
+
+
+def test_a_leaky_capacity_counts_waiters_everywhere(backend: Backend, server: RedisServer) -> None:
+    a = brakes.LeakyBucket(1, per=3600, capacity=1, backend=backend, name="leaky")
+    b = brakes.LeakyBucket(
+        1, per=3600, capacity=1, backend=Backend(server.url, timeout=5), name="leaky"
+    )
+    assert a.try_acquire()
+
+    async def main() -> None:
+        first = asyncio.ensure_future(a.acquire())
+        while a.stats().waiting == 0:
+            await asyncio.sleep(0.001)
+        with pytest.raises(brakes.RateLimited):
+            await b.acquire()
+        first.cancel()
+
+    asyncio.run(main())
+
+
+def test_other_settings_under_one_name_are_an_error(backend: Backend) -> None:
+    assert brakes.TokenBucket(10, backend=backend, name="same").try_acquire()
+    with pytest.raises(brakes.BackendError, match="other settings"):
+        brakes.TokenBucket(20, backend=backend, name="same").try_acquire()
+    assert brakes.Gauge(2, backend=backend, name="g").try_acquire()
+    with pytest.raises(brakes.BackendError, match="other settings"):
+        brakes.Gauge(3, backend=backend, name="g").try_acquire()
+
+
+def test_scripts_are_loaded_again_after_a_flush(backend: Backend, server: RedisServer) -> None:
+    bucket = brakes.TokenBucket(1000, backend=backend, name="flush")
+    gauge = brakes.Gauge(1, backend=backend, name="flush-gauge")
+    assert bucket.try_acquire()
+    assert gauge.try_acquire()
+    gauge.release()
+    assert server.cli("SCRIPT", "FLUSH") == "OK"
+    assert bucket.try_acquire()
+    assert gauge.try_acquire()
+
+
+def test_bad_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="url"):
+        Backend("http://nowhere")
+    with pytest.raises(ValueError, match="on_error"):
+        Backend(on_error="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout"):
+        Backend(timeout=0)
+    backend = Backend()
+    with pytest.raises(ValueError, match="name"):
+        brakes.TokenBucket(1, backend=backend)
+    with pytest.raises(ValueError, match="clock"):
+        from brakes.testing import ManualClock
+
+        brakes.TokenBucket(1, backend=backend, name="x", clock=ManualClock())
+    with pytest.raises(TypeError, match="backend"):
+        brakes.Gauge(1, backend="redis://", name="x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lease"):
+        brakes.Gauge(1, backend=backend, name="x", lease=0)
+
+
+def test_a_redis_that_cannot_be_reached_follows_on_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    raising = brakes.TokenBucket(1, backend=Backend(url), name="down")
+    with pytest.raises(brakes.BackendError, match="could not be reached"):
+        raising.try_acquire()
+    with pytest.raises(brakes.BackendError):
+        Backend(url).ping()
+    allowing = brakes.TokenBucket(1, burst=1, backend=Backend(url, on_error="allow"), name="d")
+    assert [allowing.try_acquire() for _ in range(3)] == [True] * 3
+    denying = brakes.Gauge(1, backend=Backend(url, on_error="deny"), name="d")
+    assert not denying.try_acquire()
+    local = brakes.TokenBucket(
+        1, per=3600, burst=2, backend=Backend(url, on_error="local"), name="d"
+    )
+    assert [local.try_acquire() for _ in range(3)] == [True, True, False]
+    local_gauge = brakes.Gauge(1, backend=Backend(url, on_error="local"), name="d")
+    assert local_gauge.try_acquire()
+    assert not local_gauge.try_acquire()
+    local_gauge.release()
+    assert local_gauge.try_acquire()
+    assert local.stats().backend_errors == 3
+    # One line per backend, not one per failing call.
+    lines = [r for r in caplog.records if r.name == "brakes.redis"]
+    assert 1 <= len(lines) <= 6
+
+
+def test_a_gauge_is_shared_and_a_release_wakes_a_waiter_elsewhere(
+    backend: Backend, server: RedisServer
+) -> None:
+    here = brakes.Gauge(1, backend=backend, name="db")
+    there = brakes.Gauge(1, backend=Backend(server.url, timeout=5), name="db")
+    assert here.try_acquire()
+    assert not there.try_acquire()
+    got = threading.Event()
+
+    def wait_there() -> None:
+        there.acquire_blocking(timeout=30)
+        got.set()
+
+    thread = threading.Thread(target=wait_there)
+    thread.start()
+    while int(server.cli("ZCARD", "brakes:{db}:queue") or 0) == 0:
+        pass
+    assert not got.is_set()
+    here.release()
+    thread.join(30)
+    assert got.is_set()
+    assert there.stats().waited == 1
+    there.release()
+    with pytest.raises(ValueError, match="more than"):
+        there.release()
+
+
+def test_waiters_are_served_in_arrival_order(backend: Backend, server: RedisServer) -> None:
+    gauge = brakes.Gauge(1, backend=backend, name="fifo")
+    order: list[int] = []
+
+    async def main() -> None:
+        await gauge.acquire()
+
+        async def waiter(i: int) -> None:
+            async with gauge:
+                order.append(i)
+
+        tasks = []
+        for i in range(5):
+            tasks.append(asyncio.ensure_future(waiter(i)))
+            while int(server.cli("ZCARD", "brakes:{fifo}:queue") or 0) <= i:
+                await asyncio.sleep(0.001)
+        gauge.release()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    assert order == [0, 1, 2, 3, 4]
+
+
+def test_cancelled_and_timed_out_waiters_lose_no_permit(
+    backend: Backend, server: RedisServer
+) -> None:
+    gauge = brakes.Gauge(3, backend=backend, name="stress")
+    running = 0
+    most = 0
+
+    async def worker(i: int) -> None:
+        nonlocal running, most
+        try:
+            async with asyncio.timeout(0.05 if i % 3 == 0 else None):
+                await gauge.acquire(timeout=0.02 if i % 4 == 0 else None)
+        except (TimeoutError, brakes.Overloaded):
+            return
+        try:
+            running += 1
+            most = max(most, running)
+            await asyncio.sleep(0.002)
+        finally:
+            running -= 1
+            gauge.release()
+
+    async def main() -> None:
+        await asyncio.gather(*(worker(i) for i in range(60)))
+
+    asyncio.run(main())
+    assert most <= 3
+    assert gauge.in_flight == 0
+    for _ in range(500):
+        if server.cli("ZCARD", "brakes:{stress}:holders") == "0":
+            break
+        threading.Event().wait(0.01)
+    assert server.cli("ZCARD", "brakes:{stress}:holders") == "0"
+    assert gauge.try_acquire(3)
+    gauge.release(3)
+
+
+def test_a_killed_holders_permits_come_back_after_the_lease(
+    backend: Backend, server: RedisServer
+) -> None:
+    holder = textwrap.dedent(
+        f"""
+        import sys, brakes
+        from brakes.redis import Backend
+        gauge = brakes.Gauge(2, backend=Backend({server.url!r}, timeout=5), name="crash", lease=1.0)
+        gauge.acquire_blocking(2)
+        print("held", flush=True)
+        sys.stdin.read()
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "held"
+        gauge = brakes.Gauge(2, backend=backend, name="crash", lease=1.0)
+        assert not gauge.try_acquire()
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        assert gauge.acquire_blocking(2, timeout=60)
+        gauge.release(2)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
