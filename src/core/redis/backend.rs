@@ -465,3 +465,46 @@ impl From<super::call::NoRuntime> for Failure {
         Self::Unreachable("the I/O runtime could not start".to_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_one_server_or_a_cluster() {
+        assert_eq!(
+            Target::parse("redis://127.0.0.1:6379/0"),
+            Ok(Target::Single("redis://127.0.0.1:6379/0".to_owned()))
+        );
+        assert_eq!(
+            Target::parse("redis+cluster://127.0.0.1:7000,127.0.0.1:7001"),
+            Ok(Target::Cluster(vec![
+                "redis://127.0.0.1:7000".to_owned(),
+                "redis://127.0.0.1:7001".to_owned()
+            ]))
+        );
+        assert!(Target::parse("redis+cluster://").is_err());
+        assert!(Target::parse("http://127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn on_error_modes_round_trip() {
+        for mode in ["raise", "allow", "deny", "local"] {
+            assert_eq!(OnError::parse(mode).map(OnError::as_str), Some(mode));
+        }
+        assert_eq!(OnError::parse("maybe"), None);
+    }
+
+    #[test]
+    fn failures_are_logged_once_per_period() {
+        let backend = Backend::new(
+            Target::Single("redis://127.0.0.1:1/0".to_owned()),
+            "p:".to_owned(),
+            Duration::from_millis(10),
+            OnError::Raise,
+        );
+        assert_eq!(backend.note_failure(), Some(0));
+        assert_eq!(backend.note_failure(), None);
+        assert_eq!(backend.note_failure(), None);
+    }
+}
