@@ -5,7 +5,7 @@
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::ThreadId;
 use std::time::Duration;
 
@@ -16,6 +16,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
+use super::inbox::{inbox_for, Inbox};
+use crate::core::redis::runtime::on_runtime_thread;
 use crate::core::wait::{Notify, Poll, Waker};
 
 /// What a finished call gives the code that awaited it.
@@ -40,6 +42,11 @@ pub trait Operation: Send + 'static {
     }
     /// Lets go of the Python objects the call holds (it is over).
     fn clear(&mut self) {}
+    /// Whether the wait is woken from the Redis client's threads (then its
+    /// wake-ups go through the loop's inbox).
+    fn woken_by_the_client(&self) -> bool {
+        false
+    }
 }
 
 /// The current thread's id, without the reference count traffic of
@@ -95,11 +102,14 @@ pub struct FutureHandle {
     plain_futures: bool,
     loop_thread: ThreadId,
     slot: Mutex<Slot>,
+    /// Where wake-ups from the Redis client's threads go.
+    inbox: Option<Weak<Inbox>>,
 }
 
 impl FutureHandle {
-    fn new(event_loop: &Bound<'_, PyAny>) -> Self {
+    fn new(event_loop: &Bound<'_, PyAny>, inbox: Option<Weak<Inbox>>) -> Self {
         Self {
+            inbox,
             plain_futures: makes_plain_futures(event_loop),
             event_loop: event_loop.clone().unbind(),
             loop_thread: current_thread(),
@@ -146,6 +156,20 @@ impl FutureHandle {
 
 impl Notify for FutureHandle {
     fn notify(&self) -> bool {
+        if on_runtime_thread() {
+            if let Some(inbox) = self.inbox.as_ref().and_then(Weak::upgrade) {
+                let future = {
+                    let mut slot = self.slot.lock();
+                    let Some(future) = slot.future.take() else {
+                        slot.woken = true;
+                        return true;
+                    };
+                    future
+                };
+                inbox.post(future);
+                return true;
+            }
+        }
         Python::attach(|py| {
             let future = {
                 let mut slot = self.slot.lock();
@@ -392,7 +416,12 @@ impl<O: Operation> Driver<O> {
     /// the loop leaves nothing behind.
     fn first_look(py: Python<'_>, state: &mut State<O>) -> PyResult<Stepped> {
         let event_loop = running_loop(py, state.op.name())?;
-        let handle = Arc::new(FutureHandle::new(&event_loop));
+        let inbox = if state.op.woken_by_the_client() {
+            inbox_for(&event_loop)
+        } else {
+            None
+        };
+        let handle = Arc::new(FutureHandle::new(&event_loop, inbox));
         let waker: Waker = handle.clone();
         Self::look(py, state, handle, waker)
     }

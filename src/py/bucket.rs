@@ -18,7 +18,10 @@ use super::stats::stats_class;
 use crate::core::bucket::{Acquire, Attempt, Bucket as CoreBucket, BucketSnapshot, Shape};
 use crate::core::keys::Key;
 use crate::core::pace::{decimal_fraction, Pace};
-use crate::core::redis::bucket::{RemoteAcquire, RemoteBucket, RemoteError, RemoteSnapshot};
+use crate::core::redis::bucket::{
+    RemoteAcquire, RemoteBucket, RemoteError, RemoteSnapshot,
+    MAX_TICKS_PER_NS as MAX_SHARED_TICKS_PER_NS,
+};
 use crate::core::redis::call::Call;
 use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
 
@@ -126,6 +129,9 @@ impl Operation for AcquireCall {
     fn abandon(&mut self) {
         self.wait.abandon();
     }
+    fn woken_by_the_client(&self) -> bool {
+        matches!(self.wait, BucketWait::Remote(_))
+    }
 }
 
 awaitable!(
@@ -180,6 +186,11 @@ impl Bucket {
                 "rate={rate} per={per} is out of range: an interval of per/rate seconds must be kept exactly in nanoseconds"
             )));
         };
+        if remote_of.is_some() && pace.ticks_per_ns() > MAX_SHARED_TICKS_PER_NS {
+            return Err(value_error(format!(
+                "rate={rate} per={per} has too many significant digits for a limit shared through Redis"
+            )));
+        }
         let max_keys = match max_keys {
             None => None,
             Some(m) if m >= 1 => Some(m as usize),

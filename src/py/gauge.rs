@@ -139,6 +139,9 @@ impl Operation for AcquireCall {
     fn abandon(&mut self) {
         self.wait.abandon();
     }
+    fn woken_by_the_client(&self) -> bool {
+        matches!(self.wait, GaugeWait::Remote(_))
+    }
 }
 
 awaitable!(

@@ -9,6 +9,26 @@ pub mod clock;
 pub mod decorator;
 pub mod errors;
 pub mod gauge;
+#[cfg(unix)]
+pub mod inbox;
+#[cfg(not(unix))]
+pub mod inbox {
+    //! Without sockets a loop can watch, wake-ups take `call_soon_threadsafe`.
+    use pyo3::prelude::*;
+    use std::sync::Weak;
+
+    pub struct Inbox;
+
+    impl Inbox {
+        pub fn post(&self, future: Py<PyAny>) {
+            drop(future);
+        }
+    }
+
+    pub fn inbox_for(_: &Bound<'_, PyAny>) -> Option<Weak<Inbox>> {
+        None
+    }
+}
 pub mod keys;
 pub mod queue;
 pub mod redis;

@@ -65,3 +65,15 @@ local function approx(a)
   return x
 end
 local function is_zero(a) return #a == 1 and a[1] == 0 end
+-- floor(a / d) for a small d (d * 10 < 2^53), digit by digit.
+local function div_small(a, d)
+  local text, digits, rem = str(a), {}, 0
+  for i = 1, #text do
+    rem = rem * 10 + string.byte(text, i) - 48
+    local q = math.floor(rem / d)
+    digits[i] = q
+    rem = rem - q * d
+  end
+  local text = string.gsub(table.concat(digits), '^0+', '')
+  return big(text == '' and '0' or text)
+end

@@ -21,11 +21,17 @@ use crate::core::pace::Pace;
 use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    // The plain-number path returns before the bignum helpers are defined.
     Script::new(concat!(
+        include_str!("bucket.lua"),
         include_str!("bignum.lua"),
-        include_str!("bucket.lua")
+        include_str!("bucket_exact.lua")
     ))
 });
+
+/// The finest rate a shared bucket keeps: the script divides by the ticks
+/// per nanosecond in Lua numbers, exact while ten times it stays below 2^53.
+pub const MAX_TICKS_PER_NS: u128 = 100_000_000_000_000;
 
 /// Local refusals are forgotten in bulk past this many keys.
 const MAX_REMEMBERED: usize = 65_536;
