@@ -274,6 +274,13 @@ impl Bucket {
         self.max_wait
     }
 
+    /// The Redis time (ns) of this process's latest decision made in Redis,
+    /// for tests that replay decisions on a local bucket.
+    #[getter]
+    fn _redis_time_ns(&self) -> Option<u64> {
+        self.remote.as_ref().and_then(|r| r.last_redis_now_ns())
+    }
+
     /// Takes `n` tokens if they are there now and nobody is queued; never waits.
     #[pyo3(signature = (n = 1, *, key = None))]
     fn try_acquire(

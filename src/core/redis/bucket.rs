@@ -1,5 +1,7 @@
 //! A token or leaky bucket whose state lives in Redis: one GCRA script,
-//! one round trip per decision, Redis's clock. Refusals Redis gave are
+//! one round trip per decision, Redis's clock. Decisions asked for while
+//! one call is out go together in the next (one script call for many keys),
+//! so concurrent callers share round trips. Refusals Redis gave are
 //! remembered here until they expire, so a flooded key costs one call per
 //! refill instead of one per request.
 
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redis::{Script, Value};
+use tokio::sync::oneshot;
 
 use super::backend::{Backend, Failure, OnError};
 use super::call::Call;
@@ -24,6 +27,7 @@ static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     // The plain-number path returns before the bignum helpers are defined.
     Script::new(concat!(
         include_str!("bucket.lua"),
+        // Loaded only by a decision that needs them: inside `load_exact`.
         include_str!("bignum.lua"),
         include_str!("bucket_exact.lua")
     ))
@@ -32,6 +36,13 @@ static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
 /// The finest rate a shared bucket keeps: the script divides by the ticks
 /// per nanosecond in Lua numbers, exact while ten times it stays below 2^53.
 pub const MAX_TICKS_PER_NS: u128 = 100_000_000_000_000;
+
+/// The most decisions one script call makes.
+const MAX_BATCH: usize = 256;
+
+/// The most script calls out at once per bucket: a few keep Redis and this
+/// process both busy; past them, decisions wait to go in the next call.
+const MAX_SENDERS: usize = 4;
 
 /// Local refusals are forgotten in bulk past this many keys.
 const MAX_REMEMBERED: usize = 65_536;
@@ -96,6 +107,23 @@ pub struct RemoteSnapshot {
     pub waiting: u64,
 }
 
+/// What the script answered for one key: status, wait ticks, tat.
+type Reply = (i64, String, String);
+
+/// A decision waiting for the next script call.
+struct Queued {
+    key: String,
+    args: [String; 6],
+    answer: oneshot::Sender<Result<(Reply, u64), Failure>>,
+}
+
+#[derive(Default)]
+struct Batch {
+    queued: Vec<Queued>,
+    /// Senders at work, each with at most one call out.
+    senders: usize,
+}
+
 pub struct RemoteBucket {
     pub backend: Arc<Backend>,
     pub name: String,
@@ -106,6 +134,10 @@ pub struct RemoteBucket {
     pub fallback: Arc<Bucket>,
     known: Mutex<HashMap<Key, Known>>,
     counters: Counters,
+    batch: Mutex<Batch>,
+    /// The Redis time of the latest decision (0: none yet), for tests that
+    /// replay decisions on a local bucket.
+    last_redis_now_ns: AtomicU64,
 }
 
 fn key_suffix(key: &Key) -> String {
@@ -158,6 +190,8 @@ impl RemoteBucket {
             fallback,
             known: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            batch: Mutex::new(Batch::default()),
+            last_redis_now_ns: AtomicU64::new(0),
         })
     }
 
@@ -176,16 +210,14 @@ impl RemoteBucket {
         self.fallback.most()
     }
 
-    /// The script's arguments for `mode` on `n` tokens.
-    fn args(&self, mode: &str, n: u64, max_wait_ns: Option<u64>, tat: &str) -> Vec<String> {
+    /// The script's six arguments for `mode` on `n` tokens of one key.
+    fn args(&self, mode: &str, n: u64, max_wait_ns: Option<u64>, tat: &str) -> [String; 6] {
         let capacity = match self.shape {
             Shape::Leaky { capacity: Some(c) } => self.pace.tokens(c).to_string(),
             _ => "-".to_owned(),
         };
-        vec![
+        [
             mode.to_owned(),
-            self.settings.clone(),
-            self.pace.ticks_per_ns().to_string(),
             self.pace.tokens(n).to_string(),
             self.slack(n).to_string(),
             max_wait_ns.map_or_else(
@@ -197,7 +229,87 @@ impl RemoteBucket {
         ]
     }
 
-    fn read(&self, reply: &Value) -> Result<(i64, String, String, u64), Failure> {
+    /// Runs one decision in the next script call, and waits (up to the
+    /// backend's timeout) for its reply and the Redis time.
+    async fn ask(
+        self: &Arc<Self>,
+        key: String,
+        args: [String; 6],
+    ) -> Result<(Reply, u64), Failure> {
+        let (answer, reply) = oneshot::channel();
+        let another = {
+            let mut batch = self.batch.lock();
+            batch.queued.push(Queued { key, args, answer });
+            let another = batch.senders < MAX_SENDERS;
+            batch.senders += usize::from(another);
+            another
+        };
+        if another {
+            let this = Arc::clone(self);
+            if !Backend::spawn(async move { this.send_batches().await }) {
+                let queued = {
+                    let mut batch = self.batch.lock();
+                    batch.senders -= 1;
+                    std::mem::take(&mut batch.queued)
+                };
+                let failure = Failure::Unreachable("no thread for the Redis client".to_owned());
+                for q in queued {
+                    let _ = q.answer.send(Err(failure.clone()));
+                }
+            }
+        }
+        // Queued behind a call that is out, a decision waits for that one
+        // too: the bound holds from the moment it was asked for.
+        match tokio::time::timeout(self.backend.timeout, reply).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(Failure::Closed),
+            Err(_) => Err(Failure::Unreachable(format!(
+                "no answer within the timeout of {} s",
+                self.backend.timeout.as_secs_f64()
+            ))),
+        }
+    }
+
+    /// Sends what is queued, one call at a time, until nothing is.
+    async fn send_batches(self: Arc<Self>) {
+        loop {
+            let queued = {
+                let mut batch = self.batch.lock();
+                if batch.queued.is_empty() {
+                    batch.senders -= 1;
+                    return;
+                }
+                let take = batch.queued.len().min(MAX_BATCH);
+                batch.queued.drain(..take).collect::<Vec<_>>()
+            };
+            let keys: Vec<String> = queued.iter().map(|q| q.key.clone()).collect();
+            let mut args = Vec::with_capacity(2 + 6 * queued.len());
+            args.push(self.settings.clone());
+            args.push(self.pace.ticks_per_ns().to_string());
+            for q in &queued {
+                args.extend(q.args.iter().cloned());
+            }
+            let replies = match self.backend.invoke(&SCRIPT, &keys, &args).await {
+                Ok(reply) => self.read(&reply, queued.len()),
+                Err(failure) => Err(failure),
+            };
+            match replies {
+                Ok((replies, now_ns)) => {
+                    for (q, reply) in queued.into_iter().zip(replies) {
+                        let _ = q.answer.send(Ok((reply, now_ns)));
+                    }
+                }
+                Err(failure) => {
+                    for q in queued {
+                        let _ = q.answer.send(Err(failure.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The replies for `count` keys, and the Redis time.
+    fn read(&self, reply: &Value, count: usize) -> Result<(Vec<Reply>, u64), Failure> {
         let bad = || {
             Failure::Server(format!(
                 "unexpected reply from the bucket script: {reply:?}"
@@ -206,13 +318,18 @@ impl RemoteBucket {
         let Value::Array(items) = reply else {
             return Err(bad());
         };
-        let status = int(items.first()).ok_or_else(bad)?;
-        let a = text(items.get(1)).ok_or_else(bad)?;
-        let b = text(items.get(2)).ok_or_else(bad)?;
-        let now_ns = text(items.get(3))
+        if items.len() != 1 + 3 * count {
+            return Err(bad());
+        }
+        let now_ns = text(items.first())
             .and_then(|t| t.parse().ok())
             .ok_or_else(bad)?;
-        Ok((status, a, b, now_ns))
+        let replies = items[1..]
+            .chunks(3)
+            .map(|one| Some((int(one.first())?, text(one.get(1))?, text(one.get(2))?)))
+            .collect::<Option<Vec<Reply>>>()
+            .ok_or_else(bad)?;
+        Ok((replies, now_ns))
     }
 
     fn ns(&self, ticks: &str) -> Result<u64, Failure> {
@@ -229,12 +346,8 @@ impl RemoteBucket {
         n: u64,
         max_wait_ns: Option<u64>,
     ) -> Result<Answer, Failure> {
-        let keys = [self.redis_key(&key)];
-        let reply = self
-            .backend
-            .invoke(&SCRIPT, &keys, &self.args("take", n, max_wait_ns, ""))
-            .await?;
-        let (status, a, b, redis_now_ns) = self.read(&reply)?;
+        let args = self.args("take", n, max_wait_ns, "");
+        let ((status, a, b), redis_now_ns) = self.ask(self.redis_key(&key), args).await?;
         let decision = match status {
             1 => Decision::Taken,
             2 => Decision::Booked {
@@ -247,6 +360,8 @@ impl RemoteBucket {
             -1 => Decision::Conflict(a),
             _ => return Err(Failure::Server(format!("unexpected status {status}"))),
         };
+        self.last_redis_now_ns
+            .store(redis_now_ns, Ordering::Relaxed);
         Ok(Answer {
             decision,
             redis_now_ns,
@@ -255,12 +370,8 @@ impl RemoteBucket {
 
     /// The wait for `n` tokens now, and the ticks the key is in debt.
     pub async fn peek(self: Arc<Self>, key: Key, n: u64) -> Result<(u64, u128), Failure> {
-        let keys = [self.redis_key(&key)];
-        let reply = self
-            .backend
-            .invoke(&SCRIPT, &keys, &self.args("peek", n, None, ""))
-            .await?;
-        let (status, a, b, _) = self.read(&reply)?;
+        let args = self.args("peek", n, None, "");
+        let ((status, a, b), _) = self.ask(self.redis_key(&key), args).await?;
         if status == -1 {
             return Err(Failure::Server(self.conflict_message(&a)));
         }
@@ -282,9 +393,8 @@ impl RemoteBucket {
     fn cancel_booking(self: &Arc<Self>, key: Key, n: u64, tat: String) {
         let this = Arc::clone(self);
         Backend::spawn(async move {
-            let keys = [this.redis_key(&key)];
             let args = this.args("cancel", n, None, &tat);
-            let _ = this.backend.invoke(&SCRIPT, &keys, &args).await;
+            let _ = this.ask(this.redis_key(&key), args).await;
         });
     }
 
@@ -317,6 +427,11 @@ impl RemoteBucket {
         if n < entry.n || (n == entry.n && until > entry.until) || entry.until <= Instant::now() {
             *entry = Known { n, until };
         }
+    }
+
+    /// The Redis time of the latest decision Redis made for this bucket.
+    pub fn last_redis_now_ns(&self) -> Option<u64> {
+        Some(self.last_redis_now_ns.load(Ordering::Relaxed)).filter(|&ns| ns != 0)
     }
 
     /// Keys with a refusal remembered here.

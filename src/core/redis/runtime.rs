@@ -21,7 +21,7 @@ pub fn runtime() -> Option<&'static Runtime> {
     RUNTIME
         .get_or_init(|| {
             Builder::new_multi_thread()
-                .worker_threads(2)
+                .worker_threads(1)
                 .thread_name("brakes-redis")
                 .on_thread_start(|| RUNTIME_THREAD.with(|t| t.set(true)))
                 .enable_time()
