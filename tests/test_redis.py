@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 import brakes
 from brakes.redis import Backend
+from brakes.testing import ManualClock
 from tests.redis_server import RedisServer, free_port, redis_server
 
 
@@ -126,6 +128,61 @@ def test_a_leaky_capacity_counts_waiters_everywhere(backend: Backend, server: Re
         first.cancel()
 
     asyncio.run(main())
+
+
+SCHEDULES = {
+    # Plain Lua numbers: few digits in the rate.
+    "token bucket": lambda **kw: brakes.TokenBucket(2000, burst=3, **kw),
+    # Bignums: a rate whose ticks need seven digits.
+    "token bucket, exact arithmetic": lambda **kw: brakes.TokenBucket(1234.5678, burst=3, **kw),
+    "leaky bucket": lambda **kw: brakes.LeakyBucket(2000, **kw),
+}
+
+
+def decide(bucket: brakes.TokenBucket | brakes.LeakyBucket, how: str, n: int, key: str) -> object:
+    if how == "try":
+        return bucket.try_acquire(n, key=key)
+    try:
+        return bucket.acquire_blocking(n, key=key, timeout=0)
+    except brakes.RateLimited as refused:
+        return ("refused", refused.retry_after)
+
+
+@pytest.mark.parametrize("kind", SCHEDULES)
+def test_a_shared_bucket_answers_as_a_local_one_at_the_same_times(
+    backend: Backend, kind: str
+) -> None:
+    """Every decision Redis makes is replayed on a local bucket whose manual
+    clock reads the decision's Redis time: the answers (granted, refused, and
+    a refusal's retry_after) are the same, one by one."""
+    make = SCHEDULES[kind]
+    shared = make(backend=backend, name="replayed")
+    clock = ManualClock(start=1000.0)
+    local = make(clock=clock)
+    local_ns = 1000 * 10**9
+    first_ns: int | None = None
+    chosen = random.Random(7)
+    outcomes: list[object] = []
+    for _ in range(600):
+        how = chosen.choice(["try", "blocking"])
+        n, key = chosen.choice([1, 1, 1, 2, 3]), chosen.choice(["a", "b", "c"])
+        locally_before = shared.stats().rejected_locally
+        answer = decide(shared, how, n, key)
+        if shared.stats().rejected_locally > locally_before:
+            # Answered here from a refusal Redis gave: no Redis time, and no
+            # state changed, on either side.
+            assert answer is False or (isinstance(answer, tuple) and answer[0] == "refused")
+            continue
+        at = shared._redis_time_ns
+        assert at is not None
+        first_ns = at if first_ns is None else first_ns
+        target = 1000 * 10**9 + (at - first_ns)
+        clock.advance((target - local_ns) / 1e9)
+        local_ns = target
+        assert decide(local, how, n, key) == answer, (len(outcomes), how, n, key)
+        outcomes.append(answer)
+    granted = sum(1 for answer in outcomes if answer is True)
+    assert 0 < granted < len(outcomes)  # both answers were given and compared
 
 
 def test_other_settings_under_one_name_are_an_error(backend: Backend) -> None:
