@@ -10,19 +10,25 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import brakes
 from brakes.redis import Backend
 from brakes.testing import ManualClock
-from tests.redis_server import RedisServer, free_port, redis_server
+from tests.conftest import wait_until
+from tests.redis_server import RedisCluster, RedisServer, free_port, redis_cluster, redis_server
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RedisServer]:
     yield from redis_server()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    yield from redis_cluster(str(tmp_path_factory.mktemp("cluster")))
 
 
 @pytest.fixture
@@ -130,7 +136,9 @@ def test_a_leaky_capacity_counts_waiters_everywhere(backend: Backend, server: Re
     asyncio.run(main())
 
 
-SCHEDULES = {
+Limiter = brakes.TokenBucket | brakes.LeakyBucket
+
+SCHEDULES: dict[str, Callable[..., Limiter]] = {
     # Plain Lua numbers: few digits in the rate.
     "token bucket": lambda **kw: brakes.TokenBucket(2000, burst=3, **kw),
     # Bignums: a rate whose ticks need seven digits.
@@ -139,7 +147,7 @@ SCHEDULES = {
 }
 
 
-def decide(bucket: brakes.TokenBucket | brakes.LeakyBucket, how: str, n: int, key: str) -> object:
+def decide(bucket: Limiter, how: str, n: int, key: str) -> object:
     if how == "try":
         return bucket.try_acquire(n, key=key)
     try:
@@ -173,8 +181,8 @@ def test_a_shared_bucket_answers_as_a_local_one_at_the_same_times(
             # state changed, on either side.
             assert answer is False or (isinstance(answer, tuple) and answer[0] == "refused")
             continue
-        at = shared._redis_time_ns
-        assert at is not None
+        at = getattr(shared, "_redis_time_ns")  # noqa: B009 (private, not in the stubs)
+        assert isinstance(at, int)
         first_ns = at if first_ns is None else first_ns
         target = 1000 * 10**9 + (at - first_ns)
         clock.advance((target - local_ns) / 1e9)
@@ -216,8 +224,6 @@ def test_bad_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="name"):
         brakes.TokenBucket(1, backend=backend)
     with pytest.raises(ValueError, match="clock"):
-        from brakes.testing import ManualClock
-
         brakes.TokenBucket(1, backend=backend, name="x", clock=ManualClock())
     with pytest.raises(TypeError, match="backend"):
         brakes.Gauge(1, backend="redis://", name="x")  # type: ignore[arg-type]
@@ -454,3 +460,55 @@ def test_four_processes_share_one_rate(server: RedisServer) -> None:
     assert abs(taken - expected) <= 0.02 * expected, taken
     # Most refusals were answered in each process, without Redis.
     assert all(int(out[1]) > 0 for out in outputs)
+
+
+def test_a_cluster_shares_limits_across_slots_and_through_a_moved_slot(
+    cluster: RedisCluster,
+) -> None:
+    def slot_of(name: str) -> int:
+        return int(cluster.nodes[0].cli("CLUSTER", "KEYSLOT", "{" + name + "}"))
+
+    names = [f"api-{i}" for i in range(12)]
+    assert len({cluster.node_of(slot_of(name)).port for name in names}) == 3
+    with Backend(cluster.url, timeout=5) as one, Backend(cluster.url, timeout=5) as other:
+        assert one.cluster and one.ping() >= 0
+        mine = {n: brakes.TokenBucket(1, per=3600, burst=2, backend=one, name=n) for n in names}
+        theirs = {n: brakes.TokenBucket(1, per=3600, burst=2, backend=other, name=n) for n in names}
+        for name in names:  # every master holds some of the limits, shared
+            assert mine[name].try_acquire(key="k") and theirs[name].try_acquire(key="k")
+            assert not theirs[name].try_acquire(key="k")
+        gauge = brakes.Gauge(1, backend=one, name="db", lease=5)
+        elsewhere = brakes.Gauge(1, backend=other, name="db", lease=5)
+        assert gauge.try_acquire() and not elsewhere.try_acquire()
+
+        # The slots of a bucket and of the gauge move to other masters, keys
+        # and all: both backends are answered MOVED and follow.
+        for name in (names[0], "db"):
+            slot = slot_of(name)
+            owner = cluster.node_of(slot)
+            cluster.move_slot(slot, next(n for n in cluster.nodes if n is not owner))
+            assert cluster.node_of(slot) is not owner
+        for node in cluster.nodes:  # and every master forgets the scripts
+            assert node.cli("SCRIPT", "FLUSH") == "OK"
+        moved = brakes.TokenBucket(1, per=3600, burst=2, backend=one, name=names[0])
+        assert not moved.try_acquire(key="k")  # its state moved with it
+        assert moved.try_acquire(key="fresh") and theirs[names[0]].try_acquire(key="fresh")
+        assert not moved.try_acquire(key="fresh")
+
+        # A release on the moved gauge wakes a waiter in the other backend.
+        got = threading.Event()
+
+        def wait_elsewhere() -> None:
+            elsewhere.acquire_blocking(timeout=30)
+            got.set()
+
+        waiter = threading.Thread(target=wait_elsewhere)
+        waiter.start()
+        wait_until(lambda: elsewhere.stats().waiting == 1)
+        gauge.release()
+        waiter.join(30)
+        assert got.is_set()
+        assert not gauge.try_acquire()
+        elsewhere.release()
+        assert gauge.try_acquire()
+        gauge.release()
