@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -512,3 +513,90 @@ def test_a_cluster_shares_limits_across_slots_and_through_a_moved_slot(
         elsewhere.release()
         assert gauge.try_acquire()
         gauge.release()
+
+
+LOADSHED_APP = """
+import os
+
+from brakes import TokenBucket
+from brakes.asgi import LoadShed
+from brakes.redis import Backend
+
+
+async def hello(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+bucket = TokenBucket(
+    1, per=3600, burst=20, max_wait=0, backend=Backend(os.environ["REDIS_URL"]), name="http"
+)
+shed = LoadShed(hello, bucket=bucket, exempt=["/pid"])
+
+
+async def app(scope, receive, send):
+    # Every response says which worker process gave it.
+    async def tagged(message):
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (b"x-worker", b"%d" % os.getpid())]
+        await send(message)
+
+    await shed(scope, receive, tagged)
+"""
+
+
+def test_loadshed_in_four_uvicorn_workers_answers_429_where_the_shared_limit_says(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    import httpx
+
+    server.cli("FLUSHALL")
+    (tmp_path / "shed_app.py").write_text(LOADSHED_APP)
+    port = free_port()
+    uvicorn = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "shed_app:app", "--workers", "4"),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+            *("--app-dir", str(tmp_path), "--lifespan", "off"),
+        ],
+        env={**os.environ, "REDIS_URL": server.url},
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def worker_of(path: str) -> tuple[int, str]:
+        # A new connection each time, so that any worker may take it.
+        response = httpx.get(base + path, timeout=30)
+        return response.status_code, response.headers["x-worker"]
+
+    try:
+        workers: set[str] = set()
+
+        def all_four_answer() -> bool:
+            try:
+                workers.add(worker_of("/pid")[1])  # exempt: takes no token
+            except httpx.TransportError:
+                pass  # not listening yet
+            return len(workers) == 4
+
+        wait_until(all_four_answer, timeout=120)
+        answers: list[tuple[int, str]] = []
+        while len(answers) < 40 or len({w for _, w in answers}) < 4:
+            assert len(answers) < 4000
+            answers.append(worker_of("/"))
+        admitted = [w for status, w in answers if status == 200]
+        refused = [w for status, w in answers if status == 429]
+        # One limit of 20 for the four processes: with a limit of its own, each
+        # would have admitted 20.
+        assert len(admitted) == 20
+        assert len(refused) == len(answers) - 20
+        assert len(set(admitted) | set(refused)) == 4
+        assert all(status == 429 for status, _ in answers[20:])
+    finally:
+        uvicorn.terminate()
+        try:
+            uvicorn.wait(30)
+        except subprocess.TimeoutExpired:
+            uvicorn.kill()
+            uvicorn.wait()
