@@ -18,7 +18,7 @@ import pytest
 import brakes
 from brakes.redis import Backend
 from brakes.testing import ManualClock
-from tests.conftest import wait_until
+from tests.conftest import wait_until, wait_until_async
 from tests.redis_server import RedisCluster, RedisServer, free_port, redis_cluster, redis_server
 
 
@@ -203,6 +203,18 @@ def test_other_settings_under_one_name_are_an_error(backend: Backend) -> None:
         brakes.Gauge(3, backend=backend, name="g").try_acquire()
 
 
+def test_a_redis_that_answers_errors_raises_them_clearly(
+    backend: Backend, server: RedisServer
+) -> None:
+    # Something else stored a hash where the bucket keeps a key.
+    server.cli("HSET", "brakes:{typed}:s:k", "field", "1")
+    bucket = brakes.TokenBucket(10, backend=backend, name="typed")
+    with pytest.raises(brakes.BackendError, match=r"Redis answered an error.*WRONGTYPE"):
+        bucket.try_acquire(key="k")
+    assert bucket.try_acquire(key="other")  # the other keys are not affected
+    assert bucket.stats().backend_errors == 1
+
+
 def test_scripts_are_loaded_again_after_a_flush(backend: Backend, server: RedisServer) -> None:
     bucket = brakes.TokenBucket(1000, backend=backend, name="flush")
     gauge = brakes.Gauge(1, backend=backend, name="flush-gauge")
@@ -230,6 +242,10 @@ def test_bad_arguments_are_named() -> None:
         brakes.Gauge(1, backend="redis://", name="x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="lease"):
         brakes.Gauge(1, backend=backend, name="x", lease=0)
+    # Kept exactly by a local bucket, but too fine for the script's arithmetic.
+    assert brakes.TokenBucket(123456789.0123457).rate == 123456789.0123457
+    with pytest.raises(ValueError, match=r"rate=.*shared through Redis"):
+        brakes.TokenBucket(123456789.0123457, backend=backend, name="x")
 
 
 def test_a_redis_that_cannot_be_reached_follows_on_error(
@@ -308,6 +324,63 @@ def test_waiters_are_served_in_arrival_order(backend: Backend, server: RedisServ
 
     asyncio.run(main())
     assert order == [0, 1, 2, 3, 4]
+
+
+def test_a_waiter_keeps_its_place_for_longer_than_a_lease(
+    backend: Backend, server: RedisServer
+) -> None:
+    gauge = brakes.Gauge(1, backend=backend, name="patient", lease=0.5)
+    assert gauge.try_acquire()
+    got = threading.Event()
+
+    def wait() -> None:
+        gauge.acquire_blocking(timeout=30)
+        got.set()
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    key = "brakes:{patient}:queue"
+    wait_until(lambda: server.cli("ZCARD", key) == "1", timeout=30)
+    place = server.cli("ZRANGE", key, "0", "-1", "WITHSCORES")
+    # Three leases pass: the place is renewed, not lost and taken again at the back.
+    threading.Event().wait(1.5)
+    assert server.cli("ZRANGE", key, "0", "-1", "WITHSCORES") == place
+    assert not got.is_set()
+    gauge.release()
+    thread.join(30)
+    assert got.is_set()
+    gauge.release()
+
+
+def test_a_waiter_whose_loop_closed_does_not_hold_the_shared_line(
+    backend: Backend, server: RedisServer
+) -> None:
+    gauge = brakes.Gauge(1, backend=backend, name="dead-loop", lease=30)
+    assert gauge.try_acquire()
+    dead_loop = asyncio.new_event_loop()
+    orphan = dead_loop.create_task(gauge.acquire())
+    queued = lambda: server.cli("ZCARD", "brakes:{dead-loop}:queue") == "1"  # noqa: E731
+    dead_loop.run_until_complete(wait_until_async(queued, timeout=30))
+    dead_loop.close()  # its task is left waiting, first in the queue in Redis
+
+    got = threading.Event()
+
+    def wait_behind_it() -> None:
+        # Less than the lease: only the dead waiter leaving can let it through.
+        gauge.acquire_blocking(timeout=20)
+        got.set()
+
+    thread = threading.Thread(target=wait_behind_it)
+    thread.start()
+    wait_until(lambda: server.cli("ZCARD", "brakes:{dead-loop}:queue") == "2", timeout=30)
+    gauge.release()
+    thread.join(60)
+    # The task that can never run left the queue at the release, long before
+    # its place would have lapsed (30 s); the thread behind it got the permit.
+    assert got.is_set()
+    assert not orphan.done()
+    assert gauge.stats().waiting == 0 and gauge.in_flight == 1
+    gauge.release()
 
 
 def test_cancelled_and_timed_out_waiters_lose_no_permit(

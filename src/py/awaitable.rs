@@ -136,6 +136,14 @@ impl FutureHandle {
         slot.future.take()
     }
 
+    fn loop_closed(&self, py: Python<'_>) -> bool {
+        self.event_loop
+            .bind(py)
+            .call_method0(intern!(py, "is_closed"))
+            .and_then(|closed| closed.is_truthy())
+            .unwrap_or(false)
+    }
+
     /// True when a wake completed the future on the loop's own thread.
     fn completed(&self) -> bool {
         self.slot.lock().completed
@@ -175,7 +183,11 @@ impl Notify for FutureHandle {
                 let mut slot = self.slot.lock();
                 let Some(future) = slot.future.take() else {
                     slot.woken = true;
-                    return true;
+                    drop(slot);
+                    // Woken while it looks, unless its loop has closed with
+                    // the wake-up that left the slot empty still queued:
+                    // then it never looks again.
+                    return !self.loop_closed(py);
                 };
                 future
             };

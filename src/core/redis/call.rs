@@ -64,8 +64,16 @@ impl<T: Send + 'static> Call<T> {
             state.answer = Some(answer);
             let waker = state.waker.take();
             drop(state);
-            if let Some(waker) = waker {
-                waker.notify();
+            if waker.is_some_and(|waker| !waker.notify()) {
+                // The caller can no longer be reached (its loop has closed):
+                // what was granted to it goes back now, not when it is collected.
+                let mut state = shared.lock();
+                state.abandoned = true;
+                let (answer, orphan) = (state.answer.take(), state.orphan.take());
+                drop(state);
+                if let (Some(answer), Some(orphan)) = (answer, orphan) {
+                    orphan(answer);
+                }
             }
         });
         if !spawned {

@@ -4,10 +4,11 @@
 -- KEYS: holders (zset), queue (zset waiter -> arrival), alive (zset waiter
 -- -> expiry), meta (hash: cfg, seq). All share the limit's hash tag.
 -- ARGV[1]: mode, ARGV[2]: cfg (the limit), ARGV[3]: lease ms, then by mode:
---   take:   waiter id, n, may queue (1|0), holder ids...
---   leave:  waiter id
+--   take:   waiter ("id|n", its member of queue and alive), n, may queue
+--           (1|0), holder ids...
+--   leave:  waiter
 --   release: holder ids...
---   renew:  waiter ids count, waiter ids..., holder ids...
+--   renew:  waiters count, waiters..., holder ids...
 -- Channel ARGV[4] of take/leave/release hears "go" when permits may be free.
 local holders, queue, alive, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local t = redis.call('TIME')
@@ -43,7 +44,7 @@ end
 
 purge()
 if mode == 'take' then
-  local waiter, n, may_queue = ARGV[5] .. '|' .. ARGV[6], tonumber(ARGV[6]), ARGV[7] == '1'
+  local waiter, n, may_queue = ARGV[5], tonumber(ARGV[6]), ARGV[7] == '1'
   local rank = redis.call('ZRANK', queue, waiter)
   local ahead = {}
   if not rank then

@@ -220,18 +220,24 @@ impl RemoteGauge {
     }
 
     /// Wakes this process's waiters: a release may have freed permits.
-    fn wake_waiters(&self) {
-        let wakers: Vec<Waker> = self
+    /// Wakes every waiter here to ask again. One that can no longer be
+    /// reached (its loop has closed) leaves the queue: it would hold the
+    /// line for the waiters behind it, everywhere.
+    fn wake_waiters(self: &Arc<Self>) {
+        let wakers: Vec<(String, Waker)> = self
             .waiting
             .lock()
-            .values()
-            .map(|(waker, woken)| {
+            .iter()
+            .map(|(id, (waker, woken))| {
                 woken.store(true, Ordering::Release);
-                Arc::clone(waker)
+                (id.clone(), Arc::clone(waker))
             })
             .collect();
-        for waker in wakers {
-            waker.notify();
+        for (id, waker) in wakers {
+            if !waker.notify() {
+                self.waiting.lock().remove(&id);
+                self.give_back(Vec::new(), Some(id));
+            }
         }
     }
 
@@ -438,7 +444,8 @@ impl RemoteGaugeAcquire {
         let clock = monotonic();
         let deadline = Deadline::after(&*clock, timeout_ns);
         let leases = (0..n).map(|_| gauge.new_id()).collect();
-        let waiter = gauge.new_id();
+        // Its place in the queue says how many permits it waits for.
+        let waiter = format!("{}|{n}", gauge.new_id());
         Self {
             gauge,
             n,
