@@ -11,6 +11,7 @@ fn _brakes(module: &Bound<'_, PyModule>) -> PyResult<()> {
     py::awaitable::register_shared(module)?;
     py::gauge::register(module)?;
     py::bucket::register(module)?;
+    py::budget::register(module)?;
     py::queue::register(module)?;
     py::channel::register(module)?;
     py::redis::register(module)?;

@@ -45,7 +45,13 @@ EXAMPLES = examples()
 
 def test_the_public_classes_have_examples() -> None:
     names = {test.name for test in EXAMPLES}
-    for name in ("brakes.Gauge", "brakes.TokenBucket", "brakes.Queue", "brakes.Pipeline"):
+    for name in (
+        "brakes.Gauge",
+        "brakes.TokenBucket",
+        "brakes.Queue",
+        "brakes.Pipeline",
+        "brakes.RetryBudget",
+    ):
         assert name in names
 
 

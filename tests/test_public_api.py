@@ -12,6 +12,7 @@ import brakes
 import brakes.asgi
 import brakes.http
 import brakes.redis
+import brakes.retry
 import brakes.testing
 import brakes.wsgi
 
@@ -37,6 +38,8 @@ def test_public_names_are_pinned() -> None:
         "QueueShutDown",
         "QueueStats",
         "RateLimited",
+        "RetryBudget",
+        "RetryBudgetStats",
         "StageStats",
         "TokenBucket",
         "WorkerPool",
@@ -46,6 +49,12 @@ def test_public_names_are_pinned() -> None:
     assert brakes.testing.__all__ == ["ManualClock"]
     assert brakes.testing.ManualClock.__module__ == "brakes.testing"
     assert brakes.redis.__all__ == ["Backend", "BackendError"]
+    assert brakes.retry.__all__ == [
+        "RetryBudget",
+        "RetryBudgetStats",
+        "retry_after",
+        "wait_retry_after",
+    ]
     assert brakes.redis.Backend.__module__ == "brakes.redis"
 
 

@@ -25,6 +25,8 @@ from brakes._brakes import (
     QueueShutDown,
     QueueStats,
     RateLimited,
+    RetryBudget,
+    RetryBudgetStats,
     TokenBucket,
 )
 from brakes.pipeline import Pipeline, StageStats
@@ -48,6 +50,8 @@ __all__ = [
     "QueueShutDown",
     "QueueStats",
     "RateLimited",
+    "RetryBudget",
+    "RetryBudgetStats",
     "StageStats",
     "TokenBucket",
     "WorkerPool",

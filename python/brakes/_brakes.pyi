@@ -356,6 +356,43 @@ class QueueStats:
     def shut_down(self) -> bool: ...
 
 @final
+class RetryBudget:
+    """Caps retries at `ratio` of the recent successes plus a floor."""
+
+    def __new__(
+        cls,
+        ratio: float = 0.1,
+        *,
+        min_per_second: float = 10.0,
+        window: float = 10.0,
+        clock: ManualClock | None = None,
+    ) -> RetryBudget: ...
+    def record_success(self) -> None: ...
+    def try_retry(self) -> bool: ...
+    @property
+    def ratio(self) -> float: ...
+    @property
+    def min_per_second(self) -> float: ...
+    @property
+    def window(self) -> float: ...
+    def stats(self) -> RetryBudgetStats: ...
+
+@final
+class RetryBudgetStats:
+    """A frozen snapshot of a retry budget's counts."""
+
+    @property
+    def successes(self) -> int: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def available(self) -> int: ...
+    @property
+    def retried(self) -> int: ...
+    @property
+    def refused(self) -> int: ...
+
+@final
 class ManualClock:
     """A clock that moves only when told to."""
 
@@ -390,6 +427,8 @@ __all__ = [
     "RateLimited",
     "Ready",
     "Reorder",
+    "RetryBudget",
+    "RetryBudgetStats",
     "Tally",
     "TokenBucket",
     "_Bucket",

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod bucket;
+pub mod budget;
 pub mod clock;
 pub mod gauge;
 pub mod keys;

@@ -128,6 +128,9 @@ pub mod arg {
         num seconds: f64;
         num start: f64;
         num lease: f64;
+        num ratio: f64;
+        num min_per_second: f64;
+        num window: f64;
         opt_num timeout: Option<f64>;
         opt_num max_wait: Option<f64>;
         opt_num linger: Option<f64>;

@@ -4,6 +4,7 @@ pub mod arguments;
 pub mod awaitable;
 pub mod blocking;
 pub mod bucket;
+pub mod budget;
 pub mod channel;
 pub mod clock;
 pub mod decorator;
