@@ -1,5 +1,6 @@
 //! Pure Rust: the algorithms, with no knowledge of Python.
 
+pub mod adaptive;
 pub mod batch;
 pub mod bucket;
 pub mod budget;
