@@ -12,6 +12,7 @@ fn _brakes(module: &Bound<'_, PyModule>) -> PyResult<()> {
     py::gauge::register(module)?;
     py::bucket::register(module)?;
     py::budget::register(module)?;
+    py::breaker::register(module)?;
     py::queue::register(module)?;
     py::channel::register(module)?;
     py::redis::register(module)?;

@@ -13,6 +13,8 @@ from brakes._brakes import (
     BackendError,
     BrakesError,
     BucketStats,
+    CircuitBreakerStats,
+    CircuitOpen,
     Gauge,
     GaugeStats,
     LeakyBucket,
@@ -29,6 +31,7 @@ from brakes._brakes import (
     RetryBudgetStats,
     TokenBucket,
 )
+from brakes._breaker import CircuitBreaker
 from brakes.pipeline import Pipeline, StageStats
 from brakes.pool import PoolStats, WorkerPool
 
@@ -36,6 +39,9 @@ __all__ = [
     "BackendError",
     "BrakesError",
     "BucketStats",
+    "CircuitBreaker",
+    "CircuitBreakerStats",
+    "CircuitOpen",
     "Gauge",
     "GaugeStats",
     "LeakyBucket",

@@ -23,6 +23,9 @@ class Overloaded(BrakesError):
 class RateLimited(Overloaded):
     """A rate limiter said no; `retry_after` is always known."""
 
+class CircuitOpen(Overloaded):
+    """A circuit breaker refused the call."""
+
 class BackendError(BrakesError):
     """A shared limit's backend (Redis) failed, or holds other settings."""
 
@@ -393,6 +396,57 @@ class RetryBudgetStats:
     def refused(self) -> int: ...
 
 @final
+class _Permit: ...
+
+@final
+class _Breaker:
+    def __new__(
+        cls,
+        failure_rate: float,
+        slow_call_rate: float,
+        slow_call_duration: float,
+        window: str,
+        window_size: int,
+        minimum_calls: int,
+        open_for: float,
+        half_open_calls: int,
+        clock: ManualClock | None,
+    ) -> _Breaker: ...
+    def enter(self) -> tuple[_Permit | None, CircuitOpen | None, tuple[str, str] | None]: ...
+    def record(self, permit: _Permit, outcome: int) -> tuple[str, str] | None: ...
+    @property
+    def state(self) -> Literal["closed", "open", "half_open", "disabled", "forced_open"]: ...
+    def force_open(self) -> tuple[str, str] | None: ...
+    def disable(self) -> tuple[str, str] | None: ...
+    def reset(self) -> tuple[str, str] | None: ...
+    def stats(self) -> CircuitBreakerStats: ...
+
+@final
+class CircuitBreakerStats:
+    """A frozen snapshot of a circuit breaker."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def calls(self) -> int: ...
+    @property
+    def failure_rate(self) -> float | None: ...
+    @property
+    def slow_call_rate(self) -> float | None: ...
+    @property
+    def successful(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def ignored(self) -> int: ...
+    @property
+    def rejected(self) -> int: ...
+    @property
+    def half_open_admitted(self) -> int: ...
+    @property
+    def open_for(self) -> float | None: ...
+
+@final
 class ManualClock:
     """A clock that moves only when told to."""
 
@@ -407,6 +461,8 @@ __all__ = [
     "BucketAcquire",
     "BucketStats",
     "Channel",
+    "CircuitBreakerStats",
+    "CircuitOpen",
     "Gauge",
     "GaugeAcquire",
     "GaugeStats",
@@ -431,7 +487,9 @@ __all__ = [
     "RetryBudgetStats",
     "Tally",
     "TokenBucket",
+    "_Breaker",
     "_Bucket",
+    "_Permit",
 ]
 
 @final

@@ -2,6 +2,7 @@
 
 pub mod adaptive;
 pub mod batch;
+pub mod breaker;
 pub mod bucket;
 pub mod budget;
 pub mod clock;

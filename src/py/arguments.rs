@@ -131,6 +131,13 @@ pub mod arg {
         num ratio: f64;
         num min_per_second: f64;
         num window: f64;
+        num failure_rate: f64;
+        num slow_call_rate: f64;
+        num slow_call_duration: f64;
+        num open_for: f64;
+        int window_size: i64;
+        int minimum_calls: i64;
+        int half_open_calls: i64;
         opt_num timeout: Option<f64>;
         opt_num max_wait: Option<f64>;
         opt_num linger: Option<f64>;

@@ -27,6 +27,13 @@ create_exception!(
 
 create_exception!(
     brakes,
+    CircuitOpen,
+    Overloaded,
+    "A circuit breaker refused the call: it is open (`retry_after` is the time\nleft open), forced open, or half-open with all its trial calls let in\n(`retry_after` None)."
+);
+
+create_exception!(
+    brakes,
     BackendError,
     BrakesError,
     "A shared limit's backend (Redis) failed: it could not be reached in time,\nit answered an error, or it holds a limit of the same name with other settings."
@@ -42,6 +49,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("Overloaded", py.get_type::<Overloaded>())?;
     module.add("RateLimited", py.get_type::<RateLimited>())?;
     module.add("BackendError", py.get_type::<BackendError>())?;
+    module.add("CircuitOpen", py.get_type::<CircuitOpen>())?;
     register_queue_errors(module)
 }
 

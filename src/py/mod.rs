@@ -3,6 +3,7 @@
 pub mod arguments;
 pub mod awaitable;
 pub mod blocking;
+pub mod breaker;
 pub mod bucket;
 pub mod budget;
 pub mod channel;
