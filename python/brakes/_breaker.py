@@ -6,7 +6,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from brakes._brakes import CircuitBreakerStats, CircuitOpen, _Breaker, _Permit
 
@@ -14,8 +14,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 State = Literal["closed", "open", "half_open", "disabled", "forced_open"]
-
-SUCCESS, FAILURE, IGNORED = 0, 1, 2
 
 
 def _exception_types(name: str, value: object) -> tuple[type[BaseException], ...]:
@@ -105,97 +103,71 @@ class CircuitBreaker:
             minimum_calls,
             open_for,
             half_open_calls,
+            _exception_types("record", record),
+            _exception_types("ignore", ignore),
             clock,
         )
-        self._record = _exception_types("record", record)
-        self._ignore = _exception_types("ignore", ignore)
-        self._listeners: list[Callable[[str, str], object]] = []
         self._permits: ContextVar[tuple[_Permit, ...]] = ContextVar("permits", default=())
+        # The native method itself: no Python frame between the caller and fn.
+        self.call = self._core.call  # type: ignore[method-assign]
+
+    if TYPE_CHECKING:
+
+        def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+            """Calls `fn(*args, **kwargs)` through the breaker."""
+            ...
 
     @property
     def state(self) -> State:
-        """ "closed", "open", "half_open", "disabled" or "forced_open"."""
+        """The state: "closed", "open", "half_open", "disabled" or "forced_open"."""
         state: State = self._core.state
         return state
 
     def on_state_change(self, callback: Callable[[str, str], object]) -> None:
-        """Calls `callback(old, new)` on every change of state."""
+        """Calls `callback(old, new)` on every change of state. A callback
+        that raises is reported as unraisable and does not fail the call."""
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {callback!r}")
-        self._listeners.append(callback)
+        self._core.on_state_change(callback)
 
     def force_open(self) -> None:
         """Refuses every call until `reset()` or `disable()`."""
-        self._changed(self._core.force_open())
+        self._core.force_open()
 
     def disable(self) -> None:
         """Lets every call in and records nothing until `reset()` or `force_open()`."""
-        self._changed(self._core.disable())
+        self._core.disable()
 
     def reset(self) -> None:
         """Closes it, with an empty window."""
-        self._changed(self._core.reset())
+        self._core.reset()
 
     def stats(self) -> CircuitBreakerStats:
         """The state, the window's rates and the counts since the start."""
         return self._core.stats()
 
-    def _changed(self, change: tuple[str, str] | None) -> None:
-        if change is not None:
-            for callback in list(self._listeners):
-                callback(*change)
-
-    def _enter(self) -> _Permit:
-        permit, refused, change = self._core.enter()
-        self._changed(change)
-        if permit is None:
-            assert refused is not None
-            raise refused
-        return permit
-
-    def _outcome(self, error: BaseException | None) -> int:
-        if error is None:
-            return SUCCESS
-        if isinstance(error, self._ignore) or not isinstance(error, Exception):
-            return IGNORED
-        return FAILURE if isinstance(error, self._record) else SUCCESS
-
-    def _exit(self, permit: _Permit, error: BaseException | None) -> None:
-        self._changed(self._core.record(permit, self._outcome(error)))
-
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Calls `fn(*args, **kwargs)` through the breaker."""
-        permit = self._enter()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as error:
-            self._exit(permit, error)
-            raise
-        self._exit(permit, None)
-        return result
-
     async def call_async(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Awaits `fn(*args, **kwargs)` through the breaker."""
-        permit = self._enter()
+        permit = self._core.enter()
         try:
             result = await fn(*args, **kwargs)
         except BaseException as error:
-            self._exit(permit, error)
+            self._core.exit(permit, error)
             raise
-        self._exit(permit, None)
+        self._core.exit(permit, None)
         return result
 
     def __enter__(self) -> CircuitBreaker:
-        permit = self._enter()
+        permit = self._core.enter()
         self._permits.set((*self._permits.get(), permit))
         return self
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
         permits = self._permits.get()
         self._permits.set(permits[:-1])
-        self._exit(permits[-1], error)
+        self._core.exit(permits[-1], error)
 
     async def __aenter__(self) -> CircuitBreaker:
         return self.__enter__()
@@ -213,9 +185,11 @@ class CircuitBreaker:
 
             return run_async  # type: ignore[return-value]
 
+        call = self._core.call
+
         @functools.wraps(fn)
         def run(*args: P.args, **kwargs: P.kwargs) -> T:
-            return self.call(fn, *args, **kwargs)
+            return call(fn, *args, **kwargs)  # type: ignore[no-any-return]
 
         return run
 

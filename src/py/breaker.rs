@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
 
 use super::arguments::arg;
 use super::clock::clock_argument;
@@ -17,12 +20,6 @@ use crate::core::breaker::{
 /// A call let in, to be recorded when it ends.
 #[pyclass(frozen, module = "brakes._brakes", name = "_Permit")]
 pub struct Permit(CorePermit);
-
-type Changed = Option<(&'static str, &'static str)>;
-
-fn named(change: Change) -> Changed {
-    change.map(|(old, new)| (old.name(), new.name()))
-}
 
 fn seconds(name: &str, value: f64, most: f64) -> PyResult<u64> {
     if !value.is_finite() || value < 0.0 || value > most {
@@ -54,6 +51,60 @@ fn count(name: &str, value: i64, most: i64) -> PyResult<usize> {
 #[pyclass(frozen, module = "brakes._brakes", name = "_Breaker")]
 pub struct Breaker {
     core: Arc<CoreBreaker>,
+    /// Exception classes that count as failures, and as neither.
+    record: Py<PyTuple>,
+    ignore: Py<PyTuple>,
+    listeners: Mutex<Vec<Py<PyAny>>>,
+}
+
+impl Breaker {
+    /// How a call that raised `error` counts.
+    fn outcome_of(&self, error: &Bound<'_, PyAny>) -> Outcome {
+        let py = error.py();
+        let is = |classes: &Py<PyTuple>| error.is_instance(classes.bind(py)).unwrap_or(false);
+        if is(&self.ignore) || !error.is_instance_of::<PyException>() {
+            Outcome::Ignored
+        } else if is(&self.record) {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        }
+    }
+
+    /// Calls the state-change callbacks, with no lock held. A callback
+    /// that raises is reported as unraisable: it does not fail the call.
+    fn changed(&self, py: Python<'_>, change: Change) {
+        let Some((old, new)) = change else { return };
+        let listeners: Vec<Py<PyAny>> = self
+            .listeners
+            .lock()
+            .iter()
+            .map(|l| l.clone_ref(py))
+            .collect();
+        for listener in listeners {
+            let listener = listener.bind(py);
+            if let Err(err) = listener.call1((old.name(), new.name())) {
+                err.write_unraisable(py, Some(listener));
+            }
+        }
+    }
+
+    fn admit(&self, py: Python<'_>) -> PyResult<CorePermit> {
+        let (entry, change) = self.core.enter();
+        self.changed(py, change);
+        match entry {
+            Entry::Admitted(permit) => Ok(permit),
+            Entry::Refused { retry_after_ns } => Err(self.refusal(py, retry_after_ns)),
+        }
+    }
+
+    fn refusal(&self, py: Python<'_>, retry_after_ns: Option<u64>) -> PyErr {
+        let state = self.core.state().name();
+        let err = CircuitOpen::new_err(format!("the circuit breaker is {state}"));
+        let retry_after = retry_after_ns.map(|ns| ns as f64 / 1e9);
+        let _ = err.value(py).setattr("retry_after", retry_after);
+        err
+    }
 }
 
 #[pymethods]
@@ -61,7 +112,7 @@ impl Breaker {
     #[new]
     #[pyo3(signature = (
         failure_rate, slow_call_rate, slow_call_duration, window, window_size,
-        minimum_calls, open_for, half_open_calls, clock
+        minimum_calls, open_for, half_open_calls, record, ignore, clock
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -73,6 +124,8 @@ impl Breaker {
         #[pyo3(from_py_with = arg::minimum_calls)] minimum_calls: i64,
         #[pyo3(from_py_with = arg::open_for)] open_for: f64,
         #[pyo3(from_py_with = arg::half_open_calls)] half_open_calls: i64,
+        record: Bound<'_, PyTuple>,
+        ignore: Bound<'_, PyTuple>,
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let window_size = count("window_size", window_size, 1_000_000)?;
@@ -96,33 +149,49 @@ impl Breaker {
         };
         Ok(Self {
             core: Arc::new(CoreBreaker::new(clock_argument(clock)?, settings)),
+            record: record.unbind(),
+            ignore: ignore.unbind(),
+            listeners: Mutex::new(Vec::new()),
         })
     }
 
-    /// Lets a call in (its permit) or refuses it (a CircuitOpen to raise),
-    /// with the state change it made.
-    fn enter(&self, py: Python<'_>) -> (Option<Permit>, Option<PyErr>, Changed) {
-        let (entry, change) = self.core.enter();
-        match entry {
-            Entry::Admitted(permit) => (Some(Permit(permit)), None, named(change)),
-            Entry::Refused { retry_after_ns } => {
-                let state = self.core.state().name();
-                let err = CircuitOpen::new_err(format!("the circuit breaker is {state}"));
-                let retry_after = retry_after_ns.map(|ns| ns as f64 / 1e9);
-                let _ = err.value(py).setattr("retry_after", retry_after);
-                (None, Some(err), named(change))
-            }
-        }
+    fn on_state_change(&self, callback: Py<PyAny>) {
+        self.listeners.lock().push(callback);
     }
 
-    /// Records a call's end: 0 success, 1 failure, 2 neither.
-    fn record(&self, permit: &Permit, outcome: u8) -> Changed {
-        let outcome = match outcome {
-            0 => Outcome::Success,
-            1 => Outcome::Failure,
-            _ => Outcome::Ignored,
+    /// Lets a call in (its permit), or raises CircuitOpen.
+    fn enter(&self, py: Python<'_>) -> PyResult<Permit> {
+        self.admit(py).map(Permit)
+    }
+
+    /// Records the end of a call let in by `enter`; `error` is what it
+    /// raised, if anything.
+    fn exit(&self, py: Python<'_>, permit: &Permit, error: Option<&Bound<'_, PyAny>>) {
+        let outcome = error
+            .filter(|e| !e.is_none())
+            .map_or(Outcome::Success, |e| self.outcome_of(e));
+        let change = self.core.record(permit.0, outcome);
+        self.changed(py, change);
+    }
+
+    /// Calls `fn(*args, **kwargs)` through the breaker.
+    #[pyo3(signature = (r#fn, /, *args, **kwargs))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        r#fn: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let permit = self.admit(py)?;
+        let result = r#fn.call(args, kwargs);
+        let outcome = match &result {
+            Ok(_) => Outcome::Success,
+            Err(err) => self.outcome_of(err.value(py).as_any()),
         };
-        named(self.core.record(permit.0, outcome))
+        let change = self.core.record(permit, outcome);
+        self.changed(py, change);
+        result.map(Bound::unbind)
     }
 
     #[getter]
@@ -130,16 +199,16 @@ impl Breaker {
         self.core.state().name()
     }
 
-    fn force_open(&self) -> Changed {
-        named(self.core.force_open())
+    fn force_open(&self, py: Python<'_>) {
+        self.changed(py, self.core.force_open());
     }
 
-    fn disable(&self) -> Changed {
-        named(self.core.disable())
+    fn disable(&self, py: Python<'_>) {
+        self.changed(py, self.core.disable());
     }
 
-    fn reset(&self) -> Changed {
-        named(self.core.reset())
+    fn reset(&self, py: Python<'_>) {
+        self.changed(py, self.core.reset());
     }
 
     fn stats(&self) -> CircuitBreakerStats {
