@@ -73,6 +73,10 @@ pub enum Enqueued {
     },
 }
 
+/// Waiters a limit change admitted, not woken yet.
+#[must_use = "granted waiters must be woken"]
+pub struct Granted(Vec<Arc<Waiter>>);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverRelease {
     pub held: u64,
@@ -237,28 +241,37 @@ impl Gauge {
         true
     }
 
-    pub fn release(&self, n: u64) -> Result<(), OverRelease> {
+    /// Gives back `n` permits; returns how many were held before.
+    pub fn release(&self, n: u64) -> Result<u64, OverRelease> {
         let mut state = self.state.lock();
-        if n > state.in_flight {
-            return Err(OverRelease {
-                held: state.in_flight,
-            });
+        let held = state.in_flight;
+        if n > held {
+            return Err(OverRelease { held });
         }
         state.in_flight -= n;
         let granted = state.grant_waiters();
         drop(state);
         self.wake(granted);
-        Ok(())
+        Ok(held)
     }
 
     /// Raising the limit admits waiters at once; lowering it takes effect as
     /// permits come back.
     pub fn set_limit(&self, limit: u64) {
+        let granted = self.set_limit_granting(limit);
+        self.wake_granted(granted);
+    }
+
+    /// Sets the limit and returns the waiters it admitted, to be woken with
+    /// `wake_granted` once the caller has let go of its own locks.
+    pub fn set_limit_granting(&self, limit: u64) -> Granted {
         let mut state = self.state.lock();
         state.limit = limit;
-        let granted = state.grant_waiters();
-        drop(state);
-        self.wake(granted);
+        Granted(state.grant_waiters())
+    }
+
+    pub fn wake_granted(&self, granted: Granted) {
+        self.wake(granted.0);
     }
 
     fn give_back_weight(&self, weight: u64) {

@@ -154,7 +154,7 @@ fn a_newcomer_queues_behind_granted_waiters_that_have_not_resumed() {
         "granted at once, to resume after `early`"
     );
     assert!(gauge.take_granted(&early) && gauge.take_granted(&late));
-    assert_eq!(gauge.release(2), Ok(()));
+    assert_eq!(gauge.release(2), Ok(2));
     assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
 }
 

@@ -206,7 +206,7 @@ impl Gauge {
                 ))
             });
         }
-        self.core.release(n).map_err(|over| {
+        self.core.release(n).map(|_| ()).map_err(|over| {
             value_error(format!(
                 "release(n={n}) is more than the {} permits held",
                 over.held
