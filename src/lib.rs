@@ -10,6 +10,7 @@ fn _brakes(module: &Bound<'_, PyModule>) -> PyResult<()> {
     py::errors::register(module)?;
     py::awaitable::register_shared(module)?;
     py::gauge::register(module)?;
+    py::adaptive::register(module)?;
     py::bucket::register(module)?;
     py::budget::register(module)?;
     py::breaker::register(module)?;

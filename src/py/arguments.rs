@@ -138,6 +138,10 @@ pub mod arg {
         int window_size: i64;
         int minimum_calls: i64;
         int half_open_calls: i64;
+        int initial: i64;
+        int min_limit: i64;
+        int max_limit: i64;
+        opt_num rtt: Option<f64>;
         opt_num timeout: Option<f64>;
         opt_num max_wait: Option<f64>;
         opt_num linger: Option<f64>;

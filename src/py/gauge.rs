@@ -18,7 +18,7 @@ use crate::core::redis::gauge::{RemoteGauge, RemoteGaugeAcquire, RemoteGaugeSnap
 use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
 
 /// The error for a caller that gave up after waiting `timeout` seconds.
-fn refusal(core: &CoreGauge, n: u64, timeout: Option<f64>, refusal: Refusal) -> PyErr {
+pub(crate) fn refusal(core: &CoreGauge, n: u64, timeout: Option<f64>, refusal: Refusal) -> PyErr {
     if let Refusal::TooLarge { most } = refusal {
         return value_error(format!(
             "n={n} is more than the gauge's limit of {most}: it could never be granted"

@@ -1,5 +1,6 @@
 //! The thin PyO3 layer: argument checks, the GIL, the two drivers.
 
+pub mod adaptive;
 pub mod arguments;
 pub mod awaitable;
 pub mod blocking;
