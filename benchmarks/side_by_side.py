@@ -68,11 +68,20 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def start(description: str | None, rounds: int) -> argparse.Namespace:
-    """Reads `--rounds` and `--scale`, and says on stderr what runs where."""
-    parser = argparse.ArgumentParser(description=description)
+def start(
+    description: str | None,
+    rounds: int,
+    options: Callable[[argparse.ArgumentParser], object] | None = None,
+) -> argparse.Namespace:
+    """Reads `--rounds`, `--scale` (and what `options` adds), and says on
+    stderr what runs where."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=rounds, help="paired rounds per scenario")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the counts")
+    if options is not None:
+        options(parser)
     args = parser.parse_args()
     print(
         f"brakes on CPython {platform.python_version()}, {platform.machine()}, "

@@ -21,6 +21,8 @@ TESTS = pathlib.Path(__file__).parent
 
 def test_public_names_are_pinned() -> None:
     assert sorted(brakes.__all__) == [
+        "AdaptiveGauge",
+        "AdaptiveGaugeStats",
         "BackendError",
         "BrakesError",
         "BucketStats",

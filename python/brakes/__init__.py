@@ -2,14 +2,17 @@
 
 Put the brakes on producers when consumers can't keep up: a `Gauge` lets at
 most N calls in at once and makes the rest wait, wait up to a bound, or fail
-at once; a `TokenBucket` or `LeakyBucket` limits the rate of calls, per key
-when needed; a bounded `Queue` blocks, refuses or drops what a producer puts
-when its consumer lags; a `WorkerPool` or a `Pipeline` of stages runs
-functions on bounded channels, so that a slow stage slows its source. All of
-them work from threads and asyncio tasks alike.
+at once (an `AdaptiveGauge` finds N itself from measured latency); a
+`TokenBucket` or `LeakyBucket` limits the rate of calls, per key when
+needed; a bounded `Queue` blocks, refuses or drops what a producer puts when
+its consumer lags; a `WorkerPool` or a `Pipeline` of stages runs functions
+on bounded channels, so that a slow stage slows its source. All of them work
+from threads and asyncio tasks alike.
 """
 
 from brakes._brakes import (
+    AdaptiveGauge,
+    AdaptiveGaugeStats,
     BackendError,
     BrakesError,
     BucketStats,
@@ -36,6 +39,8 @@ from brakes.pipeline import Pipeline, StageStats
 from brakes.pool import PoolStats, WorkerPool
 
 __all__ = [
+    "AdaptiveGauge",
+    "AdaptiveGaugeStats",
     "BackendError",
     "BrakesError",
     "BucketStats",

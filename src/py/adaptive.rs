@@ -601,7 +601,7 @@ impl AdaptiveGauge {
         };
         let rtt_ns = match rtt {
             None => None,
-            Some(s) if s.is_finite() && s >= 0.0 && s < 1e9 => Some((s * 1e9).round() as u64),
+            Some(s) if (0.0..1e9).contains(&s) => Some((s * 1e9).round() as u64),
             Some(s) => {
                 return Err(value_error(format!(
                     "rtt must be None or a finite number of seconds >= 0, got {s}"

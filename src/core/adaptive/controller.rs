@@ -189,7 +189,8 @@ impl Control {
     /// Pins the limit low; returns the pinned limit if that changes it.
     fn start_probe(&mut self, now: u64, held: u64) -> Option<u64> {
         let current = self.limit as u64;
-        let pinned = self.probe_settings.limit.min(current);
+        // Never below the gauge's own floor: the limit stays in bounds.
+        let pinned = self.probe_settings.limit.max(self.bounds.min).min(current);
         self.probe = Probe::Pinned {
             pinned,
             drained_ns: (held <= pinned).then_some(now),
