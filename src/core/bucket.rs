@@ -103,7 +103,89 @@ struct Counters {
     cancelled: AtomicU64,
 }
 
+/// A bucket's rate and shape. `reshape` may change them, so they are read
+/// under the table's lock, together with the state they measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub pace: Pace,
+    pub shape: Shape,
+}
+
+impl Rate {
+    /// The most tokens one call can take.
+    pub fn most(self) -> Option<u64> {
+        match self.shape {
+            Shape::Token { burst } => Some(burst),
+            Shape::Leaky { .. } => None,
+        }
+    }
+
+    fn too_large(self, n: u64) -> Option<u64> {
+        self.most().filter(|&most| n > most)
+    }
+
+    /// Tolerance, in ticks, before a take of `n` must wait.
+    fn slack(self, n: u64) -> u128 {
+        match self.shape {
+            Shape::Token { burst } => self.pace.tokens(burst.saturating_sub(n)),
+            Shape::Leaky { .. } => 0,
+        }
+    }
+
+    /// When a take of `n` behind `queued` booked tokens starts. Queued
+    /// callers hold their turns on the booked schedule, from `tat`, whether
+    /// or not they have run yet: one whose task cannot run (its loop busy or
+    /// gone) does not push back those behind it.
+    fn start(self, tat: u128, queued: u64, now: u128) -> u128 {
+        if queued == 0 {
+            tat.max(now)
+        } else {
+            tat + self.pace.tokens(queued)
+        }
+    }
+
+    /// Ticks from now until `n` more could be taken behind `queued` tokens.
+    fn wait_ticks(self, cell: &Cell, queued: u64, n: u64, now: u128) -> u128 {
+        let start = self.start(cell.tat(), queued, now);
+        start.saturating_sub(self.slack(n)).saturating_sub(now)
+    }
+
+    fn take(self, cell: &mut Cell, n: u64, now: u128) {
+        let tat = cell.tat().max(now) + self.pace.tokens(n);
+        cell.set_tat(tat);
+    }
+
+    /// How long until the bucket is full again after it was emptied.
+    fn full_after_ns(self) -> u64 {
+        match self.shape {
+            Shape::Token { burst } => self.pace.ns_ceil(self.pace.tokens(burst)),
+            Shape::Leaky { .. } => self.pace.ns_ceil(self.pace.tokens(1)),
+        }
+    }
+
+    /// The tokens a key owes at `now` under this rate (`tat` − now, in
+    /// ticks), carried over to `to`: a key keeps what it owes, as a number of
+    /// tokens, no more than a smaller burst. So a full bucket stays full (as
+    /// an idle key, which may be forgotten at any time, comes back full), and
+    /// one short of k tokens stays k short.
+    fn carry(self, owed: u128, to: Self) -> u128 {
+        let (from_interval, to_interval) = (self.pace.tokens(1), to.pace.tokens(1));
+        let whole = owed / from_interval;
+        let part = owed % from_interval;
+        let part = part.checked_mul(to_interval).map_or_else(
+            || ((part as f64 / from_interval as f64) * to_interval as f64).ceil() as u128,
+            |product| product.div_ceil(from_interval),
+        );
+        let owed = whole.saturating_mul(to_interval).saturating_add(part);
+        match to.shape {
+            Shape::Token { burst } => owed.min(to.pace.tokens(burst)),
+            Shape::Leaky { .. } => owed,
+        }
+    }
+}
+
 struct Table {
+    rate: Rate,
     cells: KeyTable<Cell>,
     /// The keys with callers queued, apart: few, and they must not be forgotten.
     queues: HashMap<Key, Queue>,
@@ -127,11 +209,23 @@ impl Table {
         }
         self.cells.get_mut(key).expect("inserted above")
     }
+
+    /// The cell of `key`, made if new; sweeps idle cells when that is due.
+    fn cell(&mut self, key: Key, now_ns: u64) -> &mut Cell {
+        let now = self.rate.pace.ticks(now_ns);
+        let Table { cells, queues, .. } = self;
+        cells.entry(
+            key,
+            now_ns,
+            Cell::default,
+            |cell| cell.tat() <= now,
+            // A hard cap may forget a key in debt, but not one with callers queued.
+            |key, _| !queues.contains_key(key),
+        )
+    }
 }
 
 pub struct Bucket {
-    pace: Pace,
-    shape: Shape,
     clock: Arc<dyn Clock>,
     table: Mutex<Table>,
     counters: Counters,
@@ -144,16 +238,12 @@ impl Bucket {
         clock: Arc<dyn Clock>,
         max_keys: Option<usize>,
     ) -> Arc<Self> {
-        let full_after = match shape {
-            Shape::Token { burst } => pace.ns_ceil(pace.tokens(burst)),
-            Shape::Leaky { .. } => pace.ns_ceil(pace.tokens(1)),
-        };
+        let rate = Rate { pace, shape };
         let bucket = Arc::new(Self {
-            pace,
-            shape,
             clock,
             table: Mutex::new(Table {
-                cells: KeyTable::new(max_keys, full_after.max(MIN_SWEEP_PERIOD_NS)),
+                rate,
+                cells: KeyTable::new(max_keys, rate.full_after_ns().max(MIN_SWEEP_PERIOD_NS)),
                 queues: HashMap::new(),
                 next_id: 0,
                 acquired_at_once: 0,
@@ -167,109 +257,104 @@ impl Bucket {
         bucket
     }
 
+    pub fn rate(&self) -> Rate {
+        self.table.lock().rate
+    }
+
     pub fn pace(&self) -> Pace {
-        self.pace
+        self.rate().pace
     }
 
     pub fn shape(&self) -> Shape {
-        self.shape
+        self.rate().shape
     }
 
     /// The most tokens one call can take.
     pub fn most(&self) -> Option<u64> {
-        match self.shape {
-            Shape::Token { burst } => Some(burst),
-            Shape::Leaky { .. } => None,
+        self.rate().most()
+    }
+
+    /// Changes the rate and the shape from now on. Each key keeps the tokens
+    /// it has (no more than a smaller burst allows); queued callers keep
+    /// their places and are re-booked at the new rate: their turns come by
+    /// it, none is lost or granted twice. Those whose turn came are granted.
+    pub fn reshape(&self, pace: Pace, shape: Shape) {
+        let now_ns = self.clock.now_ns();
+        let mut table = self.table.lock();
+        let old = table.rate;
+        let new = Rate { pace, shape };
+        if old == new {
+            return;
         }
-    }
-
-    /// Tolerance, in ticks, before a take of `n` must wait.
-    fn slack(&self, n: u64) -> u128 {
-        match self.shape {
-            Shape::Token { burst } => self.pace.tokens(burst - n),
-            Shape::Leaky { .. } => 0,
+        let (from_now, to_now) = (old.pace.ticks(now_ns), new.pace.ticks(now_ns));
+        for cell in table.cells.values_mut() {
+            let owed = cell.tat().saturating_sub(from_now);
+            cell.set_tat(to_now + old.carry(owed, new));
         }
-    }
-
-    fn too_large(&self, n: u64) -> Option<u64> {
-        self.most().filter(|&most| n > most)
-    }
-
-    /// The cell of `key`, made if new; sweeps idle cells when that is due.
-    fn cell<'t>(&self, table: &'t mut Table, key: Key, now_ns: u64) -> &'t mut Cell {
-        let now = self.pace.ticks(now_ns);
-        let Table { cells, queues, .. } = table;
-        cells.entry(
-            key,
-            now_ns,
-            Cell::default,
-            |cell| cell.tat() <= now,
-            // A hard cap may forget a key in debt, but not one with callers queued.
-            |key, _| !queues.contains_key(key),
-        )
-    }
-
-    /// When a take of `n` behind `queued` booked tokens starts. Queued
-    /// callers hold their turns on the booked schedule, from `tat`, whether
-    /// or not they have run yet: one whose task cannot run (its loop busy or
-    /// gone) does not push back those behind it.
-    fn start(&self, tat: u128, queued: u64, now: u128) -> u128 {
-        if queued == 0 {
-            tat.max(now)
-        } else {
-            tat + self.pace.tokens(queued)
+        table.rate = new;
+        let keys: Vec<Key> = table.queues.keys().cloned().collect();
+        let mut woken = Vec::new();
+        for key in keys {
+            let granted = self.grant_due(&mut table, &key, to_now);
+            // The others look again: their turn may have moved either way.
+            let others = table
+                .queues
+                .get(&key)
+                .map(|q| q.waiters.all())
+                .unwrap_or_default();
+            woken.push((key, granted, others));
         }
-    }
-
-    /// Ticks from now until `n` more could be taken behind `queued` tokens.
-    fn wait_ticks(&self, cell: &Cell, queued: u64, n: u64, now: u128) -> u128 {
-        let start = self.start(cell.tat(), queued, now);
-        start.saturating_sub(self.slack(n)).saturating_sub(now)
-    }
-
-    fn take(&self, cell: &mut Cell, n: u64, now: u128) {
-        let tat = cell.tat().max(now) + self.pace.tokens(n);
-        cell.set_tat(tat);
+        drop(table);
+        let manual = self.clock.as_manual().is_some();
+        for (key, granted, others) in woken {
+            self.wake(&key, granted);
+            if !manual {
+                for waiter in others {
+                    waiter.kick();
+                }
+            }
+        }
     }
 
     /// Takes `key` by value: on this hot path a new key moves into the table
     /// without a copy.
     pub fn try_acquire(&self, key: Key, n: u64) -> Attempt {
-        if let Some(most) = self.too_large(n) {
+        let now_ns = self.clock.now_ns();
+        let mut table = self.table.lock();
+        let rate = table.rate;
+        if let Some(most) = rate.too_large(n) {
             return Attempt::TooLarge { most };
         }
-        let now_ns = self.clock.now_ns();
-        let now = self.pace.ticks(now_ns);
-        let mut table = self.table.lock();
+        let now = rate.pace.ticks(now_ns);
         if table.queues.contains_key(&key) {
             // Callers queued whose turn has passed are granted first, by
             // whoever comes by: a queue whose waiters cannot run still moves.
             let granted = self.grant_due(&mut table, &key, now);
             let queued = table.queues.get(&key).map(|q| q.weight);
-            let cell = self.cell(&mut table, key.clone(), now_ns);
-            let wait = self.wait_ticks(cell, queued.unwrap_or(0), n, now);
+            let cell = table.cell(key.clone(), now_ns);
+            let wait = rate.wait_ticks(cell, queued.unwrap_or(0), n, now);
             let attempt = if wait == 0 && queued.is_none() {
-                self.take(cell, n, now);
+                rate.take(cell, n, now);
                 table.acquired_at_once += 1;
                 Attempt::Acquired
             } else {
                 Attempt::Later {
-                    retry_after_ns: self.pace.ns_ceil(wait),
+                    retry_after_ns: rate.pace.ns_ceil(wait),
                 }
             };
             drop(table);
             self.wake(&key, granted);
             return attempt;
         }
-        let cell = self.cell(&mut table, key, now_ns);
-        let wait = self.wait_ticks(cell, 0, n, now);
+        let cell = table.cell(key, now_ns);
+        let wait = rate.wait_ticks(cell, 0, n, now);
         if wait == 0 {
-            self.take(cell, n, now);
+            rate.take(cell, n, now);
             table.acquired_at_once += 1;
             Attempt::Acquired
         } else {
             Attempt::Later {
-                retry_after_ns: self.pace.ns_ceil(wait),
+                retry_after_ns: rate.pace.ns_ceil(wait),
             }
         }
     }
@@ -282,31 +367,37 @@ impl Bucket {
     /// `max_wait_ns` (None: no bound) and, for a leaky bucket, there is room.
     pub fn book(&self, key: &Key, waiter: &Arc<Waiter>, max_wait_ns: Option<u64>) -> Booking {
         let n = waiter.weight;
-        if let Some(most) = self.too_large(n) {
+        let now_ns = self.clock.now_ns();
+        let mut table = self.table.lock();
+        if let Some(most) = table.rate.too_large(n) {
             return Booking::TooLarge { most };
         }
-        let now_ns = self.clock.now_ns();
-        let now = self.pace.ticks(now_ns);
-        let mut table = self.table.lock();
+        let now = table.rate.pace.ticks(now_ns);
         let granted = self.grant_due(&mut table, key, now);
         if !granted.is_empty() {
             drop(table);
             self.wake(key, granted);
             table = self.table.lock();
         }
+        // Read again: the lock may have been let go.
+        let rate = table.rate;
+        if let Some(most) = rate.too_large(n) {
+            return Booking::TooLarge { most };
+        }
+        let now = rate.pace.ticks(now_ns);
         let (queued, queue_len) = table
             .queues
             .get(key)
             .map_or((0, 0), |q| (q.weight, q.waiters.len()));
-        let cell = self.cell(&mut table, key.clone(), now_ns);
-        let wait = self.wait_ticks(cell, queued, n, now);
+        let cell = table.cell(key.clone(), now_ns);
+        let wait = rate.wait_ticks(cell, queued, n, now);
         if wait == 0 && queue_len == 0 {
-            self.take(cell, n, now);
+            rate.take(cell, n, now);
             table.acquired_at_once += 1;
             return Booking::Acquired;
         }
-        let due_in_ns = self.pace.ns_ceil(wait);
-        let queue_full = match self.shape {
+        let due_in_ns = rate.pace.ns_ceil(wait);
+        let queue_full = match rate.shape {
             Shape::Leaky {
                 capacity: Some(capacity),
             } => queue_len as u64 >= capacity,
@@ -338,16 +429,17 @@ impl Bucket {
         if !table.queues.contains_key(key) {
             return Vec::new();
         }
+        let rate = table.rate;
         let mut tat = table.cell_mut(key).tat();
         let Some(queue) = table.queues.get_mut(key) else {
             return Vec::new();
         };
-        let pace = self.pace;
-        // On the booked schedule (see `start`): a caller granted late, its
-        // task busy, takes its turn as booked, and those behind keep theirs.
+        let pace = rate.pace;
+        // On the booked schedule (see `Rate::start`): a caller granted late,
+        // its task busy, takes its turn as booked, and those behind keep theirs.
         let mut slot_end = tat;
         let granted = queue.waiters.pop_front_while(|n| {
-            let ready = tat.saturating_sub(self.slack(n)) <= now;
+            let ready = tat.saturating_sub(rate.slack(n)) <= now;
             if ready {
                 tat += pace.tokens(n);
             }
@@ -367,23 +459,28 @@ impl Bucket {
 
     /// Grants whoever's turn has come for `key`, and wakes them.
     pub fn poll(&self, key: &Key) {
-        let now = self.pace.ticks(self.clock.now_ns());
-        let granted = self.grant_due(&mut self.table.lock(), key, now);
+        let now_ns = self.clock.now_ns();
+        let mut table = self.table.lock();
+        let now = table.rate.pace.ticks(now_ns);
+        let granted = self.grant_due(&mut table, key, now);
+        drop(table);
         self.wake(key, granted);
     }
 
     /// How long until the queued caller `id` of `key` is due, or None if it
     /// is no longer queued (granted, or gone).
     pub fn due_in_ns(&self, key: &Key, id: u64) -> Option<u64> {
-        let now = self.pace.ticks(self.clock.now_ns());
+        let now_ns = self.clock.now_ns();
         let table = self.table.lock();
+        let rate = table.rate;
+        let now = rate.pace.ticks(now_ns);
         let queue = table.queues.get(key)?;
         let ahead = queue.waiters.weight_before(id)?;
         let n = queue.waiters.weight_of(id)?;
         let tat = table.cells.get(key).map_or(0, Cell::tat);
-        let start = self.start(tat, ahead, now);
-        let ready = start.saturating_sub(self.slack(n));
-        Some(self.pace.ns_ceil(ready.saturating_sub(now)))
+        let start = rate.start(tat, ahead, now);
+        let ready = start.saturating_sub(rate.slack(n));
+        Some(rate.pace.ns_ceil(ready.saturating_sub(now)))
     }
 
     pub fn take_granted(&self, waiter: &Waiter) -> bool {
@@ -399,8 +496,9 @@ impl Bucket {
     /// behind it move up.
     pub fn abandon(&self, key: &Key, id: u64, waiter: &Waiter) {
         self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
-        let now = self.pace.ticks(self.clock.now_ns());
+        let now_ns = self.clock.now_ns();
         let mut table = self.table.lock();
+        let now = table.rate.pace.ticks(now_ns);
         let mut behind = Vec::new();
         let mut removed = None;
         if let Some(queue) = table.queues.get_mut(key) {
@@ -413,7 +511,7 @@ impl Bucket {
             }
         }
         if removed.is_none() && waiter.give_back() {
-            self.give_back_granted(&mut table, key, waiter, now);
+            Self::give_back_granted(&mut table, key, waiter, now);
         }
         let granted = self.grant_due(&mut table, key, now);
         drop(table);
@@ -430,9 +528,12 @@ impl Bucket {
     /// Gives back a granted turn that nobody took: only the part of it that
     /// is still ahead of `now`. A turn granted late, on the booked schedule,
     /// may lie wholly in the past: giving it back must not make room now.
-    fn give_back_granted(&self, table: &mut Table, key: &Key, waiter: &Waiter, now: u128) {
-        let end = self.pace.ticks(waiter.slot_end_ns());
-        let ahead = end.saturating_sub(now).min(self.pace.tokens(waiter.weight));
+    /// (A turn granted before a `reshape` gives back at most its tokens at
+    /// the new rate, and only what lies ahead.)
+    fn give_back_granted(table: &mut Table, key: &Key, waiter: &Waiter, now: u128) {
+        let pace = table.rate.pace;
+        let end = pace.ticks(waiter.slot_end_ns());
+        let ahead = end.saturating_sub(now).min(pace.tokens(waiter.weight));
         if let Some(cell) = table.cells.get_mut(key) {
             cell.set_tat(cell.tat().saturating_sub(ahead));
         }
@@ -445,10 +546,11 @@ impl Bucket {
             if unreached.is_empty() {
                 break;
             }
-            let now = self.pace.ticks(self.clock.now_ns());
+            let now_ns = self.clock.now_ns();
             let mut table = self.table.lock();
+            let now = table.rate.pace.ticks(now_ns);
             for waiter in &unreached {
-                self.give_back_granted(&mut table, key, waiter, now);
+                Self::give_back_granted(&mut table, key, waiter, now);
             }
             granted = self.grant_due(&mut table, key, now);
         }
@@ -456,33 +558,39 @@ impl Bucket {
 
     /// Seconds (as ns, rounded up) until `n` could be granted, 0 if now.
     pub fn retry_after_ns(&self, key: &Key, n: u64) -> Result<u64, u64> {
-        if let Some(most) = self.too_large(n) {
+        let now_ns = self.clock.now_ns();
+        let table = self.table.lock();
+        let rate = table.rate;
+        if let Some(most) = rate.too_large(n) {
             return Err(most);
         }
-        let now_ns = self.clock.now_ns();
-        let now = self.pace.ticks(now_ns);
-        let table = self.table.lock();
+        let now = rate.pace.ticks(now_ns);
         let blank = Cell::default();
         let cell = table.cells.get(key).unwrap_or(&blank);
-        let wait = self.wait_ticks(cell, table.queued_weight(key), n, now);
-        Ok(self.pace.ns_ceil(wait))
+        let wait = rate.wait_ticks(cell, table.queued_weight(key), n, now);
+        Ok(rate.pace.ns_ceil(wait))
     }
 
     /// Tokens available now, less those booked by queued callers (so it may
     /// be negative).
     pub fn tokens(&self, key: &Key) -> f64 {
-        let Shape::Token { burst } = self.shape else {
+        let now_ns = self.clock.now_ns();
+        let table = self.table.lock();
+        let Rate {
+            pace,
+            shape: Shape::Token { burst },
+        } = table.rate
+        else {
             return 0.0;
         };
-        let now = self.pace.ticks(self.clock.now_ns());
-        let table = self.table.lock();
+        let now = pace.ticks(now_ns);
         let tat = table.cells.get(key).map_or(0, Cell::tat);
-        let owed = tat.saturating_sub(now) + self.pace.tokens(table.queued_weight(key));
-        let full = self.pace.tokens(burst);
+        let owed = tat.saturating_sub(now) + pace.tokens(table.queued_weight(key));
+        let full = pace.tokens(burst);
         if owed <= full {
-            self.pace.as_tokens(full - owed)
+            pace.as_tokens(full - owed)
         } else {
-            -self.pace.as_tokens(owed - full)
+            -pace.as_tokens(owed - full)
         }
     }
 

@@ -285,6 +285,13 @@ impl<V> KeyTable<V> {
         self.shards.iter().map(Shard::len).sum()
     }
 
+    /// Every entry, to rewrite them all at once.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.shards
+            .iter_mut()
+            .flat_map(|shard| shard.slots.values_mut())
+    }
+
     pub fn get(&self, key: &Key) -> Option<&V> {
         self.shards[self.shard_of(key)].get(key)
     }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -147,7 +149,8 @@ pub struct Bucket {
     remote: Option<Arc<RemoteBucket>>,
     backend_object: Option<Py<PyAny>>,
     name: Option<String>,
-    rate: f64,
+    /// The rate as the user wrote it (settable: see `reshape`).
+    rate: Mutex<f64>,
     per: f64,
     max_wait: Option<f64>,
 }
@@ -161,7 +164,46 @@ fn positive_finite(name: &str, value: f64) -> PyResult<f64> {
     Ok(value)
 }
 
+/// `rate` tokens every `per` seconds, kept exactly.
+fn pace_of(rate: f64, per: f64) -> PyResult<Pace> {
+    let per_ns = (per * 1e9).round();
+    let fraction = decimal_fraction(rate);
+    let pace = match (fraction, (1.0..1e30).contains(&per_ns)) {
+        (Some(fraction), true) => Pace::new(fraction, per_ns as u128).ok(),
+        _ => None,
+    };
+    pace.ok_or_else(|| {
+        value_error(format!(
+            "rate={rate} per={per} is out of range: an interval of per/rate seconds must be kept exactly in nanoseconds"
+        ))
+    })
+}
+
 impl Bucket {
+    /// Changes the rate (and a token bucket's burst) from now on; queued
+    /// callers are re-booked at the new rate.
+    fn reshape(&self, rate: Option<f64>, burst: Option<u64>) -> PyResult<()> {
+        if self.remote.is_some() {
+            return Err(value_error(
+                "a shared bucket's rate and burst are part of its settings in Redis: build a bucket with another name to change them".to_owned(),
+            ));
+        }
+        // One change at a time, so that the rate shown is the rate in force.
+        let mut shown = self.rate.lock();
+        let rate = match rate {
+            None => *shown,
+            Some(rate) => positive_finite("rate", rate)?,
+        };
+        let pace = pace_of(rate, self.per)?;
+        let shape = match (self.core.shape(), burst) {
+            (Shape::Token { .. }, Some(burst)) => Shape::Token { burst },
+            (shape, _) => shape,
+        };
+        self.core.reshape(pace, shape);
+        *shown = rate;
+        Ok(())
+    }
+
     fn build(
         rate: f64,
         per: f64,
@@ -175,17 +217,7 @@ impl Bucket {
         let remote_of = backend_argument(backend, name.as_deref(), clock)?;
         let rate = positive_finite("rate", rate)?;
         let per = positive_finite("per", per)?;
-        let per_ns = (per * 1e9).round();
-        let fraction = decimal_fraction(rate);
-        let pace = match (fraction, (1.0..1e30).contains(&per_ns)) {
-            (Some(fraction), true) => Pace::new(fraction, per_ns as u128).ok(),
-            _ => None,
-        };
-        let Some(pace) = pace else {
-            return Err(value_error(format!(
-                "rate={rate} per={per} is out of range: an interval of per/rate seconds must be kept exactly in nanoseconds"
-            )));
-        };
+        let pace = pace_of(rate, per)?;
         if remote_of.is_some() && pace.ticks_per_ns() > MAX_SHARED_TICKS_PER_NS {
             return Err(value_error(format!(
                 "rate={rate} per={per} has too many significant digits for a limit shared through Redis"
@@ -208,7 +240,7 @@ impl Bucket {
             remote,
             backend_object: backend.filter(|b| !b.is_none()).map(|b| b.clone().unbind()),
             name,
-            rate,
+            rate: Mutex::new(rate),
             per,
             max_wait: wait_seconds("max_wait", max_wait)?,
         })
@@ -260,7 +292,15 @@ impl Bucket {
     /// Tokens per `per` seconds.
     #[getter]
     fn rate(&self) -> f64 {
-        self.rate
+        *self.rate.lock()
+    }
+
+    /// Sets the rate from now on (Go's `SetLimit`): each key keeps the
+    /// tokens it has, and callers queued keep their places, their turns
+    /// re-booked at the new rate.
+    #[setter]
+    fn set_rate(&self, #[pyo3(from_py_with = arg::rate)] rate: f64) -> PyResult<()> {
+        self.reshape(Some(rate), None)
     }
 
     #[getter]
@@ -431,7 +471,7 @@ impl Bucket {
             "<{}.{}{shared} rate={:?} per={:?} {shape} keys={} waiting={} max_wait={}>",
             slf.get_type().module()?,
             slf.get_type().qualname()?,
-            this.rate,
+            this.rate(),
             this.per,
             stats.keys,
             stats.waiting,
@@ -498,8 +538,24 @@ impl TokenBucket {
 
     /// The most tokens the bucket holds, and so the most one call can take.
     #[getter]
-    fn burst(&self) -> u64 {
-        self.burst
+    fn burst(slf: &Bound<'_, Self>) -> u64 {
+        slf.as_super().get().core.most().unwrap_or(slf.get().burst)
+    }
+
+    /// Sets the burst from now on (Go's `SetBurst`): each key keeps the
+    /// tokens it has, up to the new burst.
+    #[setter]
+    fn set_burst(
+        slf: &Bound<'_, Self>,
+        #[pyo3(from_py_with = arg::burst)] burst: Option<i64>,
+    ) -> PyResult<()> {
+        match burst {
+            Some(b) if b >= 1 => slf.as_super().get().reshape(None, Some(b as u64)),
+            Some(b) => Err(value_error(format!("burst must be 1 or more, got {b}"))),
+            None => Err(pyo3::exceptions::PyTypeError::new_err(
+                "burst must be an int of 1 or more, got None",
+            )),
+        }
     }
 
     /// Tokens there now, less those booked by queued callers (so it can be

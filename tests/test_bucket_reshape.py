@@ -1,0 +1,172 @@
+"""Settable TokenBucket.rate/.burst and LeakyBucket.rate (Go's SetLimit and
+SetBurst): tokens carried over, queued callers re-booked, none lost or
+granted twice."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from brakes import LeakyBucket, RateLimited, TokenBucket
+from brakes.testing import ManualClock
+
+from .conftest import wait_until
+
+
+def test_a_new_rate_keeps_the_tokens_and_refills_at_the_new_rate() -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(10, burst=10, clock=clock)
+    assert bucket.try_acquire(10)
+    clock.advance(0.5)  # 5 tokens back at 10/s
+    assert bucket.tokens() == pytest.approx(5.0)
+    bucket.rate = 2
+    assert bucket.rate == 2 and bucket.tokens() == pytest.approx(5.0)
+    assert bucket.try_acquire(5) and not bucket.try_acquire()
+    assert bucket.retry_after() == pytest.approx(0.5)  # one token at 2/s
+    bucket.rate = 100.0
+    assert bucket.retry_after() == pytest.approx(0.01)
+    assert "rate=100" in repr(bucket)
+
+
+def test_a_new_burst_keeps_what_each_key_owes() -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(1, burst=10, clock=clock)
+    bucket.burst = 4  # a full bucket stays full
+    assert bucket.burst == 4 and bucket.tokens() == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="burst of 4"):
+        bucket.try_acquire(5)
+    bucket.burst = 10
+    assert bucket.tokens() == pytest.approx(10.0)
+    assert bucket.try_acquire(7)  # 7 short of full
+    bucket.burst = 8
+    assert bucket.tokens() == pytest.approx(1.0)  # still 7 short
+    bucket.burst = 4  # no more owed than the burst: empty, not in debt
+    assert bucket.tokens() == pytest.approx(0.0)
+    clock.advance(4)
+    assert bucket.tokens() == pytest.approx(4.0) and bucket.try_acquire(4)
+
+
+def test_keys_each_keep_their_own_tokens() -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(1, burst=4, clock=clock)
+    assert bucket.try_acquire(4, key="a") and bucket.try_acquire(1, key="b")
+    bucket.rate = 4
+    assert bucket.tokens("a") == pytest.approx(0.0)
+    assert bucket.tokens("b") == pytest.approx(3.0)
+    assert bucket.tokens("c") == pytest.approx(4.0)
+    clock.advance(0.25)
+    assert bucket.tokens("a") == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_queued_callers_are_re_booked_at_the_new_rate(faster: bool) -> None:
+    clock = ManualClock()
+    bucket = LeakyBucket(1, clock=clock)
+    assert bucket.try_acquire()
+    granted: list[tuple[int, float]] = []
+
+    async def main() -> None:
+        async def one(i: int) -> None:
+            await bucket.acquire()
+            granted.append((i, clock.now()))
+
+        tasks = [asyncio.ensure_future(one(i)) for i in range(4)]
+        await asyncio.sleep(0)
+        assert bucket.stats().waiting == 4
+        bucket.rate = 10 if faster else 0.5
+        for _ in range(400):
+            clock.advance(0.05)
+            await asyncio.sleep(0)
+            if len(granted) == 4:
+                break
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    assert [i for i, _ in granted] == [0, 1, 2, 3]  # FIFO kept
+    times = [t for _, t in granted]
+    if faster:  # 0.1 s apart from now on
+        assert times == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.051)
+    else:  # 2 s apart
+        assert times[0] == pytest.approx(2.0, abs=0.051)
+        assert times[3] - times[0] == pytest.approx(6.0, abs=0.11)
+    assert bucket.stats().waited == 4 and bucket.stats().waiting == 0
+
+
+def test_a_faster_rate_wakes_a_thread_sleeping_on_the_real_clock() -> None:
+    bucket = LeakyBucket(0.01)  # one every 100 s
+    assert bucket.try_acquire()
+    got = threading.Event()
+
+    def waiter() -> None:
+        bucket.acquire_blocking()
+        got.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    wait_until(lambda: bucket.stats().waiting == 1)
+    bucket.rate = 1000  # due within a millisecond of now
+    thread.join(timeout=30)
+    assert got.is_set()
+
+
+def test_rate_changes_under_load_never_grant_more_than_the_rates_allow() -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(50, burst=5, clock=clock)
+    stop = threading.Event()
+    taken = [0]
+    lock = threading.Lock()
+
+    def taker() -> None:
+        while not stop.is_set():
+            try:
+                bucket.acquire_blocking(timeout=0.5)
+            except RateLimited:
+                continue
+            with lock:
+                taken[0] += 1
+
+    threads = [threading.Thread(target=taker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    allowed = 5.0  # the first burst
+    for step in range(400):
+        rate = (50, 5, 200, 20)[step % 4]
+        bucket.rate = rate
+        clock.advance(0.01)
+        allowed += rate * 0.01
+        with lock:
+            assert taken[0] <= allowed + 1e-9
+    stop.set()
+    clock.advance(10)  # lets every last waiter through
+    for thread in threads:
+        thread.join()
+    assert taken[0] <= allowed + 10 * 20 + 5
+    assert bucket.stats().waiting == 0
+
+
+def test_bad_values_are_refused_and_change_nothing() -> None:
+    bucket = TokenBucket(5, burst=3)
+    for bad, error in ((0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), ("x", TypeError)):
+        with pytest.raises(error, match="rate"):
+            bucket.rate = bad  # type: ignore[assignment]
+    for bad_burst, error in ((0, ValueError), (2.5, TypeError), (None, TypeError)):
+        with pytest.raises(error, match="burst"):
+            bucket.burst = bad_burst  # type: ignore[assignment]
+    assert (bucket.rate, bucket.burst) == (5, 3)
+    with pytest.raises(AttributeError):
+        del bucket.rate
+    with pytest.raises(AttributeError):
+        LeakyBucket(1).burst = 3  # type: ignore[attr-defined]
+
+
+def test_a_shared_bucket_refuses_a_new_rate() -> None:
+    import brakes.redis
+
+    backend = brakes.redis.Backend("redis://127.0.0.1:1")  # never reached
+    bucket = TokenBucket(1, backend=backend, name="api")
+    for attribute in ("rate", "burst"):
+        with pytest.raises(ValueError, match="settings in Redis"):
+            setattr(bucket, attribute, 2)
+    assert (bucket.rate, bucket.burst) == (1, 1)
