@@ -148,7 +148,8 @@ def test_rate_changes_under_load_never_grant_more_than_the_rates_allow() -> None
 
 def test_bad_values_are_refused_and_change_nothing() -> None:
     bucket = TokenBucket(5, burst=3)
-    for bad, error in ((0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), ("x", TypeError)):
+    bad_rates = ((0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), ("x", TypeError))
+    for bad, error in bad_rates:
         with pytest.raises(error, match="rate"):
             bucket.rate = bad  # type: ignore[assignment]
     for bad_burst, error in ((0, ValueError), (2.5, TypeError), (None, TypeError)):
