@@ -34,6 +34,8 @@ def test_public_names_are_pinned() -> None:
         "LeakyBucket",
         "LifoQueue",
         "Overloaded",
+        "Pacer",
+        "PacerStats",
         "Pipeline",
         "PoolStats",
         "PriorityQueue",

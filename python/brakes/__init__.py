@@ -35,6 +35,7 @@ from brakes._brakes import (
     TokenBucket,
 )
 from brakes._breaker import CircuitBreaker
+from brakes._pacer import Pacer, PacerStats
 from brakes.pipeline import Pipeline, StageStats
 from brakes.pool import PoolStats, WorkerPool
 
@@ -52,6 +53,8 @@ __all__ = [
     "LeakyBucket",
     "LifoQueue",
     "Overloaded",
+    "Pacer",
+    "PacerStats",
     "Pipeline",
     "PoolStats",
     "PriorityQueue",
