@@ -4,7 +4,6 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyException, PyTypeError};
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -173,62 +172,82 @@ fn algorithm_from(
 }
 
 /// When each `async with` block's call was let in: one context variable for
-/// every adaptive gauge, each task seeing its own, holding a linked stack
-/// `(gauge, start_ns, rest)`.
-fn starts(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static STARTS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    STARTS
-        .get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-            let var = py.import("contextvars")?.getattr("ContextVar")?;
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("default", py.None())?;
-            Ok(var
-                .call(("brakes.AdaptiveGauge.starts",), Some(&kwargs))?
-                .unbind())
+/// every adaptive gauge, each task seeing its own, holding a linked stack of
+/// `StartNode`s (immutable, so that a task's copy of the context never sees
+/// another task's pushes).
+struct Starts {
+    get: Py<PyAny>,
+    set: Py<PyAny>,
+}
+
+fn starts(py: Python<'_>) -> PyResult<&Starts> {
+    static STARTS: PyOnceLock<Starts> = PyOnceLock::new();
+    STARTS.get_or_try_init(py, || -> PyResult<Starts> {
+        let var = py.import("contextvars")?.getattr("ContextVar")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("default", py.None())?;
+        let var = var.call(("brakes.AdaptiveGauge.starts",), Some(&kwargs))?;
+        // Bound once: a call on the hot path then looks nothing up.
+        Ok(Starts {
+            get: var.getattr("get")?.unbind(),
+            set: var.getattr("set")?.unbind(),
         })
-        .map(|var| var.bind(py))
+    })
+}
+
+/// One entry of a task's stack of `async with` starts.
+#[pyclass(frozen, module = "brakes._brakes")]
+pub struct StartNode {
+    gauge: usize,
+    start_ns: u64,
+    rest: Option<Py<StartNode>>,
 }
 
 fn push_start(py: Python<'_>, gauge: usize, start_ns: u64) -> PyResult<()> {
-    let var = starts(py)?;
-    let rest = var.call_method0(intern!(py, "get"))?;
-    var.call_method1(intern!(py, "set"), ((gauge, start_ns, rest),))?;
+    let starts = starts(py)?;
+    let top = starts.get.bind(py).call0()?;
+    let rest = top.cast_into::<StartNode>().ok().map(Bound::unbind);
+    let node = Py::new(
+        py,
+        StartNode {
+            gauge,
+            start_ns,
+            rest,
+        },
+    )?;
+    starts.set.bind(py).call1((node,))?;
     Ok(())
 }
 
 /// Takes the newest start of `gauge` off this context's stack.
 fn pop_start(py: Python<'_>, gauge: usize) -> PyResult<Option<u64>> {
-    let var = starts(py)?;
-    let top = var.call_method0(intern!(py, "get"))?;
+    let starts = starts(py)?;
+    let top = starts.get.bind(py).call0()?;
     let mut skipped: Vec<(usize, u64)> = Vec::new();
-    let mut node = top;
-    while !node.is_none() {
-        let (key, start, rest): (usize, u64, Bound<'_, PyAny>) = node.extract()?;
-        if key == gauge {
+    let mut node = top.cast_into::<StartNode>().ok();
+    while let Some(here) = node {
+        let entry = here.get();
+        if entry.gauge == gauge {
             // Rebuild what lay above it (other gauges', rarely any).
-            let mut rebuilt = rest;
-            for (key, start) in skipped.into_iter().rev() {
-                rebuilt = PyTuple::new(
+            let mut rebuilt = entry.rest.as_ref().map(|rest| rest.clone_ref(py));
+            for (gauge, start_ns) in skipped.into_iter().rev() {
+                rebuilt = Some(Py::new(
                     py,
-                    [
-                        key.into_pyobject(py)?.into_any(),
-                        start_into(py, start)?,
-                        rebuilt,
-                    ],
-                )?
-                .into_any();
+                    StartNode {
+                        gauge,
+                        start_ns,
+                        rest: rebuilt,
+                    },
+                )?);
             }
-            var.call_method1(intern!(py, "set"), (rebuilt,))?;
-            return Ok(Some(start));
+            let value = rebuilt.map_or_else(|| py.None(), Py::into_any);
+            starts.set.bind(py).call1((value,))?;
+            return Ok(Some(entry.start_ns));
         }
-        skipped.push((key, start));
-        node = rest;
+        skipped.push((entry.gauge, entry.start_ns));
+        node = entry.rest.as_ref().map(|rest| rest.bind(py).clone());
     }
     Ok(None)
-}
-
-fn start_into(py: Python<'_>, start: u64) -> PyResult<Bound<'_, PyAny>> {
-    Ok(start.into_pyobject(py)?.into_any())
 }
 
 thread_local! {
