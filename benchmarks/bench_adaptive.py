@@ -111,8 +111,9 @@ def plot(traces: dict[tuple[str, int], list[Run]], path: str) -> None:
         for col, servers in enumerate(sizes):
             ax = axes[row][col]
             for run, initial in zip(traces[(algorithm, servers)], (5, 500), strict=True):
-                times = [t for t, _ in run.limits]
-                ax.plot(times, [lim for _, lim in run.limits], lw=0.8, label=f"initial {initial}")
+                times = [t for t, _, _ in run.limits]
+                # The algorithm's limit: the gauge's dips to probe_limit while probing.
+                ax.plot(times, [lim for _, _, lim in run.limits], lw=0.8, label=f"initial {initial}")
             steps = [t for t, _ in run.capacity] + [3 * PHASE]
             counts = [c for _, c in run.capacity]
             ax.step(steps, [*counts, counts[-1]], where="post", color="k", ls="--", label="C")

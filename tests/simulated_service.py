@@ -59,8 +59,9 @@ class Run:
     # (arrival, finish) of every finished call, in order of finishing.
     calls: list[tuple[float, float]]
     rejections: list[float]
-    # (time, limit) once per `sample_every` seconds.
-    limits: list[tuple[float, int]]
+    # (time, gauge limit, algorithm limit) once per `sample_every` seconds:
+    # they differ while a probe pins the gauge's limit low.
+    limits: list[tuple[float, int, int]]
     lowest_limit: int
     highest_limit: int
 
@@ -135,7 +136,7 @@ def simulate(
     waiting: collections.deque[int] = collections.deque()
     calls: list[tuple[float, float]] = []
     rejections: list[float] = []
-    limits: list[tuple[float, int]] = []
+    limits: list[tuple[float, int, int]] = []
     lowest = highest = gauge.limit
 
     def next_arrival(after: int) -> int:
@@ -172,7 +173,7 @@ def simulate(
             servers = arrival
             serve()
         else:
-            limits.append(((now - origin) / NS, gauge.limit))
+            limits.append(((now - origin) / NS, gauge.limit, gauge.stats().algorithm_limit))
             schedule(now + round(sample_every * NS), SAMPLE)
         limit = gauge.limit
         lowest = min(lowest, limit)

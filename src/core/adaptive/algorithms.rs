@@ -46,10 +46,11 @@ pub trait LimitAlgorithm: Send {
     fn no_load_measured(&mut self, rtt_ns: u64) {
         let _ = rtt_ns;
     }
-    /// Whether a proposal to shrink waits, as one to grow does, for a call
-    /// that started after the last change (see the controller).
-    fn shrinks_per_round_trip(&self) -> bool {
-        true
+    /// Whether the proposal just made, if it shrinks the limit, is taken at
+    /// once rather than waiting, as any other change does, for a call that
+    /// started after the last change (see the controller).
+    fn shrinks_at_once(&self) -> bool {
+        false
     }
     fn rtt_estimates(&self) -> RttEstimates {
         RttEstimates::default()
@@ -109,6 +110,8 @@ pub struct Vegas {
     beta: Option<f64>,
     threshold: Option<f64>,
     rtt_noload: Option<u64>,
+    /// Whether the last sample put the queue far above `beta`.
+    far_above: bool,
 }
 
 pub struct VegasOptions {
@@ -137,6 +140,7 @@ impl Vegas {
             beta: options.beta,
             threshold: options.threshold,
             rtt_noload: None,
+            far_above: false,
         }
     }
 
@@ -147,6 +151,7 @@ impl Vegas {
 
 impl LimitAlgorithm for Vegas {
     fn propose(&mut self, sample: Sample, limit: f64) -> f64 {
+        self.far_above = false;
         let Some(rtt) = sample.rtt_ns else {
             return self.smoothed(limit, limit - log10_root(limit));
         };
@@ -171,6 +176,7 @@ impl LimitAlgorithm for Vegas {
         } else if queue < alpha {
             limit + step
         } else if queue > beta {
+            self.far_above = queue > 2.0 * beta;
             limit - step
         } else {
             return limit;
@@ -186,11 +192,15 @@ impl LimitAlgorithm for Vegas {
         self.rtt_noload = Some(rtt_ns.max(1));
     }
 
-    /// Vegas shrinks by log10(limit) a sample, and its queue estimate scales
-    /// with the limit, so shrinking stops by itself once the estimate falls
-    /// under `beta`, even on samples from before the last change.
-    fn shrinks_per_round_trip(&self) -> bool {
-        false
+    /// Far above its target (an estimated queue of more than 2 × `beta`)
+    /// Vegas shrinks by log10(limit) on every sample: one step a round trip
+    /// would take hundreds of round trips to come down from a limit ten
+    /// times too high. Its queue estimate scales with the limit, so this
+    /// stops by itself; nearer, a step waits for a round trip as the others
+    /// do, or samples of calls that queued under the old limit would keep
+    /// shrinking a limit that already fell.
+    fn shrinks_at_once(&self) -> bool {
+        self.far_above
     }
 
     fn rtt_estimates(&self) -> RttEstimates {

@@ -7,12 +7,14 @@
 //! before the latency shows the first move.
 //! - A proposal is taken only from a call that started after the last change
 //!   (one decision per round trip, as TCP moves its window once per window).
-//!   An algorithm whose shrinking stops by itself (Vegas) shrinks on every
-//!   sample.
+//!   Vegas, far above its target, shrinks on every sample (its shrinking
+//!   stops by itself as the limit falls).
 //! - The no-load RTT that Vegas and Gradient2 compare against is measured now
 //!   and then with the limit pinned low (`probe_limit`), so that no queue of
 //!   ours is in it (Envoy's adaptive concurrency filter does the same). Until
-//!   the first such probe it is the least RTT seen.
+//!   the first such probe it is the least RTT seen. A probe counts the calls
+//!   that started once the calls in flight had drained to the pinned limit,
+//!   a pinned limit's worth of them (at least 2), and takes their least RTT.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -160,7 +162,7 @@ impl Control {
             .clamp(self.algorithm.propose(sample, self.limit));
         let before = self.limit as u64;
         if (proposal - self.limit).abs() > f64::EPSILON {
-            let shrinks_now = proposal < self.limit && !self.algorithm.shrinks_per_round_trip();
+            let shrinks_now = proposal < self.limit && self.algorithm.shrinks_at_once();
             if started >= self.last_change_ns || shrinks_now {
                 self.limit = proposal;
                 self.last_change_ns = now;
@@ -222,8 +224,8 @@ impl Control {
         if drained_ns.is_none() && held_after <= *pinned {
             *drained_ns = Some(now);
         }
-        // Enough calls that met no queue of ours: twice the pinned limit.
-        if *counted < 2 * (*pinned).max(2) {
+        // Enough calls that met no queue of ours: one pinned limit's worth.
+        if *counted < (*pinned).max(2) {
             return None;
         }
         let no_load = least_ns.unwrap_or(1);
