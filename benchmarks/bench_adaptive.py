@@ -7,8 +7,9 @@ of service, open-loop arrivals at 3 x capacity) through C -> C/2 -> C, 150
 simulated seconds each, and reads each phase from 60 s after its change: the
 goodput (finished calls per second over capacity) and the median latency of
 the admitted calls, the worst over seeds and both initial limits (5 and
-500). The reference row is a plain `Gauge` at exactly C, the best fixed
-limit, which only a user who knows C could set. `--plot` writes a PNG of
+500). The reference row is a limit fixed at the first C (min_limit =
+max_limit = C), the best fixed limit for the first and last phases, which
+only a user who knows C could set. `--plot` writes a PNG of
 each algorithm's limit following the capacity (matplotlib, the `plot`
 extra).
 
@@ -92,7 +93,7 @@ def convergence_table(seeds: int) -> tuple[str, dict[tuple[str, int], list[Run]]
                     if seed == 1 and algorithm:
                         traces.setdefault((algorithm, servers), []).append(run)
             cells.append(f"{goodput:.2f}, {latency:.2f} x base")
-        name = f"`{algorithm}`" if algorithm else "fixed `Gauge(C)` (reference)"
+        name = f"`{algorithm}`" if algorithm else "limit fixed at C (reference)"
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines), traces
 
