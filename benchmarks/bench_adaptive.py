@@ -114,7 +114,8 @@ def plot(traces: dict[tuple[str, int], list[Run]], path: str) -> None:
             for run, initial in zip(traces[(algorithm, servers)], (5, 500), strict=True):
                 times = [t for t, _, _ in run.limits]
                 # The algorithm's limit: the gauge's dips to probe_limit while probing.
-                ax.plot(times, [lim for _, _, lim in run.limits], lw=0.8, label=f"initial {initial}")
+                limits = [lim for _, _, lim in run.limits]
+                ax.plot(times, limits, lw=0.8, label=f"initial {initial}")
             steps = [t for t, _ in run.capacity] + [3 * PHASE]
             counts = [c for _, c in run.capacity]
             ax.step(steps, [*counts, counts[-1]], where="post", color="k", ls="--", label="C")
