@@ -371,7 +371,11 @@ impl AdaptiveGauge {
     }
 
     fn release_checked(&self, n: u64, how: Finished) -> PyResult<()> {
-        self.core.release(n, how).map_err(|over| {
+        self.release_checked_at(n, how, None)
+    }
+
+    fn release_checked_at(&self, n: u64, how: Finished, now: Option<u64>) -> PyResult<()> {
+        self.core.release_at(n, how, now).map_err(|over| {
             value_error(format!(
                 "release(n={n}) is more than the {} permits held",
                 over.held
@@ -379,14 +383,27 @@ impl AdaptiveGauge {
         })
     }
 
-    /// How a `with` block that began at `start` ended.
-    fn finished(
+    /// Ends a `with` block that began at `start`: its outcome is the sample.
+    fn finish(
         &self,
         py: Python<'_>,
         start: Option<u64>,
         exc_type: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        // One clock reading for the round trip and for the controller.
+        let now = start.map(|_| self.core.now_ns());
+        let how = self.finished(py, start.zip(now), exc_type);
+        self.release_checked_at(1, how, now)
+    }
+
+    /// How a `with` block that began at `start` ended (`now` read at its end).
+    fn finished(
+        &self,
+        py: Python<'_>,
+        start_now: Option<(u64, u64)>,
+        exc_type: &Bound<'_, PyAny>,
     ) -> Finished {
-        let rtt_ns = start.map(|start| self.core.now_ns().saturating_sub(start));
+        let rtt_ns = start_now.map(|(start, now)| now.saturating_sub(start));
         let measured = rtt_ns.map_or(Finished::Unmeasured, |rtt_ns| Finished::Measured { rtt_ns });
         let Ok(exc_type) = exc_type.cast::<PyType>() else {
             return measured;
@@ -680,8 +697,7 @@ impl AdaptiveGauge {
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let start = pop_thread_start(self.key());
-        let how = self.finished(py, start, exc_type);
-        self.release_checked(1, how)
+        self.finish(py, start, exc_type)
     }
 
     fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -697,8 +713,7 @@ impl AdaptiveGauge {
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Ready>> {
         let start = pop_start(py, self.key())?;
-        let how = self.finished(py, start, exc_type);
-        self.release_checked(1, how)?;
+        self.finish(py, start, exc_type)?;
         ready(py)
     }
 

@@ -290,11 +290,16 @@ impl AdaptiveGauge {
 
     /// Gives back `n` permits and reads how the call ended.
     pub fn release(&self, n: u64, how: Finished) -> Result<(), OverRelease> {
+        self.release_at(n, how, None)
+    }
+
+    /// `release`, with the time now if the caller has just read it.
+    pub fn release_at(&self, n: u64, how: Finished, now: Option<u64>) -> Result<(), OverRelease> {
         let held_before = self.gauge.release(n)?;
         if how == Finished::Unmeasured && !self.probing.load(Ordering::Acquire) {
             return Ok(());
         }
-        let now = self.now_ns();
+        let now = now.unwrap_or_else(|| self.now_ns());
         let mut control = self.control.lock();
         let changed = control.on_release(now, held_before, n, how);
         self.probing.store(
