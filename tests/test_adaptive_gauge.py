@@ -448,3 +448,19 @@ def test_a_release_with_a_sample_wakes_a_waiting_thread() -> None:
     gauge.release(rtt=0.5)
     thread.join()
     assert got.is_set() and gauge.in_flight == 1
+
+
+def test_growth_in_the_meantime_never_hides_a_drop() -> None:
+    clock, gauge = aimd(initial=4)
+    clock.advance(1.0)
+    assert gauge.try_acquire(4)
+    clock.advance(0.1)
+    gauge.release(rtt=0.1)  # busy and fast: one more
+    assert gauge.limit == 5
+    # A call that started before that growth, but after the last decrease,
+    # times out: it still backs off.
+    gauge.release(dropped=True, rtt=0.1)
+    assert gauge.limit == 4
+    # The next drop from before that decrease is the same overload: once.
+    gauge.release(dropped=True, rtt=0.1)
+    assert gauge.limit == 4

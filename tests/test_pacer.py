@@ -155,6 +155,14 @@ def test_a_timeout_raises_rate_limited() -> None:
     asyncio.run(main())
 
 
+def test_a_bad_timeout_names_the_argument() -> None:
+    _, _, pacer = make()
+    for bad, error in ((-1, ValueError), (float("nan"), ValueError), ("1", TypeError)):
+        with pytest.raises(error, match="timeout"):
+            pacer.acquire_blocking(timeout=bad)  # type: ignore[arg-type]
+    assert pacer.acquire_blocking(timeout=float("inf")) is True
+
+
 def test_works_with_the_standard_library_queues() -> None:
     for q in (queue.Queue(4), asyncio.Queue(4)):
         pacer = Pacer(q, min_rate=1, max_rate=2, clock=ManualClock())

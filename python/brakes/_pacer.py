@@ -39,6 +39,15 @@ class PacerStats:
     acquired: int
 
 
+def _deadline(now: float, timeout: float | None) -> float | None:
+    if timeout is None or (isinstance(timeout, float) and timeout == math.inf):
+        return None
+    seconds = _number("timeout", timeout)
+    if seconds < 0:
+        raise ValueError(f"timeout must be None or 0 or more seconds, got {timeout!r}")
+    return now + seconds
+
+
 def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {value!r}")
@@ -155,14 +164,16 @@ class Pacer:
                 rate = max(self._min_rate, rate * self._decrease)
             elif fill < self._low:
                 rate = min(self._max_rate, rate + self._increase)
+            # Twelve digits: a rate the bucket keeps exactly.
+            rate = float(f"{rate:.12g}")
             if rate != self._rate:
+                # Under the lock, so that rates land in the order decided.
+                self._bucket.rate = rate
                 if rate < self._rate:
                     self._decreases += 1
                 else:
                     self._increases += 1
                 self._rate = rate
-                # Under the lock, so that rates land in the order decided.
-                self._bucket.rate = rate
             return self._every
 
     # --- the limiter protocol -------------------------------------------------
@@ -175,7 +186,7 @@ class Pacer:
     async def acquire(self, n: int = 1, *, timeout: float | None = None) -> Literal[True]:
         """Waits for `n` slots (up to `timeout` seconds, else `RateLimited`),
         checking the queue every `every` seconds while it waits."""
-        deadline = None if timeout is None else self._now() + max(0.0, timeout)
+        deadline = _deadline(self._now(), timeout)
         while True:
             until_check = self._check()
             left = None if deadline is None else deadline - self._now()
@@ -189,7 +200,7 @@ class Pacer:
 
     def acquire_blocking(self, n: int = 1, *, timeout: float | None = None) -> Literal[True]:
         """`acquire()` for threads: blocks this thread while it waits."""
-        deadline = None if timeout is None else self._now() + max(0.0, timeout)
+        deadline = _deadline(self._now(), timeout)
         while True:
             until_check = self._check()
             left = None if deadline is None else deadline - self._now()

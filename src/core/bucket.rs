@@ -186,6 +186,8 @@ impl Rate {
 
 struct Table {
     rate: Rate,
+    /// How many times `reshape` changed the rate.
+    reshapes: u64,
     cells: KeyTable<Cell>,
     /// The keys with callers queued, apart: few, and they must not be forgotten.
     queues: HashMap<Key, Queue>,
@@ -243,6 +245,7 @@ impl Bucket {
             clock,
             table: Mutex::new(Table {
                 rate,
+                reshapes: 0,
                 cells: KeyTable::new(max_keys, rate.full_after_ns().max(MIN_SWEEP_PERIOD_NS)),
                 queues: HashMap::new(),
                 next_id: 0,
@@ -274,46 +277,51 @@ impl Bucket {
         self.rate().most()
     }
 
-    /// Changes the rate and the shape from now on. Each key keeps the tokens
-    /// it has (no more than a smaller burst allows); queued callers keep
-    /// their places and are re-booked at the new rate: their turns come by
-    /// it, none is lost or granted twice. Those whose turn came are granted.
-    pub fn reshape(&self, pace: Pace, shape: Shape) {
+    /// Changes the rate and the shape from now on; returns how many changes
+    /// there have been, this one included. Each key keeps what it owes (no
+    /// more than a smaller burst); queued callers keep their places and are
+    /// re-booked at the new rate: their turns come by it, none is lost or
+    /// granted twice. Those whose turn had come are granted first.
+    pub fn reshape(&self, pace: Pace, shape: Shape) -> u64 {
         let now_ns = self.clock.now_ns();
         let mut table = self.table.lock();
         let old = table.rate;
         let new = Rate { pace, shape };
+        table.reshapes += 1;
+        let generation = table.reshapes;
         if old == new {
-            return;
+            return generation;
         }
         let (from_now, to_now) = (old.pace.ticks(now_ns), new.pace.ticks(now_ns));
+        let keys: Vec<Key> = table.queues.keys().cloned().collect();
+        // Those whose turn came under the old rate are granted at it.
+        let mut woken: Vec<(Key, Vec<Arc<Waiter>>)> = keys
+            .iter()
+            .map(|key| (key.clone(), self.grant_due(&mut table, key, from_now)))
+            .collect();
         for cell in table.cells.values_mut() {
             let owed = cell.tat().saturating_sub(from_now);
             cell.set_tat(to_now + old.carry(owed, new));
         }
         table.rate = new;
-        let keys: Vec<Key> = table.queues.keys().cloned().collect();
-        let mut woken = Vec::new();
-        for key in keys {
-            let granted = self.grant_due(&mut table, &key, to_now);
+        let mut others = Vec::new();
+        for (key, granted) in &mut woken {
+            granted.extend(self.grant_due(&mut table, key, to_now));
             // The others look again: their turn may have moved either way.
-            let others = table
-                .queues
-                .get(&key)
-                .map(|q| q.waiters.all())
-                .unwrap_or_default();
-            woken.push((key, granted, others));
-        }
-        drop(table);
-        let manual = self.clock.as_manual().is_some();
-        for (key, granted, others) in woken {
-            self.wake(&key, granted);
-            if !manual {
-                for waiter in others {
-                    waiter.kick();
-                }
+            if let Some(queue) = table.queues.get(key) {
+                others.extend(queue.waiters.all());
             }
         }
+        drop(table);
+        for (key, granted) in woken {
+            self.wake(&key, granted);
+        }
+        if self.clock.as_manual().is_none() {
+            for waiter in others {
+                waiter.kick();
+            }
+        }
+        generation
     }
 
     /// Takes `key` by value: on this hot path a new key moves into the table

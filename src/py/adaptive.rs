@@ -712,8 +712,10 @@ impl AdaptiveGauge {
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Ready>> {
-        let start = pop_start(py, self.key())?;
-        self.finish(py, start, exc_type)?;
+        // The permit goes back even if its start cannot be read.
+        let start = pop_start(py, self.key());
+        self.finish(py, start.as_ref().ok().copied().flatten(), exc_type)?;
+        start?;
         ready(py)
     }
 

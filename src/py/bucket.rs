@@ -149,8 +149,9 @@ pub struct Bucket {
     remote: Option<Arc<RemoteBucket>>,
     backend_object: Option<Py<PyAny>>,
     name: Option<String>,
-    /// The rate as the user wrote it (settable: see `reshape`).
-    rate: Mutex<f64>,
+    /// The rate as the user wrote it (settable: see `reshape`), with the
+    /// number of the change that set it.
+    rate: Mutex<(u64, f64)>,
     per: f64,
     max_wait: Option<f64>,
 }
@@ -188,10 +189,8 @@ impl Bucket {
                 "a shared bucket's rate and burst are part of its settings in Redis: build a bucket with another name to change them".to_owned(),
             ));
         }
-        // One change at a time, so that the rate shown is the rate in force.
-        let mut shown = self.rate.lock();
         let rate = match rate {
-            None => *shown,
+            None => self.rate.lock().1,
             Some(rate) => positive_finite("rate", rate)?,
         };
         let pace = pace_of(rate, self.per)?;
@@ -199,8 +198,13 @@ impl Bucket {
             (Shape::Token { .. }, Some(burst)) => Shape::Token { burst },
             (shape, _) => shape,
         };
-        self.core.reshape(pace, shape);
-        *shown = rate;
+        // No lock of ours is held while the core wakes waiters (which runs
+        // Python); the change numbers keep the rate shown the one in force.
+        let generation = self.core.reshape(pace, shape);
+        let mut shown = self.rate.lock();
+        if generation > shown.0 {
+            *shown = (generation, rate);
+        }
         Ok(())
     }
 
@@ -240,7 +244,7 @@ impl Bucket {
             remote,
             backend_object: backend.filter(|b| !b.is_none()).map(|b| b.clone().unbind()),
             name,
-            rate: Mutex::new(rate),
+            rate: Mutex::new((0, rate)),
             per,
             max_wait: wait_seconds("max_wait", max_wait)?,
         })
@@ -292,7 +296,7 @@ impl Bucket {
     /// Tokens per `per` seconds.
     #[getter]
     fn rate(&self) -> f64 {
-        *self.rate.lock()
+        self.rate.lock().1
     }
 
     /// Sets the rate from now on (Go's `SetLimit`): each key keeps the

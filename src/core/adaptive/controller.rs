@@ -6,7 +6,9 @@
 //! per round trip, so a limit that moves on each of them has moved C times
 //! before the latency shows the first move.
 //! - A proposal is taken only from a call that started after the last change
-//!   (one decision per round trip, as TCP moves its window once per window).
+//!   (one decision per round trip, as TCP moves its window once per window);
+//!   a proposal to shrink only from one that started after the last decrease,
+//!   so that growth in the meantime never hides a drop.
 //!   Vegas, far above its target, shrinks on every sample (its shrinking
 //!   stops by itself as the limit falls).
 //! - The no-load RTT that Vegas and Gradient2 compare against is measured now
@@ -94,6 +96,9 @@ struct Control {
     probe_settings: ProbeSettings,
     probe: Probe,
     last_change_ns: u64,
+    /// The last time the limit fell (or a probe ended): a shrink waits only
+    /// for a call that started after it, so that growth never hides a drop.
+    last_decrease_ns: u64,
     last_rtt_ns: Option<u64>,
     least_rtt_ns: Option<u64>,
     measured_no_load: bool,
@@ -163,9 +168,18 @@ impl Control {
         let before = self.limit as u64;
         if (proposal - self.limit).abs() > f64::EPSILON {
             let shrinks_now = proposal < self.limit && self.algorithm.shrinks_at_once();
-            if started >= self.last_change_ns || shrinks_now {
+            let shrinks = proposal < self.limit;
+            let since = if shrinks {
+                self.last_decrease_ns
+            } else {
+                self.last_change_ns
+            };
+            if started >= since || shrinks_now {
                 self.limit = proposal;
                 self.last_change_ns = now;
+                if shrinks {
+                    self.last_decrease_ns = now;
+                }
             }
         }
         let mut changed = (self.limit as u64 != before).then_some(self.limit as u64);
@@ -233,6 +247,7 @@ impl Control {
         self.measured_no_load = true;
         self.probes += 1;
         self.last_change_ns = now;
+        self.last_decrease_ns = now;
         self.probe = Probe::Counting {
             samples_left: self.samples_to_next_probe(),
         };
@@ -260,6 +275,7 @@ impl AdaptiveGauge {
                 multiplier: probe_settings.multiplier,
             },
             last_change_ns: now,
+            last_decrease_ns: now,
             last_rtt_ns: None,
             least_rtt_ns: None,
             measured_no_load: false,
