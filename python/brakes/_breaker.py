@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from brakes._brakes import CircuitBreakerStats, CircuitOpen, _Breaker, _Permit
+from brakes._checks import check_name
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -91,7 +92,9 @@ class CircuitBreaker:
         record: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
         ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
         clock: Any = None,
+        name: str | None = None,
     ) -> None:
+        self._name = check_name(name)
         if not isinstance(window, str):
             raise TypeError(f'window must be "count" or "time", got {window!r}')
         self._core = _Breaker(
@@ -193,8 +196,14 @@ class CircuitBreaker:
 
         return run
 
+    @property
+    def name(self) -> str | None:
+        """The breaker's name (in reprs, logs and metrics), or None."""
+        return self._name
+
     def __repr__(self) -> str:
-        return f"<brakes.CircuitBreaker state={self.state}>"
+        named = f" name={self._name!r}" if self._name is not None else ""
+        return f"<brakes.CircuitBreaker{named} state={self.state}>"
 
 
 CircuitBreaker.__module__ = "brakes"

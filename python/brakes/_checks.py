@@ -39,3 +39,15 @@ def check_seconds(name: str, value: object) -> float | None:
     if not value >= 0 or value == float("inf"):
         raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
     return float(value)
+
+
+def check_name(value: object) -> str | None:
+    """A `name=`: None, or a non-empty printable string (it goes into reprs,
+    logs and metric labels)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"name must be a string or None, got {type(value).__name__}")
+    if not value or not value.isprintable():
+        raise ValueError(f"name must be a non-empty string of printable characters, got {value!r}")
+    return value

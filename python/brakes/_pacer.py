@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
 
 from brakes._brakes import LeakyBucket, ManualClock, RateLimited
+from brakes._checks import check_name
 from brakes._decorate import limit_calls
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -101,7 +102,9 @@ class Pacer:
         decrease: float = 0.5,
         increase: float | None = None,
         clock: ManualClock | None = None,
+        name: str | None = None,
     ) -> None:
+        self._name = check_name(name)
         maxsize = getattr(queue, "maxsize", None)
         if not callable(getattr(queue, "qsize", None)) or not isinstance(maxsize, int):
             raise TypeError(f"queue must have qsize() and an int maxsize, got {queue!r}")
@@ -312,9 +315,15 @@ class Pacer:
                 acquired=bucket.acquired,
             )
 
+    @property
+    def name(self) -> str | None:
+        """The pacer's name (in reprs, logs and metrics), or None."""
+        return self._name
+
     def __repr__(self) -> str:
+        named = f" name={self._name!r}" if self._name is not None else ""
         return (
-            f"<brakes.Pacer rate={self._rate:g} min_rate={self._min_rate:g} "
+            f"<brakes.Pacer{named} rate={self._rate:g} min_rate={self._min_rate:g} "
             f"max_rate={self._max_rate:g} fill={self._fill}>"
         )
 

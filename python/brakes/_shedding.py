@@ -17,7 +17,7 @@ from brakes._brakes import (
     Tally,
     TokenBucket,
 )
-from brakes._checks import check_callable, check_flag
+from brakes._checks import check_callable, check_flag, check_name
 from brakes.http import Key, LoadShedStats
 
 Fields = list[tuple[bytes, bytes]]
@@ -383,9 +383,11 @@ class LoadShedBase:
         exempt: object,
         headers: object,
         on_reject: object,
+        name: object = None,
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be a{self._kind} application, got {app!r}")
+        self._name = check_name(name)
         self.app = app
         self._shedding = Shedding(gauge, bucket, key, shadow, exempt, headers, on_reject)
 
@@ -399,9 +401,16 @@ class LoadShedBase:
         """The bucket that bounds the request rate, if any."""
         return self._shedding.bucket
 
+    @property
+    def name(self) -> str | None:
+        """The middleware's name (in reprs, logs and metrics), or None."""
+        return self._name
+
     def stats(self) -> LoadShedStats:
         """Counts of admitted, refused, exempt and shadow-refused requests."""
         return self._shedding.stats()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__module__}.LoadShed {self._shedding.describe()} app={self.app!r}>"
+        named = f"name={self._name!r} " if self._name is not None else ""
+        shedding = self._shedding.describe()
+        return f"<{type(self).__module__}.LoadShed {named}{shedding} app={self.app!r}>"

@@ -105,6 +105,7 @@ class LoadShed(LoadShedBase):
         exempt: Iterable[str] | str = (),
         headers: bool = True,
         on_reject: Callable[[Scope, Overloaded], Any] | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__(
             app,
@@ -115,6 +116,7 @@ class LoadShed(LoadShedBase):
             exempt=exempt,
             headers=headers,
             on_reject=on_reject,
+            name=name,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Generic, Literal, TypeVar, cast, overload
 from brakes import _workers_async, _workers_sync
 from brakes._brakes import Channel, QueueEmpty, QueueShutDown, Reorder, Tally
 from brakes._calls import is_async_callable
-from brakes._checks import check_callable, check_count, check_flag, check_seconds
+from brakes._checks import check_callable, check_count, check_flag, check_name, check_seconds
 from brakes._own_loop import OwnLoop
 
 __all__ = ["Pipeline", "StageStats"]
@@ -124,8 +124,13 @@ class Pipeline(Generic[_T]):
     """
 
     def __init__(
-        self, source: Iterable[_T] | AsyncIterable[_T], *, buffer: int | None = None
+        self,
+        source: Iterable[_T] | AsyncIterable[_T],
+        *,
+        buffer: int | None = None,
+        name: str | None = None,
     ) -> None:
+        self._name = check_name(name)
         if not isinstance(source, (Iterable, AsyncIterable)):
             raise TypeError(f"source must be an iterable or an async iterable, got {source!r}")
         self._source = source
@@ -310,9 +315,15 @@ class Pipeline(Generic[_T]):
             )
         return tuple(part.stats() for part in run.parts)
 
+    @property
+    def name(self) -> str | None:
+        """The pipeline's name (in reprs, logs and metrics), or None."""
+        return self._name
+
     def __repr__(self) -> str:
         stages = " -> ".join(stage.name for stage in self._stages)
-        return f"<Pipeline {stages or '(no stages)'}>"
+        named = f"{self._name!r}: " if self._name is not None else ""
+        return f"<Pipeline {named}{stages or '(no stages)'}>"
 
     def _start(self, loop: asyncio.AbstractEventLoop | None) -> _Run:
         run = _Run(self._source, self._buffer, self._stages, loop)

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 from brakes import _workers_async, _workers_sync
 from brakes._brakes import Channel, Gauge, QueueEmpty, QueueFull, QueueShutDown, Reorder, Tally
 from brakes._calls import is_async_callable
-from brakes._checks import check_callable, check_count, check_flag
+from brakes._checks import check_callable, check_count, check_flag, check_name
 from brakes._own_loop import OwnLoop
 
 __all__ = ["PoolStats", "WorkerPool"]
@@ -91,7 +91,9 @@ class WorkerPool:
         queue_size: int = 0,
         overflow: Literal["block", "reject"] = "block",
         mode: Literal["thread", "async"] = "thread",
+        name: str | None = None,
     ) -> None:
+        self._name = check_name(name)
         self._workers = check_count("workers", workers, 1)
         self._queue_size = check_count("queue_size", queue_size, 0)
         if overflow not in ("block", "reject"):
@@ -328,11 +330,17 @@ class WorkerPool:
             cancelled=self._cancelled.value,
         )
 
+    @property
+    def name(self) -> str | None:
+        """The pool's name (in reprs, logs and metrics), or None."""
+        return self._name
+
     def __repr__(self) -> str:
         s = self.stats()
         state = " shut down" if self._closed else ""
+        named = f" name={self._name!r}" if self._name is not None else ""
         return (
-            f"<WorkerPool mode={s.mode!r} workers={s.workers} busy={s.busy} "
+            f"<WorkerPool{named} mode={s.mode!r} workers={s.workers} busy={s.busy} "
             f"queued={s.queued} completed={s.completed}{state}>"
         )
 

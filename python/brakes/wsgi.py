@@ -88,6 +88,7 @@ class LoadShed(LoadShedBase):
         exempt: Iterable[str] | str = (),
         headers: bool = True,
         on_reject: Callable[[Environ, Overloaded], WSGIApp | None] | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__(
             app,
@@ -98,6 +99,7 @@ class LoadShed(LoadShedBase):
             exempt=exempt,
             headers=headers,
             on_reject=on_reject,
+            name=name,
         )
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

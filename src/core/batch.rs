@@ -25,6 +25,8 @@ pub struct Batch<Q: Deref<Target = Queue<T>>, T: Item> {
     linger_ends: Option<Deadline>,
     reserved: u64,
     queued: Option<(u64, Arc<Waiter>)>,
+    /// When the batch first queued for an item (its items' wait starts).
+    since_ns: Option<u64>,
 }
 
 impl<Q: Deref<Target = Queue<T>>, T: Item> Batch<Q, T> {
@@ -40,6 +42,7 @@ impl<Q: Deref<Target = Queue<T>>, T: Item> Batch<Q, T> {
             linger_ends: None,
             reserved: 0,
             queued: None,
+            since_ns: None,
         }
     }
 
@@ -82,6 +85,13 @@ impl<Q: Deref<Target = Queue<T>>, T: Item> Batch<Q, T> {
         self.leave_line();
         let reserved = std::mem::take(&mut self.reserved);
         let (first, items) = self.queue.take_reserved_numbered(reserved);
+        if let Some(since_ns) = self.since_ns {
+            let waited = self.queue.clock().now_ns().saturating_sub(since_ns);
+            self.queue
+                .waits()
+                .get
+                .record_many(waited, items.len() as u64);
+        }
         // An immediate shutdown may have removed the items meanwhile.
         Poll::Ready(if items.is_empty() {
             Err(Refusal::ShutDown)
@@ -143,7 +153,10 @@ impl<Q: Deref<Target = Queue<T>>, T: Item> Wait for Batch<Q, T> {
                     }
                     // Looked at again at the top: a shutdown ends the batch.
                     Enqueued::ShutDown => continue,
-                    Enqueued::Queued(id) => self.queued = Some((id, waiter)),
+                    Enqueued::Queued(id) => {
+                        self.queued = Some((id, waiter));
+                        self.since_ns.get_or_insert_with(|| clock.now_ns());
+                    }
                 }
             }
             let sleep = match self.linger_ends {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::clock::{Clock, OnAdvance};
+use super::histogram::{Histogram, HistogramSnapshot};
 use super::keys::{Key, KeyTable};
 use super::pace::Pace;
 use super::wait::{Outcome, Poll, Refusal, Wait, Waker};
@@ -94,6 +95,7 @@ pub struct BucketSnapshot {
     pub waited: u64,
     pub rejected: u64,
     pub cancelled: u64,
+    pub wait: HistogramSnapshot,
 }
 
 #[derive(Default)]
@@ -231,6 +233,9 @@ pub struct Bucket {
     clock: Arc<dyn Clock>,
     table: Mutex<Table>,
     counters: Counters,
+    /// How long callers that queued waited for their turn (those served at
+    /// once are the zeros, `acquired_at_once`).
+    waits: Histogram,
 }
 
 impl Bucket {
@@ -252,6 +257,7 @@ impl Bucket {
                 acquired_at_once: 0,
             }),
             counters: Counters::default(),
+            waits: Histogram::default(),
         });
         if let Some(manual) = bucket.clock.as_manual() {
             let weak: Weak<dyn OnAdvance> = Arc::downgrade(&bucket) as Weak<dyn OnAdvance>;
@@ -613,6 +619,7 @@ impl Bucket {
             waited: c.waited.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             cancelled: c.cancelled.load(Ordering::Relaxed),
+            wait: self.waits.snapshot(table.acquired_at_once),
         }
     }
 }
@@ -636,7 +643,8 @@ pub struct Acquire<B: Deref<Target = Bucket>> {
     key: Key,
     n: u64,
     max_wait_ns: Option<u64>,
-    queued: Option<(u64, Arc<Waiter>)>,
+    /// The waiter's id in its key's line, the waiter, and when it queued.
+    queued: Option<(u64, Arc<Waiter>, u64)>,
 }
 
 impl<B: Deref<Target = Bucket>> Acquire<B> {
@@ -663,10 +671,12 @@ impl<B: Deref<Target = Bucket>> Acquire<B> {
 
     /// A queued caller looks where its turn stands, and grants whoever is
     /// due (itself included) once its own time has come.
-    fn look(&mut self, id: u64, waiter: &Waiter) -> Poll<Outcome<()>> {
+    fn look(&mut self, id: u64, waiter: &Waiter, since_ns: u64) -> Poll<Outcome<()>> {
         let bucket = &*self.bucket;
         for _ in 0..2 {
             if waiter.is_granted() && bucket.take_granted(waiter) {
+                let wait_ns = bucket.clock.now_ns().saturating_sub(since_ns);
+                bucket.waits.record(wait_ns);
                 self.queued = None;
                 return Poll::Ready(Ok(()));
             }
@@ -688,8 +698,8 @@ impl<B: Deref<Target = Bucket>> Wait for Acquire<B> {
     type Output = Outcome<()>;
 
     fn poll(&mut self, waker: Option<&Waker>) -> Poll<Outcome<()>> {
-        if let Some((id, waiter)) = self.queued.clone() {
-            return self.look(id, &waiter);
+        if let Some((id, waiter, since_ns)) = self.queued.clone() {
+            return self.look(id, &waiter, since_ns);
         }
         let bucket = &*self.bucket;
         let Some(waker) = waker else {
@@ -716,14 +726,14 @@ impl<B: Deref<Target = Bucket>> Wait for Acquire<B> {
             })),
             Booking::TooLarge { most } => Poll::Ready(Err(Refusal::TooLarge { most })),
             Booking::Queued { id, due_in_ns } => {
-                self.queued = Some((id, waiter));
+                self.queued = Some((id, waiter, bucket.clock.now_ns()));
                 self.sleep(due_in_ns)
             }
         }
     }
 
     fn abandon(&mut self) {
-        if let Some((id, waiter)) = self.queued.take() {
+        if let Some((id, waiter, _)) = self.queued.take() {
             self.bucket.abandon(&self.key, id, &waiter);
         }
     }

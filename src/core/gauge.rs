@@ -2,12 +2,13 @@
 //! in FIFO order.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::clock::{monotonic, Clock, OnAdvance};
+use super::clock::{Clock, OnAdvance};
+use super::histogram::{Histogram, HistogramSnapshot};
 use super::wait::{Deadline, Outcome, Poll, Refusal, Wait, Waker};
 use super::waiter::Waiter;
 use super::waitlist::Waitlist;
@@ -16,7 +17,28 @@ pub struct Gauge {
     state: Mutex<State>,
     clock: Arc<dyn Clock>,
     counters: Counters,
+    /// How long callers that queued waited (those that did not are the
+    /// zeros, `acquired - waited`).
+    waits: Histogram,
+    holds: HoldSampler,
 }
+
+/// How long permits are held, measured on a sample of the blocks that pair
+/// an acquisition with its release (`with`, `async with`, `@gauge`): at most
+/// one block at a time, so that the cost stays off the fast path. A bare
+/// `release()` cannot tell which acquisition it ends, so it is never timed.
+#[derive(Default)]
+struct HoldSampler {
+    /// Who holds the sample (a thread or a task, as the caller names it);
+    /// 0 when nobody does.
+    owner: AtomicUsize,
+    start_ns: AtomicU64,
+    holds: Histogram,
+}
+
+/// A sample held longer than this is presumed abandoned (its task was
+/// collected inside the block) and is taken over without being recorded.
+const ABANDONED_SAMPLE_NS: u64 = 600_000_000_000;
 
 struct State {
     limit: u64,
@@ -93,6 +115,8 @@ pub struct Snapshot {
     pub rejected: u64,
     pub timed_out: u64,
     pub cancelled: u64,
+    pub wait: HistogramSnapshot,
+    pub hold: HistogramSnapshot,
 }
 
 impl State {
@@ -131,8 +155,9 @@ impl State {
 }
 
 impl Gauge {
+    #[cfg(test)]
     pub fn new(limit: u64) -> Self {
-        Self::with_clock(limit, monotonic())
+        Self::with_clock(limit, super::clock::monotonic())
     }
 
     /// A gauge whose waits time out on `clock`.
@@ -148,7 +173,56 @@ impl Gauge {
             }),
             clock,
             counters: Counters::default(),
+            waits: Histogram::default(),
+            holds: HoldSampler::default(),
         }
+    }
+
+    /// Starts timing the block `owner` (non-zero) just entered, unless
+    /// another block is being timed. Returns whether this one is.
+    pub fn begin_hold_sample(&self, owner: usize) -> bool {
+        let h = &self.holds;
+        let now = self.clock.now_ns();
+        let current = h.owner.load(Ordering::Acquire);
+        if current != 0 {
+            let stale =
+                now.saturating_sub(h.start_ns.load(Ordering::Relaxed)) > ABANDONED_SAMPLE_NS;
+            if !stale
+                || h.owner
+                    .compare_exchange(current, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+            {
+                return false;
+            }
+        }
+        if h.owner
+            .compare_exchange(0, owner, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        h.start_ns.store(now, Ordering::Relaxed);
+        true
+    }
+
+    /// True while some block is being timed: only then does a block's end
+    /// need to say who it is.
+    pub fn hold_sampling(&self) -> bool {
+        self.holds.owner.load(Ordering::Relaxed) != 0
+    }
+
+    /// Ends the sample if `owner` holds it, recording how long it held.
+    pub fn end_hold_sample(&self, owner: usize) {
+        let h = &self.holds;
+        if h.owner.load(Ordering::Acquire) != owner {
+            return;
+        }
+        let held = self
+            .clock
+            .now_ns()
+            .saturating_sub(h.start_ns.load(Ordering::Relaxed));
+        h.holds.record(held);
+        h.owner.store(0, Ordering::Release);
     }
 
     pub fn clock(&self) -> &dyn Clock {
@@ -320,7 +394,15 @@ impl Gauge {
             rejected: c.rejected.load(Ordering::Relaxed),
             timed_out: c.timed_out.load(Ordering::Relaxed),
             cancelled: c.cancelled.load(Ordering::Relaxed),
+            wait: self.waits.snapshot(state.acquired - state.waited),
+            hold: self.holds.holds.snapshot(0),
         }
+    }
+
+    /// Records the wait of a caller that queued and got its permits.
+    fn count_wait(&self, since_ns: u64) {
+        let waited = self.clock.now_ns().saturating_sub(since_ns);
+        self.waits.record(waited);
     }
 }
 
@@ -330,7 +412,8 @@ pub struct Acquire<G: Deref<Target = Gauge>> {
     gauge: G,
     n: u64,
     deadline: Deadline,
-    queued: Option<(u64, Arc<Waiter>)>,
+    /// The waiter's id in the list, the waiter, and when it queued.
+    queued: Option<(u64, Arc<Waiter>, u64)>,
 }
 
 impl<G: Deref<Target = Gauge>> Acquire<G> {
@@ -363,7 +446,7 @@ impl<G: Deref<Target = Gauge>> Wait for Acquire<G> {
     fn poll(&mut self, waker: Option<&Waker>) -> Poll<Outcome<()>> {
         let gauge = &*self.gauge;
         let clock = gauge.clock();
-        if let Some((id, waiter)) = &self.queued {
+        if let Some((id, waiter, since_ns)) = &self.queued {
             let outcome = if waiter.is_granted() && gauge.take_granted(waiter) {
                 Ok(())
             } else if !self.deadline.passed(clock) {
@@ -373,6 +456,9 @@ impl<G: Deref<Target = Gauge>> Wait for Acquire<G> {
             } else {
                 Err(Refusal::TimedOut)
             };
+            if outcome.is_ok() {
+                gauge.count_wait(*since_ns);
+            }
             self.queued = None;
             return Poll::Ready(outcome);
         }
@@ -405,7 +491,7 @@ impl<G: Deref<Target = Gauge>> Wait for Acquire<G> {
                 if matches!(self.deadline, Deadline::At(_)) {
                     clock.wake_on_advance(Arc::downgrade(&waiter) as Weak<dyn OnAdvance>);
                 }
-                self.queued = Some((id, waiter));
+                self.queued = Some((id, waiter, clock.now_ns()));
                 // Even if granted in line already, it resumes behind those
                 // granted before it: its driver polls again once woken.
                 Poll::Pending(self.deadline.sleep(clock))
@@ -414,7 +500,7 @@ impl<G: Deref<Target = Gauge>> Wait for Acquire<G> {
     }
 
     fn abandon(&mut self) {
-        if let Some((id, waiter)) = self.queued.take() {
+        if let Some((id, waiter, _)) = self.queued.take() {
             self.gauge.abandon(id, &waiter);
         }
     }

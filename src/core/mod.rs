@@ -7,6 +7,7 @@ pub mod bucket;
 pub mod budget;
 pub mod clock;
 pub mod gauge;
+pub mod histogram;
 pub mod keys;
 pub mod pace;
 pub mod queue;

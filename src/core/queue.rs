@@ -14,6 +14,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 
 use super::clock::{monotonic, Clock, OnAdvance};
+use super::histogram::{Histogram, HistogramSnapshot};
 use super::sorted::{locate, Layout, Sorted, Spot};
 use super::store::{Order, Store};
 use super::wait::{Deadline, Outcome, Poll, Refusal, Wait, Waker};
@@ -107,6 +108,8 @@ pub struct Snapshot {
     pub dropped: u64,
     pub rejected: u64,
     pub shut_down: bool,
+    pub put_wait: HistogramSnapshot,
+    pub get_wait: HistogramSnapshot,
 }
 
 /// How many items a queue may hold.
@@ -128,6 +131,7 @@ pub struct Queue<T> {
     /// Priority order: items must be located (compared) before insertion.
     sorted: bool,
     counters: Counters,
+    waits: Waits,
 }
 
 struct State<T> {
@@ -153,6 +157,14 @@ struct State<T> {
 struct Counters {
     dropped: AtomicU64,
     rejected: AtomicU64,
+}
+
+/// How long producers and consumers waited, per item; items that went
+/// through at once are the zeros (stored or taken, less those recorded).
+#[derive(Default)]
+pub struct Waits {
+    pub put: Histogram,
+    pub get: Histogram,
 }
 
 /// Waiters granted under the lock, to be woken once it is released.
@@ -283,6 +295,7 @@ impl<T: Item> Queue<T> {
             overflow,
             sorted: order == Order::Priority,
             counters: Counters::default(),
+            waits: Waits::default(),
         }
     }
 
@@ -689,7 +702,14 @@ impl<T: Item> Queue<T> {
             dropped: c.dropped.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             shut_down: state.shut_down,
+            put_wait: self.waits.put.snapshot_of(state.put),
+            get_wait: self.waits.get.snapshot_of(state.taken),
         }
+    }
+
+    /// The wait times, for waits of this queue that record them.
+    pub fn waits(&self) -> &Waits {
+        &self.waits
     }
 
     /// Items a consumer could take now (not granted to anyone).
@@ -745,7 +765,8 @@ pub struct Put<Q: Deref<Target = Queue<T>>, T: Item> {
     queue: Q,
     item: Option<T>,
     deadline: Deadline,
-    queued: Option<(u64, Arc<Waiter>)>,
+    /// The waiter's id in line, the waiter, and when it queued.
+    queued: Option<(u64, Arc<Waiter>, u64)>,
     /// Granted a slot, not yet used.
     holds_slot: bool,
 }
@@ -796,12 +817,17 @@ impl<Q: Deref<Target = Queue<T>>, T: Item> Wait for Put<Q, T> {
     type Output = Outcome<Option<T>, T::Error>;
 
     fn poll(&mut self, waker: Option<&Waker>) -> Poll<Self::Output> {
-        if let Some((id, waiter)) = &self.queued {
+        if let Some((id, waiter, since_ns)) = &self.queued {
             match look_in_line(&self.queue, Line::Putters, *id, waiter, self.deadline) {
                 InLine::Waiting => return Poll::Pending(self.deadline.sleep(self.queue.clock())),
                 InLine::Granted => {
+                    let waited = self.queue.clock().now_ns().saturating_sub(*since_ns);
                     self.queued = None;
-                    return self.put_with_slot();
+                    let put = self.put_with_slot();
+                    if matches!(put, Poll::Ready(Ok(_))) {
+                        self.queue.waits.put.record(waited);
+                    }
+                    return put;
                 }
                 InLine::GaveUp(reason) => {
                     self.queued = None;
@@ -838,7 +864,7 @@ impl<Q: Deref<Target = Queue<T>>, T: Item> Wait for Put<Q, T> {
             (Enqueued::Granted, _) => self.put_with_slot(),
             (Enqueued::ShutDown, _) => Poll::Ready(Err(Refusal::ShutDown)),
             (Enqueued::Queued(id), waiter) => {
-                self.queued = Some((id, waiter));
+                self.queued = Some((id, waiter, queue.clock().now_ns()));
                 // Even if granted in line already, it resumes behind those
                 // granted before it: its driver polls again once woken.
                 Poll::Pending(self.deadline.sleep(self.queue.clock()))
@@ -847,7 +873,7 @@ impl<Q: Deref<Target = Queue<T>>, T: Item> Wait for Put<Q, T> {
     }
 
     fn abandon(&mut self) {
-        if let Some((id, waiter)) = self.queued.take() {
+        if let Some((id, waiter, _)) = self.queued.take() {
             self.queue.abandon(Line::Putters, id, &waiter);
         }
         if std::mem::take(&mut self.holds_slot) {
@@ -869,7 +895,8 @@ impl<Q: Deref<Target = Queue<T>>, T: Item> Drop for Put<Q, T> {
 pub struct Get<Q: Deref<Target = Queue<T>>, T: Item> {
     queue: Q,
     deadline: Deadline,
-    queued: Option<(u64, Arc<Waiter>)>,
+    /// The waiter's id in line, the waiter, and when it queued.
+    queued: Option<(u64, Arc<Waiter>, u64)>,
 }
 
 impl<Q: Deref<Target = Queue<T>>, T: Item> Get<Q, T> {
@@ -903,22 +930,28 @@ impl<Q: Deref<Target = Queue<T>>, T: Item> Wait for Get<Q, T> {
 
     fn poll(&mut self, waker: Option<&Waker>) -> Poll<Self::Output> {
         let queue = &*self.queue;
-        if let Some((id, waiter)) = &self.queued {
-            let reason = match look_in_line(queue, Line::Getters, *id, waiter, self.deadline) {
+        if let Some((id, waiter, since_ns)) = &self.queued {
+            let waited = queue.clock().now_ns().saturating_sub(*since_ns);
+            let got = match look_in_line(queue, Line::Getters, *id, waiter, self.deadline) {
                 InLine::Waiting => return Poll::Pending(self.deadline.sleep(queue.clock())),
                 InLine::Granted => {
                     self.queued = None;
-                    return self.take_granted();
+                    self.take_granted()
                 }
-                InLine::GaveUp(reason) => reason,
+                InLine::GaveUp(reason) => {
+                    self.queued = None;
+                    // Out of line: an item put back (a batch letting go) is
+                    // still there for the taking.
+                    Poll::Ready(match queue.take_one_numbered() {
+                        Take::One(numbered) => Ok(numbered),
+                        _ => Err(reason),
+                    })
+                }
             };
-            self.queued = None;
-            // Out of line: an item put back (a batch letting go) is still
-            // there for the taking.
-            return Poll::Ready(match queue.take_one_numbered() {
-                Take::One(numbered) => Ok(numbered),
-                _ => Err(reason),
-            });
+            if matches!(got, Poll::Ready(Ok(_))) {
+                queue.waits.get.record(waited);
+            }
+            return got;
         }
         match queue.take_one_numbered() {
             Take::One(numbered) => return Poll::Ready(Ok(numbered)),
@@ -941,7 +974,7 @@ impl<Q: Deref<Target = Queue<T>>, T: Item> Wait for Get<Q, T> {
             (Enqueued::Granted, _) => self.take_granted(),
             (Enqueued::ShutDown, _) => Poll::Ready(Err(Refusal::ShutDown)),
             (Enqueued::Queued(id), waiter) => {
-                self.queued = Some((id, waiter));
+                self.queued = Some((id, waiter, queue.clock().now_ns()));
                 // Even if granted in line already, it resumes behind those
                 // granted before it: its driver polls again once woken.
                 Poll::Pending(self.deadline.sleep(self.queue.clock()))
@@ -950,7 +983,7 @@ impl<Q: Deref<Target = Queue<T>>, T: Item> Wait for Get<Q, T> {
     }
 
     fn abandon(&mut self) {
-        if let Some((id, waiter)) = self.queued.take() {
+        if let Some((id, waiter, _)) = self.queued.take() {
             self.queue.abandon(Line::Getters, id, &waiter);
         }
     }

@@ -15,6 +15,7 @@ use super::clock::clock_argument;
 use super::decorator::limit_calls;
 use super::errors::value_error;
 use super::gauge::refusal;
+use super::stats::{Histogram, Shown};
 use crate::core::adaptive::algorithms::{
     Aimd, Gradient2, Gradient2Options, LimitAlgorithm, Vegas, VegasOptions,
 };
@@ -347,6 +348,7 @@ pub struct AdaptiveGauge {
     bounds: Bounds,
     max_wait: Option<f64>,
     drop_on: Py<PyTuple>,
+    name: Option<String>,
 }
 
 impl AdaptiveGauge {
@@ -450,7 +452,7 @@ fn bad_drop_on(value: &Bound<'_, PyAny>) -> PyErr {
 #[pymethods]
 impl AdaptiveGauge {
     #[new]
-    #[pyo3(signature = (*, algorithm = None, initial = 20, min_limit = 1, max_limit = 1000, max_wait = None, clock = None, drop_on = None, **algorithm_options))]
+    #[pyo3(signature = (*, algorithm = None, initial = 20, min_limit = 1, max_limit = 1000, max_wait = None, clock = None, drop_on = None, name = None, **algorithm_options))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -461,8 +463,10 @@ impl AdaptiveGauge {
         #[pyo3(from_py_with = arg::max_wait)] max_wait: Option<f64>,
         clock: Option<&Bound<'_, PyAny>>,
         drop_on: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
         algorithm_options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
+        let gauge_name = super::arguments::name(name)?;
         let name = match algorithm {
             None => "gradient2".to_owned(),
             Some(given) => given.extract::<String>().map_err(|_| {
@@ -513,7 +517,14 @@ impl AdaptiveGauge {
             bounds,
             max_wait,
             drop_on: drop_on.unbind(),
+            name: gauge_name,
         })
+    }
+
+    /// The gauge's name (in reprs, logs and metrics), or None.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// "aimd", "vegas" or "gradient2".
@@ -679,6 +690,7 @@ impl AdaptiveGauge {
             rtt: seconds(s.last_rtt_ns.map(|ns| ns as f64)),
             rtt_noload: seconds(s.estimates.no_load),
             rtt_long: seconds(s.estimates.long),
+            wait: s.gauge.wait.into(),
         }
     }
 
@@ -732,8 +744,12 @@ impl AdaptiveGauge {
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let this = slf.get();
         let s = this.core.gauge().snapshot();
+        let name = this
+            .name
+            .as_ref()
+            .map_or_else(String::new, |n| format!(" name={n:?}"));
         Ok(format!(
-            "<{}.{} algorithm={:?} limit={} in_flight={} waiting={} max_wait={}>",
+            "<{}.{}{name} algorithm={:?} limit={} in_flight={} waiting={} max_wait={}>",
             slf.get_type().module()?,
             slf.get_type().qualname()?,
             this.algorithm,
@@ -784,6 +800,9 @@ pub struct AdaptiveGaugeStats {
     rtt_noload: Option<f64>,
     /// Gradient2's long-window average round trip, in seconds.
     rtt_long: Option<f64>,
+    /// How long acquisitions waited, each one counted (0 for those that
+    /// did not wait).
+    wait: Histogram,
 }
 
 #[pymethods]
@@ -793,7 +812,7 @@ impl AdaptiveGaugeStats {
         format!(
             "AdaptiveGaugeStats(limit={}, in_flight={}, available={}, waiting={}, acquired={}, \
              waited={}, rejected={}, timed_out={}, cancelled={}, algorithm_limit={}, samples={}, \
-             drops={}, probes={}, probing={}, rtt={}, rtt_noload={}, rtt_long={})",
+             drops={}, probes={}, probing={}, rtt={}, rtt_noload={}, rtt_long={}, wait={})",
             self.limit,
             self.in_flight,
             self.available,
@@ -810,7 +829,8 @@ impl AdaptiveGaugeStats {
             if self.probing { "True" } else { "False" },
             opt(self.rtt),
             opt(self.rtt_noload),
-            opt(self.rtt_long)
+            opt(self.rtt_long),
+            self.wait.shown()
         )
     }
 }

@@ -147,3 +147,24 @@ pub mod arg {
         opt_num linger: Option<f64>;
     }
 }
+
+/// A `name=`: None, or a non-empty string of printable characters (it goes
+/// into reprs, logs, metric labels and Redis keys).
+pub fn name(name: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
+    let Some(name) = name.filter(|n| !n.is_none()) else {
+        return Ok(None);
+    };
+    let Ok(text) = name.extract::<String>() else {
+        return Err(PyTypeError::new_err(format!(
+            "name must be a string or None, got {}",
+            name.get_type().name()?
+        )));
+    };
+    let printable = |c: char| !c.is_control() && (c == ' ' || !c.is_whitespace());
+    if text.is_empty() || !text.chars().all(printable) {
+        return Err(value_error(format!(
+            "name must be a non-empty string of printable characters, got {text:?}"
+        )));
+    }
+    Ok(Some(text))
+}

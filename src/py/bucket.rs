@@ -16,7 +16,7 @@ use super::decorator::limit_calls;
 use super::errors::{rate_limited, value_error};
 use super::keys::key_argument;
 use super::redis::{backend_argument, log_failure, remote_error};
-use super::stats::stats_class;
+use super::stats::{stats_class, Histogram};
 use crate::core::bucket::{Acquire, Attempt, Bucket as CoreBucket, BucketSnapshot, Shape};
 use crate::core::keys::Key;
 use crate::core::pace::{decimal_fraction, Pace};
@@ -427,9 +427,9 @@ impl Bucket {
     fn stats(&self) -> BucketStats {
         let local = self.core.snapshot();
         match &self.remote {
-            None => BucketStats::local(local),
+            None => BucketStats::local(&local),
             Some(remote) => {
-                BucketStats::shared(&remote.snapshot(), remote.remembered() as u64, local)
+                BucketStats::shared(&remote.snapshot(), remote.remembered() as u64, &local)
             }
         }
     }
@@ -518,8 +518,9 @@ impl TokenBucket {
         clock: Option<&Bound<'_, PyAny>>,
         #[pyo3(from_py_with = arg::max_keys)] max_keys: Option<i64>,
         backend: Option<&Bound<'_, PyAny>>,
-        name: Option<String>,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyClassInitializer<Self>> {
+        let name = super::arguments::name(name)?;
         let burst = match burst {
             None if rate.is_finite() && rate > 0.0 => {
                 rate.ceil().max(1.0).min(f64::from(u32::MAX)) as u64
@@ -604,8 +605,9 @@ impl LeakyBucket {
         clock: Option<&Bound<'_, PyAny>>,
         #[pyo3(from_py_with = arg::max_keys)] max_keys: Option<i64>,
         backend: Option<&Bound<'_, PyAny>>,
-        name: Option<String>,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyClassInitializer<Self>> {
+        let name = super::arguments::name(name)?;
         let capacity = match capacity {
             None => None,
             Some(c) if c >= 0 => Some(c as u64),
@@ -635,7 +637,7 @@ impl LeakyBucket {
 }
 
 impl BucketStats {
-    fn local(s: BucketSnapshot) -> Self {
+    fn local(s: &BucketSnapshot) -> Self {
         Self {
             keys: s.keys,
             waiting: s.waiting,
@@ -645,11 +647,12 @@ impl BucketStats {
             cancelled: s.cancelled,
             rejected_locally: 0,
             backend_errors: 0,
+            wait: s.wait.into(),
         }
     }
 
     /// A shared bucket's counts, with those its local fallback decided.
-    fn shared(s: &RemoteSnapshot, remembered: u64, fallback: BucketSnapshot) -> Self {
+    fn shared(s: &RemoteSnapshot, remembered: u64, fallback: &BucketSnapshot) -> Self {
         Self {
             keys: remembered,
             waiting: s.waiting + fallback.waiting,
@@ -659,6 +662,7 @@ impl BucketStats {
             cancelled: s.cancelled + fallback.cancelled,
             rejected_locally: s.rejected_locally,
             backend_errors: s.backend_errors,
+            wait: s.wait.merged(&fallback.wait).into(),
         }
     }
 }
@@ -683,6 +687,9 @@ stats_class!(
         rejected_locally: u64,
         /// With a backend: decisions Redis failed (unreachable, or an error).
         backend_errors: u64,
+        /// How long acquisitions waited for their turn, each one counted
+        /// (0 for those served at once).
+        wait: Histogram,
     }
 );
 

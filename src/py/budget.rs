@@ -37,6 +37,7 @@ pub struct RetryBudget {
     ratio: f64,
     min_per_second: f64,
     window: f64,
+    name: Option<String>,
 }
 
 fn at_least_zero(name: &str, value: f64) -> PyResult<f64> {
@@ -51,13 +52,15 @@ fn at_least_zero(name: &str, value: f64) -> PyResult<f64> {
 #[pymethods]
 impl RetryBudget {
     #[new]
-    #[pyo3(signature = (ratio = 0.1, *, min_per_second = 10.0, window = 10.0, clock = None))]
+    #[pyo3(signature = (ratio = 0.1, *, min_per_second = 10.0, window = 10.0, clock = None, name = None))]
     fn new(
         #[pyo3(from_py_with = arg::ratio)] ratio: f64,
         #[pyo3(from_py_with = arg::min_per_second)] min_per_second: f64,
         #[pyo3(from_py_with = arg::window)] window: f64,
         clock: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let name = super::arguments::name(name)?;
         let ratio = at_least_zero("ratio", ratio)?;
         let min_per_second = at_least_zero("min_per_second", min_per_second)?;
         let window_ns = (window * 1e9).round();
@@ -77,7 +80,14 @@ impl RetryBudget {
             ratio,
             min_per_second,
             window,
+            name,
         })
+    }
+
+    /// The budget's name (in reprs, logs and metrics), or None.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// Counts a call that succeeded: it adds `ratio` of a retry to the budget.
@@ -116,8 +126,12 @@ impl RetryBudget {
 
     fn __repr__(&self) -> String {
         let s = self.core.snapshot();
+        let name = self
+            .name
+            .as_ref()
+            .map_or_else(String::new, |n| format!(" name={n:?}"));
         format!(
-            "<brakes.RetryBudget ratio={:?} min_per_second={:?} window={:?} available={}>",
+            "<brakes.RetryBudget{name} ratio={:?} min_per_second={:?} window={:?} available={}>",
             self.ratio, self.min_per_second, self.window, s.available
         )
     }

@@ -5,14 +5,19 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::arguments::{arg, limit as check_limit, nanoseconds, wait_repr, wait_seconds, weight};
+use super::arguments::{
+    arg, limit as check_limit, name as check_name, nanoseconds, wait_repr, wait_seconds, weight,
+};
 use super::awaitable::{awaitable, enter, ready, Operation, Ready, Value};
 use super::blocking::wait_here;
+use super::clock::clock_argument;
 use super::decorator::limit_calls;
 use super::errors::{overloaded, value_error};
+use super::hold_sample;
 use super::redis::{backend_argument, log_failure, remote_error, warn};
-use super::stats::stats_class;
+use super::stats::{stats_class, Histogram};
 use crate::core::gauge::{Acquire, Admission, Gauge as CoreGauge, Patience, Snapshot};
+use crate::core::histogram::HistogramSnapshot;
 use crate::core::redis::bucket::RemoteError;
 use crate::core::redis::gauge::{RemoteGauge, RemoteGaugeAcquire, RemoteGaugeSnapshot};
 use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
@@ -121,6 +126,8 @@ pub struct AcquireCall {
     n: u64,
     timeout: Option<f64>,
     value: fn() -> Value,
+    /// For `async with`: the block may be timed once it holds its permit.
+    times_hold: bool,
 }
 
 impl Operation for AcquireCall {
@@ -132,7 +139,13 @@ impl Operation for AcquireCall {
         match self.wait.poll(waker) {
             Poll::Pending(sleep) => Poll::Pending(sleep),
             Poll::Ready(outcome) => {
-                Poll::Ready(self.wait.result(py, n, timeout, outcome).map(|()| value()))
+                let result = self.wait.result(py, n, timeout, outcome);
+                if let (Ok(()), true, GaugeWait::Local(wait)) =
+                    (&result, self.times_hold, &self.wait)
+                {
+                    hold_sample::task_entered(py, wait.gauge());
+                }
+                Poll::Ready(result.map(|()| value()))
             }
         }
     }
@@ -188,6 +201,7 @@ impl Gauge {
             n,
             timeout,
             value,
+            times_hold: false,
         }
     }
 
@@ -218,14 +232,16 @@ impl Gauge {
 #[pymethods]
 impl Gauge {
     #[new]
-    #[pyo3(signature = (limit = 1, *, max_wait = None, backend = None, name = None, lease = 30.0))]
+    #[pyo3(signature = (limit = 1, *, max_wait = None, backend = None, name = None, lease = 30.0, clock = None))]
     fn new(
         #[pyo3(from_py_with = arg::limit)] limit: i64,
         #[pyo3(from_py_with = arg::max_wait)] max_wait: Option<f64>,
         backend: Option<&Bound<'_, PyAny>>,
-        name: Option<String>,
+        name: Option<&Bound<'_, PyAny>>,
         #[pyo3(from_py_with = arg::lease)] lease: f64,
+        clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let name = check_name(name)?;
         let limit = check_limit(limit)?;
         let max_wait = wait_seconds("max_wait", max_wait)?;
         if !lease.is_finite() || !(0.1..=86_400.0).contains(&lease) {
@@ -233,7 +249,7 @@ impl Gauge {
                 "lease must be a number of seconds from 0.1 to 86400, got {lease}"
             )));
         }
-        let remote = backend_argument(backend, name.as_deref(), None)?.map(|(core, name)| {
+        let remote = backend_argument(backend, name.as_deref(), clock)?.map(|(core, name)| {
             let gauge = RemoteGauge::new(core, name, limit, std::time::Duration::from_secs_f64(lease));
             let gauge_name = gauge.name.clone();
             gauge.set_on_lost(Box::new(move |count| {
@@ -247,7 +263,7 @@ impl Gauge {
             gauge
         });
         Ok(Self {
-            core: Arc::new(CoreGauge::new(limit)),
+            core: Arc::new(CoreGauge::with_clock(limit, clock_argument(clock)?)),
             remote,
             backend_object: backend.filter(|b| !b.is_none()).map(|b| b.clone().unbind()),
             name,
@@ -255,7 +271,8 @@ impl Gauge {
         })
     }
 
-    /// The limit's name (in Redis, with a backend), or None.
+    /// The gauge's name (in reprs, logs, metrics, and Redis with a
+    /// backend), or None.
     #[getter]
     fn name(&self) -> Option<&str> {
         self.name.as_deref()
@@ -389,26 +406,34 @@ impl Gauge {
     /// by every process are in Redis.
     fn stats(&self) -> GaugeStats {
         match &self.remote {
-            None => GaugeStats::local(self.core.snapshot()),
+            None => GaugeStats::local(&self.core.snapshot()),
             Some(remote) => GaugeStats::shared(&remote.snapshot()),
         }
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.block(py, 1, self.max_wait)
+        let entered = self.block(py, 1, self.max_wait)?;
+        if self.remote.is_none() {
+            hold_sample::thread_entered(&self.core);
+        }
+        Ok(entered)
     }
 
     #[pyo3(signature = (*_exc_info))]
     fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
+        hold_sample::thread_leaving(&self.core);
         self.release_checked(1)
     }
 
     fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        enter::<GaugeAcquire>(py, self.call(1, self.max_wait, || Value::None))
+        let mut call = self.call(1, self.max_wait, || Value::None);
+        call.times_hold = true;
+        enter::<GaugeAcquire>(py, call)
     }
 
     #[pyo3(signature = (*_exc_info))]
     fn __aexit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<Py<Ready>> {
+        hold_sample::task_leaving(py, &self.core);
         self.release_checked(1)?;
         ready(py)
     }
@@ -442,7 +467,7 @@ impl Gauge {
 }
 
 impl GaugeStats {
-    fn local(s: Snapshot) -> Self {
+    fn local(s: &Snapshot) -> Self {
         Self {
             limit: s.limit,
             in_flight: s.in_flight,
@@ -455,6 +480,8 @@ impl GaugeStats {
             cancelled: s.cancelled,
             leases_lost: 0,
             backend_errors: 0,
+            wait: s.wait.into(),
+            hold: s.hold.into(),
         }
     }
 
@@ -471,6 +498,8 @@ impl GaugeStats {
             cancelled: s.cancelled,
             leases_lost: s.leases_lost,
             backend_errors: s.backend_errors,
+            wait: s.wait.into(),
+            hold: HistogramSnapshot::default().into(),
         }
     }
 }
@@ -501,11 +530,19 @@ stats_class!(
         leases_lost: u64,
         /// With a backend: decisions Redis failed (unreachable, or an error).
         backend_errors: u64,
+        /// How long acquisitions waited, each one counted (0 for those
+        /// that did not wait).
+        wait: Histogram,
+        /// How long permits were held, timed on a sample of the `with`,
+        /// `async with` and `@gauge` blocks (at most one block at a time; a
+        /// bare `release()` cannot say which acquisition it ends).
+        hold: Histogram,
     }
 );
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Gauge>()?;
     module.add_class::<GaugeStats>()?;
+    module.add_class::<Histogram>()?;
     super::awaitable::register::<GaugeAcquire>(module)
 }

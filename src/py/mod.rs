@@ -12,6 +12,7 @@ pub mod clock;
 pub mod decorator;
 pub mod errors;
 pub mod gauge;
+pub mod hold_sample;
 #[cfg(unix)]
 pub mod inbox;
 #[cfg(not(unix))]

@@ -13,7 +13,7 @@ use super::arguments::{arg, integer, nanoseconds, wait_seconds};
 use super::awaitable::{awaitable, Operation, Value};
 use super::blocking::wait_here;
 use super::errors::{is_queue_shut_down, queue_empty, queue_full, queue_shut_down, value_error};
-use super::stats::stats_class;
+use super::stats::{stats_class, Histogram};
 use crate::core::batch::Batch;
 use crate::core::queue::{Capacity, Get, Item, Join, Overflow, Put, Queue as CoreQueue, Snapshot};
 use crate::core::store::Order;
@@ -125,6 +125,7 @@ pub struct Queue {
     core: Core,
     maxsize: i64,
     on_drop: Mutex<Option<Py<PyAny>>>,
+    name: Option<String>,
 }
 
 /// What a get's outcome means to its caller.
@@ -142,7 +143,9 @@ impl Queue {
         overflow: &Bound<'_, PyAny>,
         on_drop: Option<Bound<'_, PyAny>>,
         order: Order,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let name = super::arguments::name(name)?;
         let maxsize = check_maxsize(maxsize)?;
         let overflow = check_overflow(overflow)?;
         let on_drop = on_drop.filter(|f| !f.is_none());
@@ -158,6 +161,7 @@ impl Queue {
             core: CoreQueue::new(maxsize.max(0) as u64, order, overflow),
             maxsize,
             on_drop: Mutex::new(on_drop.map(Bound::unbind)),
+            name,
         })
     }
 
@@ -170,6 +174,7 @@ impl Queue {
                 Capacity::Unbounded | Capacity::Handover => 0,
             },
             on_drop: Mutex::new(None),
+            name: None,
         }
     }
 
@@ -393,15 +398,22 @@ awaitable!(
 #[pymethods]
 impl Queue {
     #[new]
-    #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None),
-           text_signature = "(maxsize=0, *, overflow='block', on_drop=None)")]
+    #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None, name = None),
+           text_signature = "(maxsize=0, *, overflow='block', on_drop=None, name=None)")]
     fn new(
         py: Python<'_>,
         maxsize: Option<&Bound<'_, PyAny>>,
         overflow: Option<&Bound<'_, PyAny>>,
         on_drop: Option<Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        new_queue(py, maxsize, overflow, on_drop, Order::Fifo)
+        new_queue(py, maxsize, overflow, on_drop, Order::Fifo, name)
+    }
+
+    /// The queue's name (in reprs, logs and metrics), or None.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     #[classmethod]
@@ -616,8 +628,12 @@ impl Queue {
         let this = slf.get();
         let s = this.core.snapshot();
         let shut = if s.shut_down { " shut down" } else { "" };
+        let name = this
+            .name
+            .as_ref()
+            .map_or_else(String::new, |n| format!(" name={n:?}"));
         Ok(format!(
-            "<{}.{} maxsize={} overflow='{}' size={} putters={} getters={} unfinished={}{shut}>",
+            "<{}.{}{name} maxsize={} overflow='{}' size={} putters={} getters={} unfinished={}{shut}>",
             slf.get_type().module()?,
             slf.get_type().qualname()?,
             this.maxsize,
@@ -688,6 +704,7 @@ fn new_queue(
     overflow: Option<&Bound<'_, PyAny>>,
     on_drop: Option<Bound<'_, PyAny>>,
     order: Order,
+    name: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Queue> {
     let zero = 0i64.into_pyobject(py)?.into_any();
     let block = "block".into_pyobject(py)?.into_any();
@@ -696,6 +713,7 @@ fn new_queue(
         overflow.unwrap_or(&block),
         on_drop,
         order,
+        name,
     )
 }
 
@@ -709,15 +727,16 @@ macro_rules! queue_kind {
         #[pymethods]
         impl $name {
             #[new]
-            #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None),
-                   text_signature = "(maxsize=0, *, overflow='block', on_drop=None)")]
+            #[pyo3(signature = (maxsize = None, *, overflow = None, on_drop = None, name = None),
+                   text_signature = "(maxsize=0, *, overflow='block', on_drop=None, name=None)")]
             fn new(
                 py: Python<'_>,
                 maxsize: Option<&Bound<'_, PyAny>>,
                 overflow: Option<&Bound<'_, PyAny>>,
                 on_drop: Option<Bound<'_, PyAny>>,
+                name: Option<&Bound<'_, PyAny>>,
             ) -> PyResult<PyClassInitializer<Self>> {
-                let queue = new_queue(py, maxsize, overflow, on_drop, $order)?;
+                let queue = new_queue(py, maxsize, overflow, on_drop, $order, name)?;
                 Ok(PyClassInitializer::from(queue).add_subclass(Self))
             }
         }
@@ -763,6 +782,12 @@ stats_class!(
         rejected: u64,
         /// True once `shutdown` was called.
         shut_down: bool,
+        /// How long producers waited for room, per item stored (0 for
+        /// those that did not wait).
+        put_wait: Histogram,
+        /// How long consumers waited for an item, per item taken (0 for
+        /// those that did not wait; a batch's items, its wait).
+        get_wait: Histogram,
     }
 );
 

@@ -1,6 +1,11 @@
 //! The frozen snapshots `stats()` returns: one macro makes each from its
 //! core snapshot, with a repr that shows every field.
 
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::core::histogram::{upper_bound_ns, HistogramSnapshot, BUCKETS};
+
 /// A field as Python prints it.
 pub trait Shown {
     fn shown(&self) -> String;
@@ -30,7 +35,7 @@ macro_rules! stats_class {
 
         impl From<$snapshot> for $name {
             fn from(s: $snapshot) -> Self {
-                Self { $($field: s.$field,)* }
+                Self { $($field: s.$field.into(),)* }
             }
         }
     };
@@ -60,3 +65,106 @@ macro_rules! stats_class {
     };
 }
 pub(crate) use stats_class;
+
+/// A histogram of durations, as `stats()` returns it.
+///
+/// `bounds` are the buckets' upper bounds in seconds (the first is 0, for
+/// callers that did not wait; they double from one microsecond; the last is
+/// infinity), and `counts` the observations in each (not cumulative).
+///
+/// >>> import brakes
+/// >>> brakes.Gauge(2).stats().wait.count
+/// 0
+#[pyo3::pyclass(frozen, eq, hash, module = "brakes")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Histogram(pub HistogramSnapshot);
+
+impl From<HistogramSnapshot> for Histogram {
+    fn from(s: HistogramSnapshot) -> Self {
+        Self(s)
+    }
+}
+
+impl Shown for Histogram {
+    fn shown(&self) -> String {
+        self.__repr__()
+    }
+}
+
+fn seconds(ns: Option<f64>) -> Option<f64> {
+    ns.map(|ns| ns / 1e9)
+}
+
+#[pyo3::pymethods]
+impl Histogram {
+    /// The upper bound of each bucket, in seconds.
+    #[getter]
+    fn bounds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(
+            py,
+            (0..BUCKETS).map(|k| match upper_bound_ns(k) {
+                u64::MAX => f64::INFINITY,
+                ns => ns as f64 / 1e9,
+            }),
+        )
+    }
+
+    /// The observations in each bucket.
+    #[getter]
+    fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.0.counts)
+    }
+
+    /// Observations in all.
+    #[getter]
+    fn count(&self) -> u64 {
+        self.0.count()
+    }
+
+    /// The sum of the observations, in seconds.
+    #[getter]
+    fn sum(&self) -> f64 {
+        self.0.sum_ns as f64 / 1e9
+    }
+
+    /// The `q` quantile (0 to 1) in seconds, interpolated within its bucket;
+    /// None with no observations.
+    fn quantile(&self, q: f64) -> PyResult<Option<f64>> {
+        if !(0.0..=1.0).contains(&q) {
+            return Err(super::errors::value_error(format!(
+                "q must be a number from 0 to 1, got {q}"
+            )));
+        }
+        Ok(seconds(self.0.quantile_ns(q)))
+    }
+
+    /// The median, in seconds (None with no observations).
+    #[getter]
+    fn p50(&self) -> Option<f64> {
+        seconds(self.0.quantile_ns(0.5))
+    }
+
+    /// The 90th percentile, in seconds (None with no observations).
+    #[getter]
+    fn p90(&self) -> Option<f64> {
+        seconds(self.0.quantile_ns(0.9))
+    }
+
+    /// The 99th percentile, in seconds (None with no observations).
+    #[getter]
+    fn p99(&self) -> Option<f64> {
+        seconds(self.0.quantile_ns(0.99))
+    }
+
+    fn __repr__(&self) -> String {
+        let shown = |s: Option<f64>| s.map_or("None".to_owned(), |s| format!("{s:.6}"));
+        format!(
+            "Histogram(count={}, sum={:.6}, p50={}, p90={}, p99={})",
+            self.0.count(),
+            self.sum(),
+            shown(self.p50()),
+            shown(self.p90()),
+            shown(self.p99())
+        )
+    }
+}

@@ -19,6 +19,8 @@ use super::backend::{Backend, Failure, OnError};
 use super::call::Call;
 use super::{int, limit_key, text};
 use crate::core::bucket::{Acquire as LocalAcquire, Bucket, Shape};
+use crate::core::clock::monotonic;
+use crate::core::histogram::{Histogram, HistogramSnapshot};
 use crate::core::keys::Key;
 use crate::core::pace::Pace;
 use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
@@ -94,6 +96,8 @@ struct Counters {
     cancelled: AtomicU64,
     failures: AtomicU64,
     waiting: AtomicU64,
+    /// How long the callers that slept for their turn waited.
+    waits: Histogram,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +109,7 @@ pub struct RemoteSnapshot {
     pub cancelled: u64,
     pub backend_errors: u64,
     pub waiting: u64,
+    pub wait: HistogramSnapshot,
 }
 
 /// What the script answered for one key: status, wait ticks, tat.
@@ -453,6 +458,7 @@ impl RemoteBucket {
             cancelled: c.cancelled.load(Ordering::Relaxed),
             backend_errors: c.failures.load(Ordering::Relaxed),
             waiting: c.waiting.load(Ordering::Relaxed),
+            wait: c.waits.snapshot_of(c.acquired.load(Ordering::Relaxed)),
         }
     }
 
@@ -488,11 +494,13 @@ pub struct RemoteAcquire {
     pub failure: Option<Failure>,
     /// The decision's Redis time, for tests that compare with a local bucket.
     pub redis_now_ns: Option<u64>,
+    started_ns: u64,
 }
 
 impl RemoteAcquire {
     pub fn new(bucket: Arc<RemoteBucket>, key: Key, n: u64, max_wait_ns: Option<u64>) -> Self {
         Self {
+            started_ns: monotonic().now_ns(),
             bucket,
             key,
             n,
@@ -524,6 +532,8 @@ impl RemoteAcquire {
         c.acquired.fetch_add(1, Ordering::Relaxed);
         if waited {
             c.waited.fetch_add(1, Ordering::Relaxed);
+            c.waits
+                .record(monotonic().now_ns().saturating_sub(self.started_ns));
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ use super::call::Call;
 use super::{int, limit_key, text};
 use crate::core::clock::monotonic;
 use crate::core::gauge::{Acquire as LocalAcquire, Gauge};
+use crate::core::histogram::{Histogram, HistogramSnapshot};
 use crate::core::wait::{Deadline, Outcome, Poll, Refusal, Wait, Waker};
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("gauge.lua")));
@@ -49,6 +50,8 @@ struct Counters {
     cancelled: AtomicU64,
     failures: AtomicU64,
     leases_lost: AtomicU64,
+    /// How long the callers that slept for their permits waited.
+    waits: Histogram,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,7 @@ pub struct RemoteGaugeSnapshot {
     pub cancelled: u64,
     pub backend_errors: u64,
     pub leases_lost: u64,
+    pub wait: HistogramSnapshot,
 }
 
 pub type LostHook = Box<dyn Fn(u64) + Send + Sync>;
@@ -389,6 +393,7 @@ impl RemoteGauge {
             cancelled: c.cancelled.load(Ordering::Relaxed),
             backend_errors: c.failures.load(Ordering::Relaxed),
             leases_lost: c.leases_lost.load(Ordering::Relaxed),
+            wait: c.waits.snapshot_of(c.acquired.load(Ordering::Relaxed)),
         }
     }
 
@@ -433,6 +438,7 @@ pub struct RemoteGaugeAcquire {
     asked: bool,
     stage: Stage,
     pub failure: Option<Failure>,
+    started_ns: u64,
 }
 
 fn clock_now() -> u64 {
@@ -459,6 +465,7 @@ impl RemoteGaugeAcquire {
             asked: false,
             stage: Stage::Start,
             failure: None,
+            started_ns: clock.now_ns(),
         }
     }
 
@@ -513,6 +520,8 @@ impl RemoteGaugeAcquire {
         gauge.counters.acquired.fetch_add(1, Ordering::Relaxed);
         if waited {
             gauge.counters.waited.fetch_add(1, Ordering::Relaxed);
+            let waited_ns = clock_now().saturating_sub(self.started_ns);
+            gauge.counters.waits.record(waited_ns);
         }
         self.stage = Stage::Done;
         Poll::Ready(Ok(()))
