@@ -10,6 +10,7 @@ on bounded channels, so that a slow stage slows its source. All of them work
 from threads and asyncio tasks alike.
 """
 
+import brakes._log  # noqa: F401  (creates the loggers)
 from brakes._brakes import (
     AdaptiveGauge,
     AdaptiveGaugeStats,

@@ -4,17 +4,46 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from brakes._brakes import CircuitBreakerStats, CircuitOpen, _Breaker, _Permit
 from brakes._checks import check_name
+from brakes._log import Throttle, log
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 State = Literal["closed", "open", "half_open", "disabled", "forced_open"]
+
+
+class _StateChanges:
+    """Counts a breaker's changes of state and logs them on `brakes.breaker`
+    (WARNING on opening, INFO otherwise), throttled so that a flapping
+    breaker writes a bounded number of lines."""
+
+    __slots__ = ("counts", "label", "throttle")
+
+    def __init__(self, name: str | None) -> None:
+        self.label = repr(name) if name is not None else "(unnamed)"
+        self.counts: dict[str, int] = {}
+        self.throttle = Throttle()
+
+    def __call__(self, old: str, new: str) -> None:
+        self.counts[new] = self.counts.get(new, 0) + 1
+        level = logging.WARNING if new in ("open", "forced_open") else logging.INFO
+        log(
+            "breaker",
+            self.throttle,
+            level,
+            "circuit breaker %s: %s -> %s",
+            self.label,
+            old,
+            new,
+            what="changes of state",
+        )
 
 
 def _exception_types(name: str, value: object) -> tuple[type[BaseException], ...]:
@@ -111,6 +140,8 @@ class CircuitBreaker:
             clock,
         )
         self._permits: ContextVar[tuple[_Permit, ...]] = ContextVar("permits", default=())
+        self._changes = _StateChanges(self._name)
+        self._core.on_state_change(self._changes)
         # The native method itself: no Python frame between the caller and fn.
         self.call = self._core.call  # type: ignore[method-assign]
 
@@ -148,6 +179,10 @@ class CircuitBreaker:
     def stats(self) -> CircuitBreakerStats:
         """The state, the window's rates and the counts since the start."""
         return self._core.stats()
+
+    def transitions(self) -> dict[str, int]:
+        """How many times the breaker entered each state since it was made."""
+        return dict(self._changes.counts)
 
     async def call_async(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs

@@ -20,7 +20,7 @@ use crate::core::adaptive::algorithms::{
     Aimd, Gradient2, Gradient2Options, LimitAlgorithm, Vegas, VegasOptions,
 };
 use crate::core::adaptive::controller::{
-    AdaptiveGauge as CoreAdaptive, Bounds, Finished, ProbeSettings,
+    AdaptiveGauge as CoreAdaptive, Bounds, Finished, Moved, ProbeSettings,
 };
 use crate::core::gauge::{Acquire, Admission, Gauge as CoreGauge, Patience};
 use crate::core::wait::{Poll, Refusal, Wait, Waker};
@@ -377,12 +377,28 @@ impl AdaptiveGauge {
     }
 
     fn release_checked_at(&self, n: u64, how: Finished, now: Option<u64>) -> PyResult<()> {
-        self.core.release_at(n, how, now).map_err(|over| {
+        let moved = self.core.release_at(n, how, now).map_err(|over| {
             value_error(format!(
                 "release(n={n}) is more than the {} permits held",
                 over.held
             ))
-        })
+        })?;
+        if let Some(moved) = moved {
+            // No lock of ours is held any more: the logger may run anything.
+            Python::attach(|py| self.log_moved(py, moved));
+        }
+        Ok(())
+    }
+
+    /// One line on `brakes.adaptive` (throttled there) for a limit that moved far.
+    fn log_moved(&self, py: Python<'_>, moved: Moved) {
+        let label = self.name.as_deref().unwrap_or("(unnamed)");
+        let logged = py.import("brakes._log").and_then(|log| {
+            log.call_method1("limit_moved", (label, self.algorithm, moved.from, moved.to))
+        });
+        if let Err(err) = logged {
+            err.write_unraisable(py, None);
+        }
     }
 
     /// Ends a `with` block that began at `start`: its outcome is the sample.

@@ -15,7 +15,7 @@ use super::clock::clock_argument;
 use super::decorator::limit_calls;
 use super::errors::{rate_limited, value_error};
 use super::keys::key_argument;
-use super::redis::{backend_argument, log_failure, remote_error};
+use super::redis::{backend_argument, log_failure, log_reached_again, remote_error};
 use super::stats::{stats_class, Histogram};
 use crate::core::bucket::{Acquire, Attempt, Bucket as CoreBucket, BucketSnapshot, Shape};
 use crate::core::keys::Key;
@@ -82,9 +82,12 @@ impl BucketWait {
     /// Logs a backend failure the wait met (rate-limited).
     fn log(&mut self, py: Python<'_>) {
         if let Self::Remote(wait) = self {
-            if let Some(failure) = wait.failure.take() {
-                let bucket = wait.bucket();
+            let failure = wait.failure.take();
+            let bucket = wait.bucket();
+            if let Some(failure) = failure {
                 log_failure(py, &bucket.backend, &bucket.name, &failure);
+            } else {
+                log_reached_again(py, &bucket.backend, &bucket.name);
             }
         }
     }

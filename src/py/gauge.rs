@@ -14,7 +14,7 @@ use super::clock::clock_argument;
 use super::decorator::limit_calls;
 use super::errors::{overloaded, value_error};
 use super::hold_sample;
-use super::redis::{backend_argument, log_failure, remote_error, warn};
+use super::redis::{backend_argument, log_failure, log_reached_again, remote_error, warn};
 use super::stats::{stats_class, Histogram};
 use crate::core::gauge::{Acquire, Admission, Gauge as CoreGauge, Patience, Snapshot};
 use crate::core::histogram::HistogramSnapshot;
@@ -94,9 +94,12 @@ impl GaugeWait {
                 }
             }),
             Self::Remote(wait) => {
-                if let Some(failure) = wait.failure.take() {
-                    let gauge = wait.gauge();
+                let failure = wait.failure.take();
+                let gauge = wait.gauge();
+                if let Some(failure) = failure {
                     log_failure(py, &gauge.backend, &gauge.name, &failure);
+                } else {
+                    log_reached_again(py, &gauge.backend, &gauge.name);
                 }
                 outcome.map_err(|r| shared_refusal(wait.gauge(), n, timeout, r))
             }

@@ -192,11 +192,29 @@ pub fn log_failure(py: Python<'_>, backend: &CoreBackend, name: &str, failure: &
     warn(py, &message);
 }
 
+/// Logs, once, that Redis answers again after it could not be reached.
+pub fn log_reached_again(py: Python<'_>, backend: &CoreBackend, name: &str) {
+    if backend.take_reached_again() {
+        log(
+            py,
+            "INFO",
+            &format!("brakes limit {name:?}: Redis answers again"),
+        );
+    }
+}
+
 pub fn warn(py: Python<'_>, message: &str) {
-    let logged = py
-        .import("logging")
-        .and_then(|logging| logging.call_method1("getLogger", ("brakes.redis",)))
-        .and_then(|logger| logger.call_method1("warning", (message,)));
+    log(py, "WARNING", message);
+}
+
+/// A line on the `brakes.redis` logger at `level`.
+fn log(py: Python<'_>, level: &str, message: &str) {
+    let logged = py.import("logging").and_then(|logging| {
+        let level = logging.getattr(level)?;
+        logging
+            .call_method1("getLogger", ("brakes.redis",))?
+            .call_method1("log", (level, "%s", message))
+    });
     if let Err(err) = logged {
         err.write_unraisable(py, None);
     }

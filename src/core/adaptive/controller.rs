@@ -106,6 +106,15 @@ struct Control {
     samples: u64,
     drops: u64,
     draws: u64,
+    /// The limit the last "moved far" news was about (at first, the initial).
+    told_limit: u64,
+}
+
+/// The limit moved far since the last time it was told: from, to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    pub from: u64,
+    pub to: u64,
 }
 
 /// What the adaptive gauge knows, for stats.
@@ -283,6 +292,7 @@ impl AdaptiveGauge {
             samples: 0,
             drops: 0,
             draws: 0,
+            told_limit: limit as u64,
         };
         if control.algorithm.uses_no_load() {
             control.probe = Probe::Counting {
@@ -305,15 +315,22 @@ impl AdaptiveGauge {
     }
 
     /// Gives back `n` permits and reads how the call ended.
-    pub fn release(&self, n: u64, how: Finished) -> Result<(), OverRelease> {
+    pub fn release(&self, n: u64, how: Finished) -> Result<Option<Moved>, OverRelease> {
         self.release_at(n, how, None)
     }
 
-    /// `release`, with the time now if the caller has just read it.
-    pub fn release_at(&self, n: u64, how: Finished, now: Option<u64>) -> Result<(), OverRelease> {
+    /// `release`, with the time now if the caller has just read it. Says
+    /// when the limit has moved far (to twice or half the last limit told)
+    /// for the log line.
+    pub fn release_at(
+        &self,
+        n: u64,
+        how: Finished,
+        now: Option<u64>,
+    ) -> Result<Option<Moved>, OverRelease> {
         let held_before = self.gauge.release(n)?;
         if how == Finished::Unmeasured && !self.probing.load(Ordering::Acquire) {
-            return Ok(());
+            return Ok(None);
         }
         let now = now.unwrap_or_else(|| self.now_ns());
         let mut control = self.control.lock();
@@ -325,11 +342,20 @@ impl AdaptiveGauge {
         // Set under the controller's lock, so that limits land in the order
         // they were decided; woken once it is released.
         let granted = changed.map(|limit| self.gauge.set_limit_granting(limit));
+        let pinned = matches!(control.probe, Probe::Pinned { .. });
+        let moved = changed.filter(|_| !pinned).and_then(|to| {
+            let from = control.told_limit;
+            let far = to >= from.saturating_mul(2) || to.saturating_mul(2) <= from;
+            far.then(|| {
+                control.told_limit = to;
+                Moved { from, to }
+            })
+        });
         drop(control);
         if let Some(granted) = granted {
             self.gauge.wake_granted(granted);
         }
-        Ok(())
+        Ok(moved)
     }
 
     pub fn snapshot(&self) -> AdaptiveSnapshot {

@@ -4,6 +4,7 @@
 //! backend's timeout; a limiter decides what a failure means (`OnError`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -178,6 +179,10 @@ pub struct Backend {
     /// After Redis could not be reached, decisions fail at once until then,
     /// instead of each waiting out a connection attempt.
     down_until: Mutex<Option<Instant>>,
+    /// Redis could not be reached at the last try.
+    unreachable: AtomicBool,
+    /// Redis answered again after it could not be reached, not told yet.
+    reached_again: AtomicBool,
 }
 
 /// How long decisions fail at once after Redis could not be reached: the
@@ -200,6 +205,8 @@ impl Backend {
             closed: watch::channel(false).0,
             failures: Mutex::new((None, 0)),
             down_until: Mutex::new(None),
+            unreachable: AtomicBool::new(false),
+            reached_again: AtomicBool::new(false),
         })
     }
 
@@ -311,8 +318,16 @@ impl Backend {
         };
         let mut down_until = self.down_until.lock();
         match &outcome {
-            Err(Failure::Unreachable(_)) => *down_until = Some(Instant::now() + RETRY_AFTER_DOWN),
-            _ => *down_until = None,
+            Err(Failure::Unreachable(_)) => {
+                *down_until = Some(Instant::now() + RETRY_AFTER_DOWN);
+                self.unreachable.store(true, Ordering::Relaxed);
+            }
+            _ => {
+                *down_until = None;
+                if self.unreachable.swap(false, Ordering::Relaxed) {
+                    self.reached_again.store(true, Ordering::Relaxed);
+                }
+            }
         }
         drop(down_until);
         outcome
@@ -327,6 +342,13 @@ impl Backend {
             Ok(start.elapsed())
         })
         .await
+    }
+
+    /// True once after Redis answered again following a time it could not
+    /// be reached (for the log line that says so).
+    pub fn take_reached_again(&self) -> bool {
+        self.reached_again.load(Ordering::Relaxed)
+            && self.reached_again.swap(false, Ordering::Relaxed)
     }
 
     /// Whether a failure should be logged now, and how many went unlogged
