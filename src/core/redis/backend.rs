@@ -317,16 +317,13 @@ impl Backend {
             ))),
         };
         let mut down_until = self.down_until.lock();
-        match &outcome {
-            Err(Failure::Unreachable(_)) => {
-                *down_until = Some(Instant::now() + RETRY_AFTER_DOWN);
-                self.unreachable.store(true, Ordering::Relaxed);
-            }
-            _ => {
-                *down_until = None;
-                if self.unreachable.swap(false, Ordering::Relaxed) {
-                    self.reached_again.store(true, Ordering::Relaxed);
-                }
+        if let Err(Failure::Unreachable(_)) = &outcome {
+            *down_until = Some(Instant::now() + RETRY_AFTER_DOWN);
+            self.unreachable.store(true, Ordering::Relaxed);
+        } else {
+            *down_until = None;
+            if self.unreachable.swap(false, Ordering::Relaxed) {
+                self.reached_again.store(true, Ordering::Relaxed);
             }
         }
         drop(down_until);
