@@ -322,7 +322,9 @@ impl Backend {
             self.unreachable.store(true, Ordering::Relaxed);
         } else {
             *down_until = None;
-            if self.unreachable.swap(false, Ordering::Relaxed) {
+            if self.unreachable.load(Ordering::Relaxed)
+                && self.unreachable.swap(false, Ordering::Relaxed)
+            {
                 self.reached_again.store(true, Ordering::Relaxed);
             }
         }
