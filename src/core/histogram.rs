@@ -37,6 +37,7 @@ pub fn bucket_of(ns: u64) -> usize {
 pub struct Histogram {
     counts: [AtomicU64; BUCKETS],
     sum_ns: AtomicU64,
+    max_ns: AtomicU64,
 }
 
 impl Default for Histogram {
@@ -44,6 +45,7 @@ impl Default for Histogram {
         Self {
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_ns: AtomicU64::new(0),
+            max_ns: AtomicU64::new(0),
         }
     }
 }
@@ -58,6 +60,7 @@ impl Histogram {
         self.counts[bucket_of(ns)].fetch_add(count, Ordering::Relaxed);
         self.sum_ns
             .fetch_add(ns.saturating_mul(count), Ordering::Relaxed);
+        self.max_ns.fetch_max(ns, Ordering::Relaxed);
     }
 
     /// The counts so far, where `total` observations were made in all: those
@@ -77,6 +80,7 @@ impl Histogram {
         HistogramSnapshot {
             counts,
             sum_ns: self.sum_ns.load(Ordering::Relaxed),
+            max_ns: self.max_ns.load(Ordering::Relaxed),
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct HistogramSnapshot {
     /// Observations per bucket (not cumulative).
     pub counts: [u64; BUCKETS],
     pub sum_ns: u64,
+    /// The longest observation.
+    pub max_ns: u64,
 }
 
 impl HistogramSnapshot {
@@ -94,8 +100,8 @@ impl HistogramSnapshot {
     }
 
     /// The `q` quantile (0..=1) in nanoseconds, interpolated linearly within
-    /// its bucket; None with no observations. The open last bucket answers
-    /// its lower bound.
+    /// its bucket and never above the longest observation; None with no
+    /// observations. The open last bucket answers the longest observation.
     pub fn quantile_ns(&self, q: f64) -> Option<f64> {
         let count = self.count();
         if count == 0 || !q.is_finite() {
@@ -108,17 +114,19 @@ impl HistogramSnapshot {
                 continue;
             }
             if (below + n) as f64 >= rank {
-                let lower = if k <= 1 {
+                if k == 0 {
+                    return Some(0.0);
+                }
+                let lower = if k == 1 {
                     0.0
                 } else {
                     upper_bound_ns(k - 1) as f64
                 };
-                if k == 0 || k == BUCKETS - 1 {
-                    return Some(lower);
-                }
-                let upper = upper_bound_ns(k) as f64;
+                // The longest observation bounds the bucket it fell in (and
+                // the open last bucket).
+                let upper = (upper_bound_ns(k) as f64).min(self.max_ns as f64);
                 let within = ((rank - below as f64) / n as f64).clamp(0.0, 1.0);
-                return Some(lower + (upper - lower) * within);
+                return Some((lower + (upper - lower) * within).max(lower.min(upper)));
             }
             below += n;
         }
@@ -131,6 +139,7 @@ impl HistogramSnapshot {
             *mine += theirs;
         }
         self.sum_ns += other.sum_ns;
+        self.max_ns = self.max_ns.max(other.max_ns);
         self
     }
 }
@@ -177,8 +186,10 @@ mod tests {
         let s = h.snapshot(0);
         let p50 = s.quantile_ns(0.5).unwrap();
         assert!((2_048_000.0..=4_096_000.0).contains(&p50), "{p50}");
-        let p100 = s.quantile_ns(1.0).unwrap();
-        assert!((524_288_000.0..=1_048_576_000.0).contains(&p100), "{p100}");
+        // Never above the longest observation.
+        assert_eq!(s.quantile_ns(1.0), Some(900_000_000.0));
+        let p995 = s.quantile_ns(0.995).unwrap();
+        assert!((524_288_000.0..=900_000_000.0).contains(&p995), "{p995}");
         assert_eq!(Histogram::default().snapshot(0).quantile_ns(0.5), None);
     }
 }

@@ -127,8 +127,14 @@ impl Histogram {
         self.0.sum_ns as f64 / 1e9
     }
 
-    /// The `q` quantile (0 to 1) in seconds, interpolated within its bucket;
-    /// None with no observations.
+    /// The longest observation, in seconds (0 with none).
+    #[getter]
+    fn max(&self) -> f64 {
+        self.0.max_ns as f64 / 1e9
+    }
+
+    /// The `q` quantile (0 to 1) in seconds, interpolated within its bucket
+    /// and never above `max`; None with no observations.
     fn quantile(&self, q: f64) -> PyResult<Option<f64>> {
         if !(0.0..=1.0).contains(&q) {
             return Err(super::errors::value_error(format!(
@@ -159,9 +165,10 @@ impl Histogram {
     fn __repr__(&self) -> String {
         let shown = |s: Option<f64>| s.map_or("None".to_owned(), |s| format!("{s:.6}"));
         format!(
-            "Histogram(count={}, sum={:.6}, p50={}, p90={}, p99={})",
+            "Histogram(count={}, sum={:.6}, max={:.6}, p50={}, p90={}, p99={})",
             self.0.count(),
             self.sum(),
+            self.max(),
             shown(self.p50()),
             shown(self.p90()),
             shown(self.p99())
