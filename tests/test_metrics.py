@@ -206,26 +206,52 @@ def test_a_batch_counts_each_of_its_items_with_the_batchs_wait() -> None:
 def test_hold_times_are_sampled_from_blocks_and_timed_on_the_gauges_clock() -> None:
     clock = ManualClock()
     gauge = brakes.Gauge(4, clock=clock)
-    for _ in range(640):
+    for _ in range(2560):
         with gauge:
             clock.advance(0.01)
 
     async def main() -> None:
-        for _ in range(640):
+        for _ in range(2560):
             async with gauge:
                 clock.advance(0.02)
 
     asyncio.run(main())
     hold = gauge.stats().hold
-    # One block in 64 entered on a thread is timed.
+    # Every 256th acquisition makes a sample due; the next block takes it.
     assert 18 <= hold.count <= 20
     assert 0.01 * hold.count <= hold.sum <= 0.02 * hold.count + 1e-9
     assert hold.p99 is not None and 0.008 <= hold.p99 <= 0.033
     # A bare acquire/release pair is never timed: it cannot be paired.
-    for _ in range(640):
+    for _ in range(2560):
         gauge.try_acquire()
         gauge.release()
     assert gauge.stats().hold.count == hold.count
+
+
+def test_a_block_that_waited_for_its_permit_is_timed_from_when_it_got_it() -> None:
+    clock = ManualClock()
+    gauge = brakes.Gauge(1, clock=clock)
+    for _ in range(255):
+        gauge.try_acquire()
+        gauge.release()
+    assert gauge.try_acquire()  # the 256th acquisition: a sample is due
+
+    async def block() -> None:
+        async with gauge:
+            clock.advance(0.5)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(block())
+        await asyncio.sleep(0)
+        assert gauge.waiting == 1
+        clock.advance(3.0)  # waiting is not holding
+        gauge.release()
+        await task
+
+    asyncio.run(main())
+    s = gauge.stats()
+    assert (s.hold.count, s.hold.sum) == (1, pytest.approx(0.5))
+    assert s.wait.sum == pytest.approx(3.0)
 
 
 def test_interleaved_async_blocks_time_their_own_holds() -> None:
@@ -238,7 +264,7 @@ def test_interleaved_async_blocks_time_their_own_holds() -> None:
             clock.advance(hold)
 
     async def main() -> None:
-        for _ in range(200):
+        for _ in range(1200):
             short, long = asyncio.Event(), asyncio.Event()
             tasks = [
                 asyncio.ensure_future(block(long, 0.5)),

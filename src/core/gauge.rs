@@ -2,7 +2,7 @@
 //! in FIFO order.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -29,6 +29,10 @@ pub struct Gauge {
 /// `release()` cannot tell which acquisition it ends, so it is never timed.
 #[derive(Default)]
 struct HoldSampler {
+    /// Set by every `SAMPLE_EVERY`th acquisition; the next block to start
+    /// takes the sample. Which block that is does not depend on how long it
+    /// holds, so the sample is fair, and the fast path pays one load.
+    due: AtomicBool,
     /// Who holds the sample (a thread or a task, as the caller names it);
     /// 0 when nobody does.
     owner: AtomicUsize,
@@ -39,6 +43,9 @@ struct HoldSampler {
 /// A sample held longer than this is presumed abandoned (its task was
 /// collected inside the block) and is taken over without being recorded.
 const ABANDONED_SAMPLE_NS: u64 = 600_000_000_000;
+
+/// One acquisition in this many makes a hold sample due.
+const SAMPLE_EVERY: u64 = 256;
 
 struct State {
     limit: u64,
@@ -178,6 +185,19 @@ impl Gauge {
         }
     }
 
+    fn count_for_sampling(&self, acquired: u64) {
+        if acquired % SAMPLE_EVERY == 0 {
+            self.holds.due.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// True when the next block to start should be timed: it then calls
+    /// `begin_hold_sample`.
+    pub fn hold_sample_due(&self) -> bool {
+        let due = &self.holds.due;
+        due.load(Ordering::Relaxed) && due.swap(false, Ordering::Relaxed)
+    }
+
     /// Starts timing the block `owner` (non-zero) just entered, unless
     /// another block is being timed. Returns whether this one is.
     pub fn begin_hold_sample(&self, owner: usize) -> bool {
@@ -239,6 +259,7 @@ impl Gauge {
         }
         state.in_flight += n;
         state.acquired += 1;
+        self.count_for_sampling(state.acquired);
         Admission::Acquired
     }
 
@@ -259,6 +280,7 @@ impl Gauge {
         if state.admits_now(n, Patience::Waits) {
             state.in_flight += n;
             state.acquired += 1;
+            self.count_for_sampling(state.acquired);
             return Enqueued::Acquired;
         }
         let id = state.waiters.push(n, Arc::clone(waiter));
@@ -277,6 +299,7 @@ impl Gauge {
             state.resuming = state.resuming.saturating_sub(1);
             state.acquired += 1;
             state.waited += 1;
+            self.count_for_sampling(state.acquired);
         }
         taken
     }

@@ -718,13 +718,28 @@ pub fn new_awaitable<A: Awaitable>(py: Python<'_>, op: A::Op) -> PyResult<Py<A>>
 /// call time: a call that is over at once (a free permit, a refusal) needs no
 /// awaitable of its own (the shared finished one, or the error); the others
 /// go on in one.
-pub fn enter<A: Awaitable>(py: Python<'_>, mut op: A::Op) -> PyResult<Py<PyAny>> {
+pub fn enter<A: Awaitable>(py: Python<'_>, op: A::Op) -> PyResult<Py<PyAny>> {
+    enter_with::<A>(py, op, || {}, |_| {})
+}
+
+/// `enter`, calling `on_ready` once the operation finished at once, or
+/// `on_pending` with it before it is wrapped to wait.
+pub fn enter_with<A: Awaitable>(
+    py: Python<'_>,
+    mut op: A::Op,
+    on_ready: impl FnOnce(),
+    on_pending: impl FnOnce(&mut A::Op),
+) -> PyResult<Py<PyAny>> {
     match op.poll(py, None) {
         Poll::Ready(outcome) => {
             outcome?;
+            on_ready();
             Ok(ready(py)?.into_any())
         }
-        Poll::Pending(_) => Ok(Py::new(py, A::wrap(Driver::at(op, Stage::Tried)))?.into_any()),
+        Poll::Pending(_) => {
+            on_pending(&mut op);
+            Ok(Py::new(py, A::wrap(Driver::at(op, Stage::Tried)))?.into_any())
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use pyo3::types::PyTuple;
 use super::arguments::{
     arg, limit as check_limit, name as check_name, nanoseconds, wait_repr, wait_seconds, weight,
 };
-use super::awaitable::{awaitable, enter, ready, Operation, Ready, Value};
+use super::awaitable::{awaitable, enter, enter_with, ready, Operation, Ready, Value};
 use super::blocking::wait_here;
 use super::clock::clock_argument;
 use super::decorator::limit_calls;
@@ -143,10 +143,10 @@ impl Operation for AcquireCall {
             Poll::Pending(sleep) => Poll::Pending(sleep),
             Poll::Ready(outcome) => {
                 let result = self.wait.result(py, n, timeout, outcome);
-                if let (Ok(()), true, GaugeWait::Local(wait)) =
-                    (&result, self.times_hold, &self.wait)
-                {
-                    hold_sample::task_entered(py, wait.gauge());
+                if self.times_hold && result.is_ok() {
+                    if let GaugeWait::Local(wait) = &self.wait {
+                        hold_sample::task_entered(py, wait.gauge());
+                    }
                 }
                 Poll::Ready(result.map(|()| value()))
             }
@@ -429,9 +429,18 @@ impl Gauge {
     }
 
     fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut call = self.call(1, self.max_wait, || Value::None);
-        call.times_hold = true;
-        enter::<GaugeAcquire>(py, call)
+        let call = self.call(1, self.max_wait, || Value::None);
+        if self.remote.is_some() {
+            return enter::<GaugeAcquire>(py, call);
+        }
+        // A block that has to wait is timed by its awaitable once it holds
+        // the permit (`times_hold`); one that holds it at once, here.
+        enter_with::<GaugeAcquire>(
+            py,
+            call,
+            || hold_sample::task_entered(py, &self.core),
+            |call| call.times_hold = true,
+        )
     }
 
     #[pyo3(signature = (*_exc_info))]

@@ -1,29 +1,15 @@
-//! Who holds a gauge's permit in a block, for timing one block in
-//! `SAMPLE_EVERY` (see the core gauge's hold sampler): a thread for `with`,
-//! an asyncio task for `async with`.
-
-use std::cell::Cell;
+//! Who holds a gauge's permit in a block, for the blocks the core gauge's
+//! hold sampler times: a thread for `with`, an asyncio task for
+//! `async with`. Only a block that is timed, or that ends while another is,
+//! needs to say who it is.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use crate::core::gauge::Gauge;
 
-/// One block in this many entered on a thread may be timed.
-const SAMPLE_EVERY: u32 = 64;
-
 thread_local! {
     static THREAD_MARK: u8 = const { 0 };
-    static BLOCKS_ENTERED: Cell<u32> = const { Cell::new(0) };
-}
-
-/// True for one block entered on this thread in `SAMPLE_EVERY`.
-fn due() -> bool {
-    BLOCKS_ENTERED.with(|entered| {
-        let n = entered.get().wrapping_add(1);
-        entered.set(n);
-        n % SAMPLE_EVERY == 0
-    })
 }
 
 fn this_thread() -> usize {
@@ -46,7 +32,7 @@ fn this_task(py: Python<'_>) -> Option<usize> {
 
 /// A thread entered a block that holds a permit of `gauge`.
 pub fn thread_entered(gauge: &Gauge) {
-    if due() {
+    if gauge.hold_sample_due() {
         gauge.begin_hold_sample(this_thread());
     }
 }
@@ -60,7 +46,7 @@ pub fn thread_leaving(gauge: &Gauge) {
 
 /// A task entered an `async with` block on `gauge`.
 pub fn task_entered(py: Python<'_>, gauge: &Gauge) {
-    if due() {
+    if gauge.hold_sample_due() {
         if let Some(task) = this_task(py) {
             gauge.begin_hold_sample(task);
         }
