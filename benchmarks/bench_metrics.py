@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -115,9 +117,17 @@ def ns_per_op(code: str, n: int, repeat: int, baseline: str | None) -> float:
     if baseline is not None:
         # Ahead of site-packages, so that `import brakes` finds the old build.
         env["PYTHONPATH"] = baseline
+    env["PYTHONHASHSEED"] = "0"
     program = SETUP % (n, repeat) + code + REPORT
+    # The same address layout in every run (no ASLR) takes most of the noise
+    # between one interpreter and the next.
+    same_layout = ["setarch", platform.machine(), "-R"] if shutil.which("setarch") else []
     done = subprocess.run(
-        [sys.executable, "-c", program], env=env, capture_output=True, text=True, check=True
+        [*same_layout, sys.executable, "-c", program],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return float(done.stdout.strip())
 
@@ -164,7 +174,7 @@ def fast_paths(baseline: str, rounds: int, n: int) -> list[tuple[str, float, flo
         ratios = []
         for r in range(rounds):
             sides = [None, baseline] if r % 2 == 0 else [baseline, None]
-            times = {str(side): ns_per_op(code, n, 3, side) for side in sides}
+            times = {str(side): ns_per_op(code, n, 5, side) for side in sides}
             ratios.append(times["None"] / times[baseline])
         quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [0, 0, 0]
         rows.append((title, statistics.median(ratios), quartiles[2] - quartiles[0]))
@@ -235,7 +245,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 def main() -> None:
     args = start(__doc__.split("\n\n")[0], rounds=15, options=options)
     baseline = args.baseline or build_baseline(args.baseline_commit)
-    n = int(200_000 * args.scale)
+    n = int(400_000 * args.scale)
     print("| scenario | against | new / old (median) | spread (IQR) |")
     print("|---|---|---|---|")
     for title, ratio, spread in fast_paths(baseline, args.rounds, n):
