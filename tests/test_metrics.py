@@ -60,7 +60,9 @@ def test_every_object_takes_a_name_and_shows_it_in_its_repr() -> None:
         assert "'orders-db'" in repr(obj) or '"orders-db"' in repr(obj), repr(obj)
 
 
-@pytest.mark.parametrize("bad", ["", "tab\there", "line\nbreak", "\x00"])
+@pytest.mark.parametrize(
+    "bad", ["", "tab\there", "line\nbreak", "\x00", "zero\u200bwidth", "\ud800"]
+)
 def test_a_name_must_be_non_empty_and_printable(bad: str) -> None:
     queue: brakes.Queue[int] = brakes.Queue(4)
     makers = [
@@ -252,6 +254,36 @@ def test_a_block_that_waited_for_its_permit_is_timed_from_when_it_got_it() -> No
     s = gauge.stats()
     assert (s.hold.count, s.hold.sum) == (1, pytest.approx(0.5))
     assert s.wait.sum == pytest.approx(3.0)
+
+
+def test_a_block_nested_in_the_timed_one_does_not_end_its_sample() -> None:
+    clock = ManualClock()
+    gauge = brakes.Gauge(4, clock=clock)
+    for _ in range(255):
+        gauge.try_acquire()
+        gauge.release()
+
+    @gauge
+    def inner() -> None:
+        clock.advance(0.001)
+
+    with gauge:  # the 256th acquisition: this block is timed
+        inner()
+        clock.advance(0.2)
+
+    async def nested() -> None:
+        for _ in range(255):
+            gauge.try_acquire()
+            gauge.release()
+        async with gauge:
+            async with gauge:
+                clock.advance(0.001)
+            clock.advance(0.3)
+
+    asyncio.run(nested())
+    hold = gauge.stats().hold
+    assert hold.count == 2
+    assert hold.sum == pytest.approx(0.201 + 0.301)
 
 
 def test_interleaved_async_blocks_time_their_own_holds() -> None:
@@ -552,6 +584,56 @@ def test_opentelemetry_instruments_report_what_the_limiters_did() -> None:
     assert _point(points, "brakes.time_in_queue.count", name="jobs", kind="queue", op="put") == 1
     assert otel.unregister(q, meter)
     assert "jobs" not in {a["name"] for a, _ in _points(reader).get("brakes.queue.size", [])}
+
+
+def test_instruments_exist_for_what_an_object_exports_only_later() -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    clock = ManualClock()
+    queue: brakes.Queue[int] = brakes.Queue(10)
+    pacer = otel.register(
+        brakes.Pacer(queue, min_rate=1, max_rate=100, clock=clock, name="producer"), meter
+    )
+    pipeline = otel.register(brakes.Pipeline(range(3), name="later"), meter)
+    assert "brakes.pacer.fill" not in _points(reader)
+    for i in range(9):
+        queue.put_nowait(i)
+    clock.advance(1.0)
+    pacer.try_acquire()  # reads the fill level: 0.9
+
+    def double(x: int) -> int:
+        return x * 2
+
+    pipeline = pipeline.map(double)
+    assert pipeline.to_list() == [0, 2, 4]
+    points = _points(reader)
+    stage = pipeline.stats()[0].name
+    assert _point(points, "brakes.pacer.fill", name="producer") == pytest.approx(0.9)
+    assert (
+        _point(
+            points,
+            "brakes.pipeline.stage_items",
+            name="later",
+            stage=stage,
+            direction="out",
+        )
+        == 3
+    )
+
+
+def test_objects_registered_on_the_default_meter_before_a_provider_is_set_are_exported() -> None:
+    from opentelemetry import metrics
+
+    first = otel.register(brakes.Gauge(3, name="first-default"))
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    second = otel.register(brakes.Gauge(3, name="second-default"))
+    first.try_acquire()
+    second.try_acquire(2)
+    points = _points(reader)
+    assert _point(points, "brakes.gauge.active_request_leases", name="first-default") == 1
+    assert _point(points, "brakes.gauge.active_request_leases", name="second-default") == 2
+    assert otel.unregister(first) and otel.unregister(second)
 
 
 # --- logs --------------------------------------------------------------------

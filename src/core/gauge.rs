@@ -36,6 +36,9 @@ struct HoldSampler {
     /// Who holds the sample (a thread or a task, as the caller names it);
     /// 0 when nobody does.
     owner: AtomicUsize,
+    /// Blocks the owner has open on this gauge (a block nested in the timed
+    /// one, on the same thread or task, must not end the sample).
+    depth: AtomicU64,
     start_ns: AtomicU64,
     holds: Histogram,
 }
@@ -222,7 +225,17 @@ impl Gauge {
             return false;
         }
         h.start_ns.store(now, Ordering::Relaxed);
+        h.depth.store(1, Ordering::Relaxed);
         true
+    }
+
+    /// A block starts while one is timed: if it is the owner's, nested in
+    /// the timed one, the sample ends with the outer block.
+    pub fn nested_hold_sample(&self, owner: usize) {
+        let h = &self.holds;
+        if h.owner.load(Ordering::Acquire) == owner {
+            h.depth.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// True while some block is being timed: only then does a block's end
@@ -235,6 +248,9 @@ impl Gauge {
     pub fn end_hold_sample(&self, owner: usize) {
         let h = &self.holds;
         if h.owner.load(Ordering::Acquire) != owner {
+            return;
+        }
+        if h.depth.fetch_sub(1, Ordering::Relaxed) > 1 {
             return;
         }
         let held = self

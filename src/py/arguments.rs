@@ -154,17 +154,19 @@ pub fn name(name: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
     let Some(name) = name.filter(|n| !n.is_none()) else {
         return Ok(None);
     };
-    let Ok(text) = name.extract::<String>() else {
+    let Ok(text) = name.cast::<pyo3::types::PyString>() else {
         return Err(PyTypeError::new_err(format!(
             "name must be a string or None, got {}",
             name.get_type().name()?
         )));
     };
-    let printable = |c: char| !c.is_control() && (c == ' ' || !c.is_whitespace());
-    if text.is_empty() || !text.chars().all(printable) {
+    // Python's own idea of printable, as the Python classes check it.
+    let printable = text.call_method0("isprintable")?.is_truthy()?;
+    let shown = text.repr()?;
+    if text.len()? == 0 || !printable {
         return Err(value_error(format!(
-            "name must be a non-empty string of printable characters, got {text:?}"
+            "name must be a non-empty string of printable characters, got {shown}"
         )));
     }
-    Ok(Some(text))
+    Ok(Some(text.to_str()?.to_owned()))
 }

@@ -665,7 +665,7 @@ impl BucketStats {
             cancelled: s.cancelled + fallback.cancelled,
             rejected_locally: s.rejected_locally,
             backend_errors: s.backend_errors,
-            wait: s.wait.merged(&fallback.wait).into(),
+            wait: s.wait.into(),
         }
     }
 }

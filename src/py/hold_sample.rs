@@ -34,6 +34,8 @@ fn this_task(py: Python<'_>) -> Option<usize> {
 pub fn thread_entered(gauge: &Gauge) {
     if gauge.hold_sample_due() {
         gauge.begin_hold_sample(this_thread());
+    } else if gauge.hold_sampling() {
+        gauge.nested_hold_sample(this_thread());
     }
 }
 
@@ -49,6 +51,10 @@ pub fn task_entered(py: Python<'_>, gauge: &Gauge) {
     if gauge.hold_sample_due() {
         if let Some(task) = this_task(py) {
             gauge.begin_hold_sample(task);
+        }
+    } else if gauge.hold_sampling() {
+        if let Some(task) = this_task(py) {
+            gauge.nested_hold_sample(task);
         }
     }
 }

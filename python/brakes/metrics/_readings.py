@@ -388,6 +388,21 @@ _READERS: dict[str, Callable[[Any], Iterator[Reading]]] = {
 }
 
 
+_WAITING_KINDS = ("gauge", "bucket", "queue")
+
+_BY_KIND: dict[str, tuple[Metric, ...]] = {
+    kind: tuple(m for m in list(globals().values()) if isinstance(m, Metric) and m.kind == kind)
+    + ((WAIT,) if kind in _WAITING_KINDS else ())
+    for kind in KINDS
+}
+
+
+def metrics_of(kind: str) -> tuple[Metric, ...]:
+    """Every metric objects of `kind` may export (some only at times: a
+    pacer's fill once it has read one, a pipeline's stages once it has some)."""
+    return _BY_KIND[kind]
+
+
 def kind_of(obj: object) -> str:
     """The kind of a brakes object, as metric names say it ("gauge", ...)."""
     if isinstance(obj, (brakes.Gauge, brakes.AdaptiveGauge)):

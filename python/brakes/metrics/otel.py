@@ -33,7 +33,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from brakes._brakes import Histogram
 from brakes.metrics import _readings
-from brakes.metrics._readings import kind_of, read, registered_name
+from brakes.metrics._readings import kind_of, metrics_of, read, registered_name
 
 __all__ = ["register", "unregister"]
 
@@ -100,9 +100,9 @@ class _Exporter:
             if found is metric and isinstance(value, Histogram):
                 yield Observation(value.count, _attributes(name, metric, labels))
 
-    def instruments_for(self, kind: str, sample: object) -> None:
-        """Creates, once each, the instruments of what `sample` exports."""
-        for metric, _, _ in read(sample, kind):
+    def instruments_for(self, kind: str) -> None:
+        """Creates, once each, the instruments of everything `kind` exports."""
+        for metric in metrics_of(kind):
             with self.lock:
                 if metric in self.created:
                     continue
@@ -145,6 +145,21 @@ class _Exporter:
 
 
 _exporters: dict[int, tuple[Meter, _Exporter]] = {}
+_default: list[Meter] = []
+
+
+def _default_meter() -> Meter:
+    """The global provider's meter "brakes", got once: before the app sets a
+    provider, each call would give another proxy meter (each forwarding to
+    the provider once it is set)."""
+    with _exporters_lock:
+        if not _default:
+            from opentelemetry import metrics
+
+            _default.append(metrics.get_meter("brakes"))
+        return _default[0]
+
+
 _exporters_lock = threading.Lock()
 
 
@@ -166,9 +181,7 @@ def register(obj: T, meter: Meter | None = None, name: str | None = None) -> T:
     "brakes") under `name`, or under its own name; returns `obj`. A second
     object of the same kind and name is a ValueError."""
     if meter is None:
-        from opentelemetry import metrics
-
-        meter = metrics.get_meter("brakes")
+        meter = _default_meter()
     if not callable(getattr(meter, "create_observable_counter", None)):
         raise TypeError(f"meter must be an OpenTelemetry Meter, got {meter!r}")
     label = registered_name(obj, name)
@@ -180,16 +193,14 @@ def register(obj: T, meter: Meter | None = None, name: str | None = None) -> T:
         if present is not None and present is not obj:
             raise ValueError(f"a {kind} named {label!r} is registered already")
         exporter.objects[(kind, label)] = obj
-    exporter.instruments_for(kind, obj)
+    exporter.instruments_for(kind)
     return obj
 
 
 def unregister(obj: object, meter: Meter | None = None) -> bool:
     """Stops exporting `obj` through `meter`; False if it was not registered."""
     if meter is None:
-        from opentelemetry import metrics
-
-        meter = metrics.get_meter("brakes")
+        meter = _default_meter()
     exporter = _exporter(meter, create=False)
     if exporter is None:
         return False
