@@ -15,6 +15,12 @@ of a Gauge, a Counter and a Histogram), and gives the time in milliseconds.
 
     pip install '.[bench]'
     python benchmarks/bench_metrics.py --baseline-commit 822fb1c
+    python benchmarks/bench_metrics.py --baseline-commit 822fb1c --instructions
+
+`--instructions` counts instructions per operation under `valgrind
+--tool=callgrind` instead of timing: the same for the same build whatever
+else the machine does, where a wall-clock ratio on a small shared machine
+wobbles by tens of percent.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import os
 import pathlib
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -74,6 +81,7 @@ def run():
 """,
     "`await gauge.acquire()` + `release` on a busy gauge (waits)": """
 gauge = brakes.Gauge(1)
+n //= 20  # each operation is a hand-over between tasks: far slower
 async def loop():
     async def worker():
         for _ in range(n // 20):
@@ -130,6 +138,36 @@ def ns_per_op(code: str, n: int, repeat: int, baseline: str | None) -> float:
         check=True,
     )
     return float(done.stdout.strip())
+
+
+def instructions(code: str, n: int, baseline: str | None) -> float:
+    """Instructions per operation under callgrind: a run of `n` operations
+    less a run of 1, so that start-up cancels out."""
+    counts = []
+    for ops in (1, n):
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        if baseline is not None:
+            env["PYTHONPATH"] = baseline
+        program = (SETUP % (ops, 1)).replace("os.sched_setaffinity", "(lambda *a: None)")
+        with tempfile.TemporaryDirectory() as tmp:
+            done = subprocess.run(
+                [
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={tmp}/out",
+                    sys.executable,
+                    "-c",
+                    program + code + REPORT,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        assert found is not None, done.stderr
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / (n - 1)
 
 
 def build_baseline(commit: str) -> str:
@@ -240,12 +278,27 @@ def options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--baseline", help="a directory holding the build to compare with")
     group.add_argument("--baseline-commit", help="build the baseline from this commit")
     parser.add_argument("--gauges", type=int, default=1000, help="gauges registered for a scrape")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per operation under callgrind instead (needs valgrind)",
+    )
 
 
 def main() -> None:
     args = start(__doc__.split("\n\n")[0], rounds=15, options=options)
     baseline = args.baseline or build_baseline(args.baseline_commit)
     n = int(400_000 * args.scale)
+    if args.instructions:
+        print("| scenario | instructions, new / old |")
+        print("|---|---|")
+        for title, code in SCENARIOS.items():
+            if "n //=" in code:  # scheduling between tasks: timed above only
+                continue
+            new = instructions(code, 20_000, None)
+            old = instructions(code, 20_000, baseline)
+            print(f"| {title} | {new:.0f} / {old:.0f} = {new / old:.3f} |", flush=True)
+        return
     print("| scenario | against | new / old (median) | spread (IQR) |")
     print("|---|---|---|---|")
     for title, ratio, spread in fast_paths(baseline, args.rounds, n):
