@@ -578,12 +578,14 @@ impl<T: Item> Queue<T> {
         self.state.lock().shut_down
     }
 
-    pub fn task_done(&self) -> Result<(), TaskDoneTooOften> {
+    /// Marks `n` items got earlier as processed; more than are unfinished
+    /// changes nothing and is an error.
+    pub fn task_done(&self, n: u64) -> Result<(), TaskDoneTooOften> {
         let mut state = self.state.lock();
-        if state.unfinished == 0 {
+        if state.unfinished < n {
             return Err(TaskDoneTooOften);
         }
-        state.unfinished -= 1;
+        state.unfinished -= n;
         let granted = state.grant(self.capacity);
         drop(state);
         self.wake(granted);

@@ -177,9 +177,9 @@ fn task_done_ends_join_and_refuses_to_go_below_zero() {
         queue.enqueue(Line::Joiners, &joiner),
         Enqueued::Queued(_)
     ));
-    assert_eq!(queue.task_done(), Ok(()));
+    assert_eq!(queue.task_done(1), Ok(()));
     assert!(joiner.is_granted());
-    assert_eq!(queue.task_done(), Err(TaskDoneTooOften));
+    assert_eq!(queue.task_done(1), Err(TaskDoneTooOften));
 }
 
 #[test]
@@ -423,7 +423,7 @@ fn join_waits_for_every_item_to_be_done() {
         Join::new(&queue, Some(0)).poll(None),
         Poll::Ready(Err(Refusal::TimedOut))
     );
-    assert_eq!(queue.task_done(), Ok(()));
+    assert_eq!(queue.task_done(1), Ok(()));
     assert_eq!(join.poll(Some(&bell())), Poll::Ready(Ok(())));
 }
 

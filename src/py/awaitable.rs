@@ -629,9 +629,41 @@ impl<O: Operation> Drop for Driver<O> {
         // A sleeping call dropped unawaited leaves its line, gives back a
         // grant that reached it, and stops its timer.
         let state = self.state.get_mut();
-        if let Stage::Asleep(sleep) = std::mem::replace(&mut state.stage, Stage::Done) {
-            Python::attach(|py| Self::abandon_asleep(py, &mut state.op, sleep));
+        match std::mem::replace(&mut state.stage, Stage::Done) {
+            Stage::Asleep(sleep) => {
+                Python::attach(|py| Self::abandon_asleep(py, &mut state.op, sleep));
+            }
+            // Never stepped nor closed: it did nothing, as a coroutine that
+            // is never awaited does, and says so as asyncio's do.
+            Stage::Fresh => {
+                let name = state.op.name();
+                Python::attach(|py| warn_never_awaited(py, name));
+            }
+            Stage::Tried | Stage::Done => {}
         }
+    }
+}
+
+/// `RuntimeWarning: coroutine 'Queue.put' was never awaited`, as CPython
+/// warns for its own coroutines; an error the warning raises (a filter set
+/// to "error") is reported as unraisable, and one already set is kept.
+fn warn_never_awaited(py: Python<'_>, name: &str) {
+    let saved = PyErr::take(py);
+    let message = format!(
+        "coroutine '{}' was never awaited",
+        name.trim_end_matches("()")
+    );
+    let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+    if let Err(err) = PyErr::warn(
+        py,
+        &category,
+        &std::ffi::CString::new(message).unwrap_or_default(),
+        1,
+    ) {
+        err.write_unraisable(py, None);
+    }
+    if let Some(saved) = saved {
+        saved.restore(py);
     }
 }
 

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::arguments::{arg, integer, nanoseconds, wait_seconds};
+use super::arguments::{arg, integer, nanoseconds, wait_seconds, weight};
 use super::awaitable::{awaitable, Operation, Value};
 use super::blocking::wait_here;
 use super::errors::{is_queue_shut_down, queue_empty, queue_full, queue_shut_down, value_error};
@@ -547,11 +547,31 @@ impl Queue {
         Self::batch_result(py, outcome)
     }
 
-    /// Marks one item got earlier as processed, for `join`.
-    fn task_done(&self) -> PyResult<()> {
-        self.core
-            .task_done()
-            .map_err(|_| value_error("task_done() called too many times".to_owned()))
+    /// Marks `n` items got earlier as processed, for `join` (a consumer that
+    /// took a batch marks it done at once). More than are unfinished is a
+    /// `ValueError` and marks nothing.
+    #[pyo3(signature = (n = 1))]
+    fn task_done(&self, #[pyo3(from_py_with = arg::n)] n: i64) -> PyResult<()> {
+        let n = weight(n)?;
+        self.core.task_done(n).map_err(|_| {
+            value_error(format!(
+                "task_done(n={n}) called too many times: {} items are unfinished",
+                self.core.unfinished()
+            ))
+        })
+    }
+
+    /// A view of this queue with `queue.Queue`'s API and semantics, for
+    /// thread code (`put(item, block=True, timeout=None)`, `get`,
+    /// `task_done`, `join`, `shutdown`, raising `queue.Full`, `queue.Empty`
+    /// and `queue.ShutDown`), over the same items as the asyncio side.
+    #[getter]
+    fn sync(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let view = slf
+            .py()
+            .import("brakes._queue_sync")?
+            .getattr("SyncQueue")?;
+        Ok(view.call1((slf,))?.unbind())
     }
 
     /// Waits on the running event loop until every item put has been marked
