@@ -691,3 +691,17 @@ def test_loadshed_in_four_uvicorn_workers_answers_429_where_the_shared_limit_say
         except subprocess.TimeoutExpired:
             uvicorn.kill()
             uvicorn.wait()
+
+
+def test_a_shared_gauge_has_no_per_key_permits(backend: Backend) -> None:
+    gauge = brakes.Gauge(1, backend=backend, name="no-keys")
+    for call in (
+        lambda: gauge.try_acquire(key="a"),
+        lambda: gauge.acquire_blocking(key="a"),
+        lambda: gauge.release(key="a"),
+        lambda: gauge.stats(key="a"),
+    ):
+        with pytest.raises(ValueError, match="key= is for a gauge of this process"):
+            call()
+    assert gauge.try_acquire(key=None)
+    gauge.release()

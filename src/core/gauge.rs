@@ -415,6 +415,13 @@ impl Gauge {
         self.state.lock().limit
     }
 
+    /// Nothing held, nobody queued or resuming: the gauge answers as a new
+    /// one would.
+    pub fn is_idle(&self) -> bool {
+        let state = self.state.lock();
+        state.in_flight == 0 && state.waiters.is_empty() && state.resuming == 0
+    }
+
     /// True when a caller asking for `n` now, willing to wait, would wait.
     pub fn would_wait(&self, n: u64) -> bool {
         !self.state.lock().admits_now(n, Patience::Waits)

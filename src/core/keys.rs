@@ -45,6 +45,29 @@ impl Key {
     pub fn big_int(digits: &str) -> Self {
         Key::BigInt(Box::new(digits.to_owned()))
     }
+
+    /// The key as messages show it: 'alice', b'ip', 42.
+    pub fn describe(&self) -> String {
+        fn trimmed(bytes: &[u8]) -> &[u8] {
+            let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            &bytes[..end]
+        }
+        fn text(bytes: &[u8]) -> String {
+            format!("'{}'", String::from_utf8_lossy(bytes).escape_debug())
+        }
+        fn data(bytes: &[u8]) -> String {
+            format!("b'{}'", bytes.escape_ascii())
+        }
+        match self {
+            Key::Shared => "None".to_owned(),
+            Key::Int(n) => n.to_string(),
+            Key::BigInt(digits) => digits.to_string(),
+            Key::ShortStr(bytes) => text(trimmed(bytes)),
+            Key::Str(string) => text(string.as_bytes()),
+            Key::ShortBytes(bytes) => data(trimmed(bytes)),
+            Key::Bytes(bytes) => data(bytes),
+        }
+    }
 }
 
 fn inline(data: &[u8]) -> Option<[u8; INLINE]> {

@@ -8,6 +8,7 @@ pub mod budget;
 pub mod clock;
 pub mod gauge;
 pub mod histogram;
+pub mod keyed_gauge;
 pub mod keys;
 pub mod pace;
 pub mod queue;

@@ -750,7 +750,7 @@ impl AdaptiveGauge {
     /// `@gauge` on a def or async def: each call holds a permit, waiting as
     /// `max_wait` allows, and is measured.
     fn __call__(slf: &Bound<'_, Self>, func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        limit_calls(slf.as_any(), func)
+        limit_calls(slf.as_any(), Some(func), None)
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {

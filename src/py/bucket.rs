@@ -456,8 +456,18 @@ impl Bucket {
 
     /// `@bucket` on a def or async def: each call takes a token first,
     /// waiting as `max_wait` allows.
-    fn __call__(slf: &Bound<'_, Self>, func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        limit_calls(slf.as_any(), func)
+    ///
+    /// `bucket(key=...)` is the same for one key's tokens: `with
+    /// bucket(key="alice"):`, `async with`, or `@bucket(key=lambda request,
+    /// *a, **kw: request.client.host)`, whose function is given each call's
+    /// arguments.
+    #[pyo3(signature = (func = None, /, **kwargs))]
+    fn __call__(
+        slf: &Bound<'_, Self>,
+        func: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        limit_calls(slf.as_any(), func, kwargs)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {

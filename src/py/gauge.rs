@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyDict, PyTuple};
 
 use super::arguments::{
     arg, limit as check_limit, name as check_name, nanoseconds, wait_repr, wait_seconds, weight,
@@ -14,10 +14,13 @@ use super::clock::clock_argument;
 use super::decorator::limit_calls;
 use super::errors::{overloaded, value_error};
 use super::hold_sample;
+use super::keys::key_argument;
 use super::redis::{backend_argument, log_failure, log_reached_again, remote_error, warn};
 use super::stats::{stats_class, Histogram};
 use crate::core::gauge::{Acquire, Admission, Gauge as CoreGauge, Patience, Snapshot};
 use crate::core::histogram::HistogramSnapshot;
+use crate::core::keyed_gauge::{KeyedAcquire, KeyedAdmission, KeyedGauges};
+use crate::core::keys::Key;
 use crate::core::redis::bucket::RemoteError;
 use crate::core::redis::gauge::{RemoteGauge, RemoteGaugeAcquire, RemoteGaugeSnapshot};
 use crate::core::wait::{Outcome, Poll, Refusal, Wait, Waker};
@@ -67,9 +70,35 @@ fn shared_refusal(
     }
 }
 
-/// A gauge's wait: on this process's gauge, or on a shared one.
+/// The error for a caller that got none of a key's permits.
+fn keyed_refusal(wait: &KeyedAcquire, n: u64, timeout: Option<f64>, refusal: Refusal) -> PyErr {
+    let key = wait.key().describe();
+    if let Refusal::TooLarge { most } = refusal {
+        return value_error(format!(
+            "n={n} is more than the gauge's limit of {most}: it could never be granted"
+        ));
+    }
+    if wait.keys_full() {
+        let most = wait.gauges().max_keys().unwrap_or_default();
+        return overloaded(format!(
+            "gauge has max_keys={most} keys in use: no permit for key {key}"
+        ));
+    }
+    let s = wait.gauges().snapshot_of(wait.key());
+    let within = match timeout {
+        Some(waited) if waited > 0.0 => format!("within {waited} s"),
+        _ => "without waiting".to_owned(),
+    };
+    overloaded(format!(
+        "gauge is full for key {key}: no permit {within} ({} of {} in flight, {} waiting)",
+        s.in_flight, s.limit, s.waiting
+    ))
+}
+
+/// A gauge's wait: on this process's gauge, on one key's, or on a shared one.
 pub enum GaugeWait {
     Local(Acquire<Arc<CoreGauge>>),
+    Keyed(KeyedAcquire),
     Remote(RemoteGaugeAcquire),
 }
 
@@ -93,6 +122,17 @@ impl GaugeWait {
                     refusal(wait.gauge(), n, timeout, Refusal::TooLarge { most })
                 }
             }),
+            Self::Keyed(wait) => outcome.map_err(|r| match r {
+                Refusal::Failed(err) => remote_error(err, ""),
+                Refusal::Busy { retry_after_ns } => {
+                    keyed_refusal(wait, n, timeout, Refusal::Busy { retry_after_ns })
+                }
+                Refusal::TimedOut => keyed_refusal(wait, n, timeout, Refusal::TimedOut),
+                Refusal::ShutDown => keyed_refusal(wait, n, timeout, Refusal::ShutDown),
+                Refusal::TooLarge { most } => {
+                    keyed_refusal(wait, n, timeout, Refusal::TooLarge { most })
+                }
+            }),
             Self::Remote(wait) => {
                 let failure = wait.failure.take();
                 let gauge = wait.gauge();
@@ -112,12 +152,14 @@ impl Wait for GaugeWait {
     fn poll(&mut self, waker: Option<&Waker>) -> Poll<Self::Output> {
         match self {
             Self::Local(wait) => wait.poll(waker).map(|o| o.map_err(Refusal::widen)),
+            Self::Keyed(wait) => wait.poll(waker).map(|o| o.map_err(Refusal::widen)),
             Self::Remote(wait) => wait.poll(waker),
         }
     }
     fn abandon(&mut self) {
         match self {
             Self::Local(wait) => wait.abandon(),
+            Self::Keyed(wait) => wait.abandon(),
             Self::Remote(wait) => wait.abandon(),
         }
     }
@@ -174,6 +216,11 @@ awaitable!(
 /// permit: None waits as long as it takes, 0 fails at once, 0.2 waits up to
 /// 200 ms. Giving up raises `brakes.Overloaded`.
 ///
+/// `key=` on every form gives each key `limit` permits of its own (at most 4
+/// requests per host, 2 exports per user), FIFO per key; a key costs memory
+/// only while it holds permits or is waited for. `max_keys` bounds the keys
+/// in use at once: a new key beyond it is refused as the gauge being full.
+///
 /// >>> gauge = Gauge(10, max_wait=0)
 /// >>> with gauge:
 /// ...     gauge.in_flight
@@ -181,6 +228,8 @@ awaitable!(
 #[pyclass(frozen, subclass, module = "brakes")]
 pub struct Gauge {
     core: Arc<CoreGauge>,
+    /// The permits of each key (`key=`), for the keys in use.
+    keys: Arc<KeyedGauges>,
     remote: Option<Arc<RemoteGauge>>,
     backend_object: Option<Py<PyAny>>,
     name: Option<String>,
@@ -198,9 +247,43 @@ impl Gauge {
         }
     }
 
+    /// The wait for `key` (None: the gauge's own permits).
+    fn wait_for(&self, key: Key, n: u64, timeout: Option<f64>) -> GaugeWait {
+        match key {
+            Key::Shared => self.wait(n, timeout),
+            key => GaugeWait::Keyed(KeyedAcquire::new(
+                Arc::clone(&self.keys),
+                key,
+                n,
+                nanoseconds(timeout),
+            )),
+        }
+    }
+
+    /// The `key=` argument; a shared gauge has no keys (yet).
+    fn key_of(&self, key: Option<&Bound<'_, PyAny>>) -> PyResult<Key> {
+        let key = key_argument(key)?;
+        if key != Key::Shared && self.remote.is_some() {
+            return Err(value_error(
+                "key= is for a gauge of this process: a gauge shared through a backend has no per-key permits".to_owned(),
+            ));
+        }
+        Ok(key)
+    }
+
     fn call(&self, n: u64, timeout: Option<f64>, value: fn() -> Value) -> AcquireCall {
+        self.call_for(Key::Shared, n, timeout, value)
+    }
+
+    fn call_for(
+        &self,
+        key: Key,
+        n: u64,
+        timeout: Option<f64>,
+        value: fn() -> Value,
+    ) -> AcquireCall {
         AcquireCall {
-            wait: self.wait(n, timeout),
+            wait: self.wait_for(key, n, timeout),
             n,
             timeout,
             value,
@@ -210,9 +293,51 @@ impl Gauge {
 
     /// Waits in this thread, with the GIL released while parked.
     fn block(&self, py: Python<'_>, n: u64, timeout: Option<f64>) -> PyResult<bool> {
-        let mut wait = self.wait(n, timeout);
+        self.block_for(py, Key::Shared, n, timeout)
+    }
+
+    fn block_for(&self, py: Python<'_>, key: Key, n: u64, timeout: Option<f64>) -> PyResult<bool> {
+        let mut wait = self.wait_for(key, n, timeout);
         let outcome = wait_here(py, &mut wait)?;
         wait.result(py, n, timeout, outcome).map(|()| true)
+    }
+
+    fn stats_of_all(&self) -> GaugeStats {
+        match &self.remote {
+            None => self.totals(),
+            Some(remote) => GaugeStats::shared(&remote.snapshot()),
+        }
+    }
+
+    fn release_key(&self, key: &Key, n: u64) -> PyResult<()> {
+        if *key == Key::Shared {
+            return self.release_checked(n);
+        }
+        self.keys.release(key, n).map_err(|over| {
+            value_error(format!(
+                "release(n={n}, key={}) is more than the {} permits held for that key",
+                key.describe(),
+                over.held
+            ))
+        })
+    }
+
+    /// The totals over the gauge's own permits and every key's.
+    fn totals(&self) -> GaugeStats {
+        let keyed = self.keys.snapshot();
+        let mut stats = GaugeStats::local(&self.core.snapshot());
+        let k = &keyed.totals;
+        stats.in_flight += k.in_flight;
+        stats.available += k.available;
+        stats.waiting += k.waiting;
+        stats.acquired += k.acquired;
+        stats.waited += k.waited;
+        stats.rejected += k.rejected + keyed.refused_keys;
+        stats.timed_out += k.timed_out;
+        stats.cancelled += k.cancelled;
+        stats.keys = keyed.keys;
+        stats.wait = Histogram(stats.wait.0.merged(&k.wait));
+        stats
     }
 
     fn release_checked(&self, n: u64) -> PyResult<()> {
@@ -235,7 +360,7 @@ impl Gauge {
 #[pymethods]
 impl Gauge {
     #[new]
-    #[pyo3(signature = (limit = 1, *, max_wait = None, backend = None, name = None, lease = 30.0, clock = None))]
+    #[pyo3(signature = (limit = 1, *, max_wait = None, backend = None, name = None, lease = 30.0, clock = None, max_keys = None))]
     fn new(
         #[pyo3(from_py_with = arg::limit)] limit: i64,
         #[pyo3(from_py_with = arg::max_wait)] max_wait: Option<f64>,
@@ -243,8 +368,18 @@ impl Gauge {
         name: Option<&Bound<'_, PyAny>>,
         #[pyo3(from_py_with = arg::lease)] lease: f64,
         clock: Option<&Bound<'_, PyAny>>,
+        #[pyo3(from_py_with = arg::max_keys)] max_keys: Option<i64>,
     ) -> PyResult<Self> {
         let name = check_name(name)?;
+        let max_keys = match max_keys {
+            None => None,
+            Some(m) if m >= 1 => Some(m as usize),
+            Some(m) => {
+                return Err(value_error(format!(
+                    "max_keys must be None or 1 or more, got {m}"
+                )))
+            }
+        };
         let limit = check_limit(limit)?;
         let max_wait = wait_seconds("max_wait", max_wait)?;
         if !lease.is_finite() || !(0.1..=86_400.0).contains(&lease) {
@@ -265,8 +400,10 @@ impl Gauge {
             }));
             gauge
         });
+        let clock = clock_argument(clock)?;
         Ok(Self {
-            core: Arc::new(CoreGauge::with_clock(limit, clock_argument(clock)?)),
+            core: Arc::new(CoreGauge::with_clock(limit, Arc::clone(&clock))),
+            keys: Arc::new(KeyedGauges::new(limit, max_keys, clock)),
             remote,
             backend_object: backend.filter(|b| !b.is_none()).map(|b| b.clone().unbind()),
             name,
@@ -307,7 +444,9 @@ impl Gauge {
                 "a shared gauge's limit is part of its settings in Redis: build a gauge with another name to change it".to_owned(),
             ));
         }
-        self.core.set_limit(check_limit(limit)?);
+        let limit = check_limit(limit)?;
+        self.core.set_limit(limit);
+        self.keys.set_limit(limit);
         Ok(())
     }
 
@@ -317,29 +456,55 @@ impl Gauge {
         self.max_wait
     }
 
-    /// Permits held now.
+    /// With `key=`: how many keys may be in use at once (None: no bound).
+    #[getter]
+    fn max_keys(&self) -> Option<usize> {
+        self.keys.max_keys()
+    }
+
+    /// Permits held now (over every key).
     #[getter]
     fn in_flight(&self) -> u64 {
-        self.stats().in_flight
+        self.stats_of_all().in_flight
     }
 
     /// Permits free now (0 while more are held than a lowered limit allows).
     #[getter]
     fn available(&self) -> u64 {
-        self.stats().available
+        self.stats_of_all().available
     }
 
     /// Threads and tasks queued for a permit.
     #[getter]
     fn waiting(&self) -> u64 {
-        self.stats().waiting
+        self.stats_of_all().waiting
     }
 
     /// Takes `n` permits if they are free now and nobody is queued for them;
     /// never waits.
-    #[pyo3(signature = (n = 1))]
-    fn try_acquire(&self, py: Python<'_>, #[pyo3(from_py_with = arg::n)] n: i64) -> PyResult<bool> {
+    #[pyo3(signature = (n = 1, *, key = None))]
+    fn try_acquire(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = arg::n)] n: i64,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
         let n = weight(n)?;
+        if key.is_some() {
+            let key = self.key_of(key)?;
+            if key != Key::Shared {
+                return match self.keys.try_acquire(&key, n) {
+                    KeyedAdmission::Gauge(Admission::Acquired) => Ok(true),
+                    KeyedAdmission::Gauge(Admission::Busy) | KeyedAdmission::KeysFull => Ok(false),
+                    KeyedAdmission::Gauge(Admission::TooLarge { limit }) => Err(refusal(
+                        &self.core,
+                        n,
+                        None,
+                        Refusal::TooLarge { most: limit },
+                    )),
+                };
+            }
+        }
         if self.remote.is_some() {
             return match self.block(py, n, Some(0.0)) {
                 Ok(taken) => Ok(taken),
@@ -364,54 +529,78 @@ impl Gauge {
 
     /// Waits on the running event loop for `n` permits and returns True.
     /// Raises `Overloaded` if `timeout` seconds pass first.
-    #[pyo3(signature = (n = 1, *, timeout = None))]
+    #[pyo3(signature = (n = 1, *, timeout = None, key = None))]
     fn acquire(
         &self,
         py: Python<'_>,
         #[pyo3(from_py_with = arg::n)] n: i64,
         #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
+        key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<GaugeAcquire>> {
         let n = weight(n)?;
         let timeout = wait_seconds("timeout", timeout)?;
-        GaugeAcquire::new(py, self.call(n, timeout, || Value::True))
+        let key = self.key_of(key)?;
+        GaugeAcquire::new(py, self.call_for(key, n, timeout, || Value::True))
     }
 
     /// Waits in this thread, with the GIL released, for `n` permits and
     /// returns True. Raises `Overloaded` if `timeout` seconds pass first.
-    #[pyo3(signature = (n = 1, *, timeout = None))]
+    #[pyo3(signature = (n = 1, *, timeout = None, key = None))]
     fn acquire_blocking(
         &self,
         py: Python<'_>,
         #[pyo3(from_py_with = arg::n)] n: i64,
         #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
+        key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let n = weight(n)?;
         let timeout = wait_seconds("timeout", timeout)?;
-        self.block(py, n, timeout)
+        let key = self.key_of(key)?;
+        self.block_for(py, key, n, timeout)
     }
 
-    /// Gives back `n` permits; more than are held is a `ValueError`.
-    #[pyo3(signature = (n = 1))]
-    fn release(&self, #[pyo3(from_py_with = arg::n)] n: i64) -> PyResult<()> {
-        self.release_checked(weight(n)?)
+    /// Gives back `n` permits (of `key`'s, with `key=`); more than are held
+    /// is a `ValueError`.
+    #[pyo3(signature = (n = 1, *, key = None))]
+    fn release(
+        &self,
+        #[pyo3(from_py_with = arg::n)] n: i64,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let n = weight(n)?;
+        if key.is_none() {
+            return self.release_checked(n);
+        }
+        let key = self.key_of(key)?;
+        self.release_key(&key, n)
     }
 
     /// True when an `acquire()` of one permit would have to wait.
     fn locked(&self) -> bool {
         match &self.remote {
             None => self.core.would_wait(1),
-            Some(_) => self.stats().available == 0,
+            Some(_) => self.stats_of_all().available == 0,
         }
     }
 
     /// A frozen snapshot of the gauge's state and counters. With a backend
     /// it tells what this process holds and has done; the permits held
     /// by every process are in Redis.
-    fn stats(&self) -> GaugeStats {
-        match &self.remote {
-            None => GaugeStats::local(&self.core.snapshot()),
-            Some(remote) => GaugeStats::shared(&remote.snapshot()),
+    ///
+    /// With `key=`, the state of that key's permits (a key not in use
+    /// answers as a new one). Without, the totals over the gauge's own
+    /// permits and every key's: `in_flight`, `available` and `waiting` add
+    /// up the keys in use, and `keys` counts them.
+    #[pyo3(signature = (*, key = None))]
+    fn stats(&self, key: Option<&Bound<'_, PyAny>>) -> PyResult<GaugeStats> {
+        if key.is_some() {
+            let key = self.key_of(key)?;
+            if key != Key::Shared {
+                return Ok(GaugeStats::local(&self.keys.snapshot_of(&key)));
+            }
+            return Ok(self.stats_of_all());
         }
+        Ok(self.stats_of_all())
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -452,13 +641,22 @@ impl Gauge {
 
     /// `@gauge` on a def or async def: each call holds a permit, waiting as
     /// `max_wait` allows.
-    fn __call__(slf: &Bound<'_, Self>, func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        limit_calls(slf.as_any(), func)
+    ///
+    /// `gauge(key=...)` is the same for one key's permits: `with
+    /// gauge(key="alice"):`, `async with`, or `@gauge(key=lambda user, *a,
+    /// **kw: user.id)`, whose function is given each call's arguments.
+    #[pyo3(signature = (func = None, /, **kwargs))]
+    fn __call__(
+        slf: &Bound<'_, Self>,
+        func: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        limit_calls(slf.as_any(), func, kwargs)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let this = slf.get();
-        let s = this.stats();
+        let s = this.stats_of_all();
         let max_wait = wait_repr(this.max_wait);
         let shared = match &this.name {
             Some(name) => format!(
@@ -492,6 +690,7 @@ impl GaugeStats {
             cancelled: s.cancelled,
             leases_lost: 0,
             backend_errors: 0,
+            keys: 0,
             wait: s.wait.into(),
             hold: s.hold.into(),
         }
@@ -510,6 +709,7 @@ impl GaugeStats {
             cancelled: s.cancelled,
             leases_lost: s.leases_lost,
             backend_errors: s.backend_errors,
+            keys: 0,
             wait: s.wait.into(),
             hold: HistogramSnapshot::default().into(),
         }
@@ -542,12 +742,15 @@ stats_class!(
         leases_lost: u64,
         /// With a backend: decisions Redis failed (unreachable, or an error).
         backend_errors: u64,
+        /// With `key=`: the keys in use (holding permits, or waited for).
+        keys: u64,
         /// How long acquisitions waited, each one counted (0 for those
         /// that did not wait).
         wait: Histogram,
         /// How long permits were held, timed on a sample of the `with`,
-        /// `async with` and `@gauge` blocks (at most one block at a time; a
-        /// bare `release()` cannot say which acquisition it ends).
+        /// `async with` and `@gauge` blocks without a key (at most one block
+        /// at a time; a bare `release()` cannot say which acquisition it
+        /// ends).
         hold: Histogram,
     }
 );

@@ -1,0 +1,302 @@
+//! A gauge per key (`Gauge.acquire(key=...)`): each key has `limit` permits of
+//! its own, FIFO and cancel-safe as the plain gauge is, and costs memory only
+//! while it is in use. A key whose permits are all back and whom nobody waits
+//! for is forgotten at once; its counters are folded into the totals.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::clock::Clock;
+use super::gauge::{Acquire, Admission, Gauge, OverRelease, Patience, Snapshot};
+use super::histogram::HistogramSnapshot;
+use super::keys::Key;
+use super::wait::{Outcome, Poll, Refusal, Wait, Waker};
+
+pub struct KeyedGauges {
+    limit: AtomicU64,
+    max_keys: Option<usize>,
+    clock: Arc<dyn Clock>,
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// The keys in use. An entry whose `Arc` is held only here is reached by
+    /// nobody else: callers take their clone under this lock.
+    keys: HashMap<Key, Arc<Gauge>>,
+    /// What forgotten keys did (their state was idle when forgotten).
+    retired: Option<Snapshot>,
+    /// Callers refused because `max_keys` keys were in use.
+    refused_keys: u64,
+}
+
+/// The totals over every key, with the number of keys in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyedSnapshot {
+    pub totals: Snapshot,
+    pub keys: u64,
+    pub refused_keys: u64,
+}
+
+fn add(total: &mut Snapshot, s: &Snapshot) {
+    total.in_flight += s.in_flight;
+    total.available += s.available;
+    total.waiting += s.waiting;
+    total.acquired += s.acquired;
+    total.waited += s.waited;
+    total.rejected += s.rejected;
+    total.timed_out += s.timed_out;
+    total.cancelled += s.cancelled;
+    total.wait = total.wait.merged(&s.wait);
+    total.hold = total.hold.merged(&s.hold);
+}
+
+fn empty(limit: u64) -> Snapshot {
+    Snapshot {
+        limit,
+        in_flight: 0,
+        available: 0,
+        waiting: 0,
+        acquired: 0,
+        waited: 0,
+        rejected: 0,
+        timed_out: 0,
+        cancelled: 0,
+        wait: HistogramSnapshot::default(),
+        hold: HistogramSnapshot::default(),
+    }
+}
+
+impl KeyedGauges {
+    pub fn new(limit: u64, max_keys: Option<usize>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            limit: AtomicU64::new(limit),
+            max_keys,
+            clock,
+            table: Mutex::new(Table::default()),
+        }
+    }
+
+    pub fn max_keys(&self) -> Option<usize> {
+        self.max_keys
+    }
+
+    /// The key's gauge, made if the key is new; None when `max_keys` keys are
+    /// in use already (a refusal is counted).
+    fn checkout(&self, key: &Key) -> Option<Arc<Gauge>> {
+        let mut table = self.table.lock();
+        if let Some(gauge) = table.keys.get(key) {
+            return Some(Arc::clone(gauge));
+        }
+        if self.max_keys.is_some_and(|max| table.keys.len() >= max) {
+            table.refused_keys += 1;
+            return None;
+        }
+        let gauge = Arc::new(Gauge::with_clock(
+            self.limit.load(Ordering::Relaxed),
+            Arc::clone(&self.clock),
+        ));
+        table.keys.insert(key.clone(), Arc::clone(&gauge));
+        Some(gauge)
+    }
+
+    /// The key's gauge if it is in use.
+    fn find(&self, key: &Key) -> Option<Arc<Gauge>> {
+        self.table.lock().keys.get(key).map(Arc::clone)
+    }
+
+    /// Forgets the key if nobody else holds its gauge and it is idle. Called
+    /// by whoever made it idle, once it let go of its own clone.
+    fn forget_if_idle(&self, key: &Key) {
+        let mut table = self.table.lock();
+        let Some(gauge) = table.keys.get(key) else {
+            return;
+        };
+        if Arc::strong_count(gauge) > 1 || !gauge.is_idle() {
+            return;
+        }
+        let snapshot = gauge.snapshot();
+        table.keys.remove(key);
+        let limit = self.limit.load(Ordering::Relaxed);
+        let mut retired = table.retired.unwrap_or_else(|| empty(limit));
+        add(&mut retired, &snapshot);
+        table.retired = Some(retired);
+        if table.keys.capacity() > 64 && table.keys.capacity() > 4 * table.keys.len() {
+            let len = table.keys.len();
+            table.keys.shrink_to(2 * len);
+        }
+    }
+
+    /// Takes `n` of the key's permits if they are free and nobody is queued.
+    pub fn try_acquire(&self, key: &Key, n: u64) -> KeyedAdmission {
+        let Some(gauge) = self.checkout(key) else {
+            return KeyedAdmission::KeysFull;
+        };
+        let admission = gauge.try_acquire(n, Patience::FailFast);
+        if admission == Admission::Busy {
+            gauge.count_rejected();
+        }
+        drop(gauge);
+        if admission != Admission::Acquired {
+            self.forget_if_idle(key);
+        }
+        KeyedAdmission::Gauge(admission)
+    }
+
+    /// Gives back `n` of the key's permits; more than it holds is an error.
+    pub fn release(&self, key: &Key, n: u64) -> Result<(), OverRelease> {
+        let Some(gauge) = self.find(key) else {
+            return Err(OverRelease { held: 0 });
+        };
+        // Waiters are woken here, with the table's lock not held.
+        let released = gauge.release(n).map(|_| ());
+        drop(gauge);
+        self.forget_if_idle(key);
+        released
+    }
+
+    /// Sets every key's limit, and the limit of keys to come.
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Relaxed);
+        let gauges: Vec<Arc<Gauge>> = self.table.lock().keys.values().map(Arc::clone).collect();
+        for gauge in gauges {
+            gauge.set_limit(limit);
+        }
+    }
+
+    /// One key's state; a key not in use answers as a new one.
+    pub fn snapshot_of(&self, key: &Key) -> Snapshot {
+        if let Some(gauge) = self.find(key) {
+            return gauge.snapshot();
+        }
+        let limit = self.limit.load(Ordering::Relaxed);
+        Snapshot {
+            available: limit,
+            ..empty(limit)
+        }
+    }
+
+    /// The totals over every key, past and present.
+    pub fn snapshot(&self) -> KeyedSnapshot {
+        let (gauges, retired, refused_keys) = {
+            let table = self.table.lock();
+            let gauges: Vec<Arc<Gauge>> = table.keys.values().map(Arc::clone).collect();
+            (gauges, table.retired, table.refused_keys)
+        };
+        let limit = self.limit.load(Ordering::Relaxed);
+        let mut totals = retired.unwrap_or_else(|| empty(limit));
+        totals.limit = limit;
+        totals.in_flight = 0;
+        totals.available = 0;
+        totals.waiting = 0;
+        for gauge in &gauges {
+            add(&mut totals, &gauge.snapshot());
+        }
+        KeyedSnapshot {
+            totals,
+            keys: gauges.len() as u64,
+            refused_keys,
+        }
+    }
+
+    /// Keys in use now.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.table.lock().keys.len()
+    }
+}
+
+/// The answer of an attempt that does not wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyedAdmission {
+    Gauge(Admission),
+    /// `max_keys` keys are in use, and this one is not among them.
+    KeysFull,
+}
+
+/// Waiting for `n` of one key's permits. The key's gauge is found when the
+/// wait is first polled, and let go of once the wait is over.
+pub struct KeyedAcquire {
+    gauges: Arc<KeyedGauges>,
+    key: Key,
+    n: u64,
+    timeout_ns: Option<u64>,
+    wait: Option<Acquire<Arc<Gauge>>>,
+    keys_full: bool,
+}
+
+impl KeyedAcquire {
+    pub fn new(gauges: Arc<KeyedGauges>, key: Key, n: u64, timeout_ns: Option<u64>) -> Self {
+        Self {
+            gauges,
+            key,
+            n,
+            timeout_ns,
+            wait: None,
+            keys_full: false,
+        }
+    }
+
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    pub fn gauges(&self) -> &KeyedGauges {
+        &self.gauges
+    }
+
+    /// True if the wait was refused because `max_keys` keys were in use.
+    pub fn keys_full(&self) -> bool {
+        self.keys_full
+    }
+
+    fn finish(&mut self) {
+        if let Some(mut wait) = self.wait.take() {
+            wait.abandon();
+            drop(wait);
+            self.gauges.forget_if_idle(&self.key);
+        }
+    }
+}
+
+impl Wait for KeyedAcquire {
+    type Output = Outcome<()>;
+
+    fn poll(&mut self, waker: Option<&Waker>) -> Poll<Outcome<()>> {
+        if self.wait.is_none() {
+            let Some(gauge) = self.gauges.checkout(&self.key) else {
+                self.keys_full = true;
+                return Poll::Ready(Err(Refusal::Busy {
+                    retry_after_ns: None,
+                }));
+            };
+            self.wait = Some(Acquire::new(gauge, self.n, self.timeout_ns));
+        }
+        let polled = self.wait.as_mut().map(|wait| wait.poll(waker));
+        match polled {
+            Some(Poll::Pending(sleep)) => Poll::Pending(sleep),
+            Some(Poll::Ready(outcome)) => {
+                self.finish();
+                Poll::Ready(outcome)
+            }
+            None => Poll::Ready(Err(Refusal::TimedOut)),
+        }
+    }
+
+    fn abandon(&mut self) {
+        self.finish();
+    }
+}
+
+impl Drop for KeyedAcquire {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+#[path = "keyed_gauge_tests.rs"]
+mod tests;
