@@ -78,6 +78,70 @@ def threads_contending(make: Callable[[], Any], threads: int, rounds: int) -> fl
     return time.perf_counter() - started
 
 
+def keyed_async_free(make: Callable[[], Callable[[int], Any]], iterations: int, keys: int) -> float:
+    async def main() -> float:
+        limiter_for = make()
+        started = time.perf_counter()
+        for i in range(iterations):
+            async with limiter_for(i % keys):
+                pass
+        return time.perf_counter() - started
+
+    return asyncio.run(main())
+
+
+def keyed_with_free(make: Callable[[], Callable[[int], Any]], iterations: int, keys: int) -> float:
+    limiter_for = make()
+    started = time.perf_counter()
+    for i in range(iterations):
+        with limiter_for(i % keys):
+            pass
+    return time.perf_counter() - started
+
+
+def keyed_tasks_contending(
+    make: Callable[[], Callable[[int], Any]], tasks: int, rounds: int, keys: int
+) -> float:
+    async def main() -> float:
+        limiter_for = make()
+
+        async def worker(w: int) -> None:
+            for _ in range(rounds):
+                async with limiter_for(w % keys):
+                    await asyncio.sleep(0)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(tasks)))
+        return time.perf_counter() - started
+
+    return asyncio.run(main())
+
+
+def per_key_gauge(limit: int) -> Callable[[], Callable[[int], Any]]:
+    def make() -> Callable[[int], Any]:
+        gauge = brakes.Gauge(limit)
+        return lambda key: gauge(key=key)
+
+    return make
+
+
+def per_key_dict(factory: Callable[[int], Any], limit: int) -> Callable[[], Callable[[int], Any]]:
+    """What users write by hand: a semaphore per key in a dict, kept forever."""
+
+    def make() -> Callable[[int], Any]:
+        semaphores: dict[int, Any] = {}
+
+        def limiter_for(key: int) -> Any:
+            semaphore = semaphores.get(key)
+            if semaphore is None:
+                semaphore = semaphores[key] = factory(limit)
+            return semaphore
+
+        return limiter_for
+
+    return make
+
+
 # -- scenarios ----------------------------------------------------------------
 
 
@@ -120,6 +184,33 @@ def scenarios(scale: float) -> list[Scenario]:
             {
                 "brakes": lambda: brakes.Gauge(2),
                 "threading.Semaphore": lambda: threading.Semaphore(2),
+            },
+        ),
+        (
+            f"`async with gauge(key=...)`, 100 keys in turn, {n:,} times",
+            pinned_to_one_cpu(keyed_async_free),
+            {"iterations": n, "keys": 100},
+            {
+                "brakes": per_key_gauge(4),
+                "dict of asyncio.Semaphore": per_key_dict(asyncio.Semaphore, 4),
+            },
+        ),
+        (
+            f"`with gauge(key=...)`, 100 keys in turn, {n:,} times",
+            pinned_to_one_cpu(keyed_with_free),
+            {"iterations": n, "keys": 100},
+            {
+                "brakes": per_key_gauge(4),
+                "dict of threading.Semaphore": per_key_dict(threading.Semaphore, 4),
+            },
+        ),
+        (
+            "100 tasks on 10 keys, 2 per key, `await asyncio.sleep(0)` inside",
+            pinned_to_one_cpu(keyed_tasks_contending),
+            {"tasks": 100, "rounds": max(1, int(500 * scale)), "keys": 10},
+            {
+                "brakes": per_key_gauge(2),
+                "dict of asyncio.Semaphore": per_key_dict(asyncio.Semaphore, 2),
             },
         ),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -20,9 +21,11 @@ from starlette.websockets import WebSocket
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+import brakes.wsgi
 from brakes import Gauge, LeakyBucket, Overloaded, RateLimited, TokenBucket
 from brakes.asgi import LoadShed
 from brakes.http import client_ip, header
+from brakes.redis import Backend as RedisBackend
 from brakes.testing import ManualClock
 
 from .conftest import wait_until, wait_until_async
@@ -137,14 +140,19 @@ def test_a_request_over_the_rate_gets_429_and_one_over_capacity_gets_503(
         full = client.get("/ok")
         assert full.status_code == 503
         assert full.headers["retry-after"] == "1"
-        # The bucket is asked first: out of tokens is 429 even with the gauge full.
-        over = client.get("/ok")
-        assert over.status_code == 429
+        assert full.text == "Service Unavailable\n"
         backend.release.set()
         assert held.result(5).status_code == 200
+        # The 503 left its token: one is still there.
+        assert client.get("/ok").status_code == 200
         assert client.get("/ok").status_code == 429
+        # The bucket is asked first: out of tokens is 429 even with the gauge full.
+        gauge.acquire_blocking()
+        over = client.get("/ok")
+        assert over.status_code == 429
+        gauge.release()
     stats = shed.stats()
-    assert (stats.admitted, stats.overloaded, stats.rate_limited) == (1, 1, 2)
+    assert (stats.admitted, stats.overloaded, stats.rate_limited) == (2, 1, 2)
     assert gauge.in_flight == 0
 
 
@@ -289,17 +297,22 @@ def test_shadow_mode_admits_everything_and_counts_what_it_would_refuse(
         held = in_background(client, "/hold")
         assert backend.entered.wait(5)
         over_capacity = client.get("/ok")
-        over_rate = client.get("/ok")
         backend.release.set()
         assert held.result(5).status_code == 200
+        wait_until(lambda: shed._shedding.shadow_in_flight.value == 0)
+        last_token = client.get("/ok")
+        over_rate = client.get("/ok")
     assert over_capacity.status_code == 200
     assert over_capacity.headers["brakes-shadow"] == "503"
+    # As a real one, a shadow LoadShed takes no token for a request it would refuse.
+    assert over_capacity.headers["ratelimit"] == '"default";r=1;t=60'
+    assert "brakes-shadow" not in last_token.headers
     assert over_rate.status_code == 200
     assert over_rate.headers["brakes-shadow"] == "429"
     assert over_rate.headers["ratelimit"] == '"default";r=0;t=120'
     assert "brakes-shadow" not in held.result().headers
     stats = shed.stats()
-    assert stats.admitted == 3
+    assert stats.admitted == 4
     assert (stats.shadow_overloaded, stats.shadow_rate_limited) == (1, 1)
     assert (stats.overloaded, stats.rate_limited) == (0, 0)
     assert gauge.in_flight == 0
@@ -581,3 +594,217 @@ def test_a_slot_is_held_until_the_app_returns_even_when_the_client_has_gone() ->
     assert most_running == 4
     assert sorted(statuses) == [200] * 4 + [503] * 8
     assert gauge.in_flight == 0
+
+
+def test_requests_refused_with_503_leave_their_clients_tokens(backend: Backend) -> None:
+    clock = ManualClock()
+    gauge = Gauge(1, max_wait=0)
+    bucket = TokenBucket(1, per=60, burst=3, max_wait=0, clock=clock, max_keys=10)
+    shed = LoadShed(backend.app, gauge=gauge, bucket=bucket, key=header("x-api-key"))
+    alice = {"x-api-key": "alice"}
+    with served(shed) as client:
+        gauge.acquire_blocking()  # the server is full
+        refused = [client.get("/ok", headers=alice) for _ in range(5)]
+        assert bucket.tokens("alice") == 3
+        gauge.release()
+        admitted = [client.get("/ok", headers=alice).status_code for _ in range(3)]
+        over = client.get("/ok", headers=alice)
+    assert [r.status_code for r in refused] == [503] * 5
+    # Each 503 tells the client what it still has: all of it.
+    assert {r.headers["ratelimit"] for r in refused} == {'"default";r=3;t=0'}
+    assert admitted == [200] * 3 and over.status_code == 429
+    stats = shed.stats()
+    assert (stats.admitted, stats.overloaded, stats.rate_limited) == (3, 5, 1)
+    assert bucket.stats().acquired == 3 == gauge.stats().acquired - 1
+    assert gauge.in_flight == 0
+
+
+def test_a_request_that_gives_up_waiting_for_a_slot_keeps_its_token(backend: Backend) -> None:
+    clock = ManualClock()
+    gauge = Gauge(1, max_wait=0.01)
+    bucket = TokenBucket(1, per=60, burst=2, max_wait=0, clock=clock)
+    with served(LoadShed(backend.app, gauge=gauge, bucket=bucket)) as client:
+        gauge.acquire_blocking()
+        refused = client.get("/ok")
+        gauge.release()
+    assert refused.status_code == 503 and gauge.stats().timed_out == 1
+    assert bucket.tokens() == 2
+
+
+def test_a_request_waiting_for_a_slot_takes_its_token_only_once_admitted(
+    backend: Backend,
+) -> None:
+    clock = ManualClock()
+    gauge = Gauge(1, max_wait=10)
+    bucket = TokenBucket(1, per=60, burst=2, max_wait=0, clock=clock)
+    with served(LoadShed(backend.app, gauge=gauge, bucket=bucket)) as client:
+        gauge.acquire_blocking()
+        waiting = in_background(client, "/ok")
+        wait_until(lambda: gauge.waiting == 1)
+        assert bucket.tokens() == 2
+        gauge.release()
+        admitted = waiting.result(5)
+    assert admitted.status_code == 200
+    assert admitted.headers["ratelimit"] == '"default";r=1;t=60'
+    assert bucket.tokens() == 1
+
+
+def test_a_request_cancelled_while_waiting_for_a_slot_takes_nothing(backend: Backend) -> None:
+    clock = ManualClock()
+    gauge = Gauge(1, max_wait=None)
+    bucket = TokenBucket(1, per=60, burst=2, max_wait=0, clock=clock)
+    shed = LoadShed(backend.app, gauge=gauge, bucket=bucket)
+    scope = {"type": "http", "method": "GET", "path": "/ok", "headers": [], "client": None}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        raise AssertionError("a cancelled request sends nothing")
+
+    async def main() -> None:
+        gauge.acquire_blocking()
+        request = asyncio.ensure_future(shed(scope, receive, send))
+        await wait_until_async(lambda: gauge.waiting == 1)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        gauge.release()
+
+    asyncio.run(main())
+    assert (gauge.in_flight, gauge.waiting, gauge.stats().cancelled) == (0, 0, 1)
+    assert bucket.tokens() == 2
+    assert shed.stats().admitted == shed.stats().overloaded == 0
+
+
+def test_a_key_function_that_fails_takes_nothing(backend: Backend) -> None:
+    gauge = Gauge(1, max_wait=0)
+    bucket = TokenBucket(1, per=60, burst=2, max_wait=0, max_keys=10)
+    # Not a key a bucket takes: the bucket raises on it.
+    shed = LoadShed(backend.app, gauge=gauge, bucket=bucket, key=lambda scope: [scope["path"]])  # type: ignore[arg-type, return-value]
+    with served(shed) as client:
+        assert client.get("/ok").status_code == 500
+    assert gauge.in_flight == 0 and gauge.stats().acquired == 0
+
+
+def test_a_bucket_that_fails_while_the_request_holds_a_slot_gives_the_slot_back(
+    backend: Backend,
+) -> None:
+    # A Redis bucket is asked once the slot is taken; this Redis cannot be reached.
+    unreachable = RedisBackend("redis://127.0.0.1:1", on_error="raise")
+    bucket = TokenBucket(1, per=60, burst=2, max_wait=0, backend=unreachable, name="api")
+    gauge = Gauge(1, max_wait=0)
+    with served(LoadShed(backend.app, gauge=gauge, bucket=bucket)) as client:
+        assert client.get("/ok").status_code == 500
+    assert gauge.stats().acquired == 1 and gauge.in_flight == 0
+
+
+def test_a_bucket_that_waits_takes_the_token_before_the_slot(backend: Backend) -> None:
+    """A request that a bucket with max_wait paces waits holding no slot, so
+    one client's paced requests never fill the gauge."""
+    clock = ManualClock()
+    gauge = Gauge(1, max_wait=0)
+    bucket = TokenBucket(1, per=1, burst=1, max_wait=5, clock=clock)
+    with served(LoadShed(backend.app, gauge=gauge, bucket=bucket)) as client:
+        assert client.get("/ok").status_code == 200
+        paced = in_background(client, "/ok")
+        wait_until(lambda: bucket.stats().waiting == 1)
+        assert gauge.in_flight == 0
+        clock.advance(1)
+        assert paced.result(5).status_code == 200
+    assert gauge.stats().acquired == 2 and gauge.in_flight == 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "json"),
+    [
+        ("application/json", True),
+        ("text/plain;q=0.9, application/json", True),
+        ("*/*", False),  # curl, httpx
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False),
+        (None, False),
+    ],
+)
+def test_a_refusal_answers_json_to_a_request_that_prefers_it(
+    backend: Backend, accept: str | None, json: bool
+) -> None:
+    gauge = Gauge(1, max_wait=0)
+    bucket = TokenBucket(1, per=30, burst=2, max_wait=0)
+    headers = {} if accept is None else {"accept": accept}
+    with served(LoadShed(backend.app, gauge=gauge, bucket=bucket)) as client:
+        client.headers.pop("accept")
+        gauge.acquire_blocking()
+        overloaded = client.get("/ok", headers=headers)
+        gauge.release()
+        client.get("/ok"), client.get("/ok")
+        limited = client.get("/ok", headers=headers)
+    for response, detail, status in (
+        (overloaded, "Service Unavailable", 503),
+        (limited, "Too Many Requests", 429),
+    ):
+        assert response.status_code == status
+        assert "retry-after" in response.headers and "ratelimit" in response.headers
+        assert response.headers["vary"] == "accept"
+        if json:
+            assert response.headers["content-type"] == "application/json"
+            assert response.json() == {"detail": detail}
+        else:
+            assert response.headers["content-type"] == "text/plain; charset=utf-8"
+            assert response.text == detail + "\n"
+    assert limited.headers["retry-after"] == "30"
+
+
+def test_exception_handlers_answer_json_to_a_request_that_prefers_it() -> None:
+    from fastapi import FastAPI
+
+    import brakes.asgi
+
+    app = FastAPI(exception_handlers=brakes.asgi.exception_handlers)
+
+    @app.get("/export")
+    @TokenBucket(1, per=60, burst=1, max_wait=0)
+    async def export() -> dict[str, str]:
+        return {"export": "ready"}
+
+    with served(app) as client:
+        assert client.get("/export").status_code == 200
+        as_json = client.get("/export", headers={"accept": "application/json"})
+        as_text = client.get("/export")
+    assert as_json.status_code == 429 and as_json.json() == {"detail": "Too Many Requests"}
+    assert as_json.headers["retry-after"] == "60"
+    assert as_text.status_code == 429 and as_text.text == "Too Many Requests\n"
+
+
+def test_named_finds_the_middleware_starlette_built() -> None:
+    seen_at_startup: list[LoadShed] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Starlette builds its middleware before the startup runs.
+        seen_at_startup.append(LoadShed.named("api-under-test"))
+        yield
+
+    async def stats(request: Request) -> Response:
+        shed = LoadShed.named("api-under-test")
+        return JSONResponse({"admitted": shed.stats().admitted})
+
+    gauge = Gauge(4, max_wait=0)
+    app = Starlette(routes=[Route("/stats", stats)], lifespan=lifespan)
+    app.add_middleware(LoadShed, gauge=gauge, name="api-under-test")
+    with pytest.raises(LookupError, match="api-under-test"):
+        LoadShed.named("api-under-test")
+    with served(app, lifespan="on") as client:
+        assert [client.get("/stats").json()["admitted"] for _ in range(3)] == [1, 2, 3]
+    shed = LoadShed.named("api-under-test")
+    assert seen_at_startup == [shed]
+    assert shed.gauge is gauge and shed.name == "api-under-test"
+    assert shed.stats().admitted == 3 == gauge.stats().acquired
+    # A WSGI LoadShed of the same name is another one.
+    with pytest.raises(LookupError):
+        brakes.wsgi.LoadShed.named("api-under-test")
+    # The registry holds them weakly: a middleware goes with its app.
+    seen_at_startup.clear()
+    del app, shed
+    gc.collect()
+    with pytest.raises(LookupError):
+        LoadShed.named("api-under-test")

@@ -63,3 +63,12 @@ def test_a_bad_step_length_is_refused_by_name() -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "--step-seconds" in result.stderr
+
+
+def test_no_command_prints_the_help_and_succeeds() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "brakes"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m brakes")
+    assert "demo" in result.stdout and result.stderr == ""

@@ -63,7 +63,7 @@ def test_releasing_more_than_a_key_holds_names_the_key_and_changes_nothing() -> 
     gauge.acquire_blocking(key="alice")
     with pytest.raises(ValueError, match=r"release\(n=2, key='alice'\) is more than the 1"):
         gauge.release(2, key="alice")
-    with pytest.raises(ValueError, match="key='bob'.* 0 permits"):
+    with pytest.raises(ValueError, match=r"key=.bob..* 0 permits"):
         gauge.release(key="bob")
     assert gauge.stats(key="alice").in_flight == 1
 
@@ -286,7 +286,7 @@ def test_a_key_function_is_only_for_decorating() -> None:
     with pytest.raises(TypeError, match=r"Gauge\(key=<function>\) decorates a function"):
         with gauge(key=lambda *a, **kw: "k"):
             pass
-    with pytest.raises(TypeError, match="key must be str, bytes, int, None, or a function"):
+    with pytest.raises(TypeError, match="key must be str, bytes, int or None, got float"):
         gauge(key=1.5)
 
 
@@ -312,10 +312,14 @@ def test_a_keyed_bucket_takes_from_its_keys_tokens() -> None:
 def test_a_wrong_keyword_names_the_public_class() -> None:
     for limiter in (brakes.Gauge(1), brakes.TokenBucket(1), brakes.LeakyBucket(1)):
         name = type(limiter).__name__
-        with pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword argument 'kye'"):
+        wrong = rf"^{name}\(\) got an unexpected keyword argument 'kye'"
+        with pytest.raises(TypeError, match=wrong):
             limiter(kye=1)  # type: ignore[call-overload]
-        with pytest.raises(TypeError, match=rf"^{name}\(\) takes the function to decorate"):
-            limiter()  # type: ignore[call-overload]
+        # No key is the limiter's own permits or tokens.
+        with limiter():
+            pass
+        with limiter(key=None):
+            pass
 
 
 def test_decorator_order_bucket_outside_waits_for_a_token_without_holding_a_slot() -> None:

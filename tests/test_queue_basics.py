@@ -425,11 +425,11 @@ def test_items_dropped_or_removed_are_released() -> None:
     assert third_ref() is None
     q.put_nowait(Item(4))
     gc.collect()
-    fourth = [o for o in gc.get_objects() if isinstance(o, Item)]
+    fourth = [o for o in gc.get_objects() if type(o) is Item]
     assert [o.n for o in fourth] == [4]
     del fourth
     q.shutdown(immediate=True)
-    assert not [o for o in gc.get_objects() if isinstance(o, Item)]
+    assert not [o for o in gc.get_objects() if type(o) is Item]
 
 
 def test_a_reference_cycle_through_a_queue_is_collected() -> None:

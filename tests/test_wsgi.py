@@ -16,6 +16,7 @@ import pytest
 
 from brakes import Gauge, Overloaded, RateLimited, TokenBucket
 from brakes.http import client_ip, header
+from brakes.redis import Backend as RedisBackend
 from brakes.testing import ManualClock
 from brakes.wsgi import LoadShed
 
@@ -94,13 +95,17 @@ def test_a_request_over_the_rate_gets_429_and_one_over_capacity_gets_503(
         held = in_background(client, "/hold")
         assert backend.entered.wait(5)
         full = client.get("/ok")
-        over = client.get("/ok")
         backend.release.set()
         assert held.result(5).status_code == 200
+        wait_until(lambda: gauge.in_flight == 0)
+        # The 503 left its token: one is still there.
+        last_token = client.get("/ok")
+        over = client.get("/ok")
     assert full.status_code == 503 and full.headers["retry-after"] == "1"
     assert full.text == "Service Unavailable\n"
+    assert last_token.status_code == 200
     assert over.status_code == 429 and over.headers["retry-after"] == "60"
-    assert (shed.stats().admitted, shed.stats().overloaded, shed.stats().rate_limited) == (1, 1, 1)
+    assert (shed.stats().admitted, shed.stats().overloaded, shed.stats().rate_limited) == (2, 1, 1)
     wait_until(lambda: gauge.in_flight == 0)
 
 
@@ -170,13 +175,16 @@ def test_shadow_mode_admits_everything_and_marks_what_it_would_refuse(backend: B
         held = in_background(client, "/hold")
         assert backend.entered.wait(5)
         over_capacity = client.get("/ok")
-        over_rate = client.get("/ok")
         backend.release.set()
         held.result(5)
+        wait_until(lambda: shed._shedding.shadow_in_flight.value == 0)
+        client.get("/ok")  # the last token
+        over_rate = client.get("/ok")
     assert over_capacity.status_code == 200 and over_capacity.headers["brakes-shadow"] == "503"
+    assert over_capacity.headers["ratelimit"] == '"default";r=1;t=60'
     assert over_rate.status_code == 200 and over_rate.headers["brakes-shadow"] == "429"
     stats = shed.stats()
-    assert (stats.admitted, stats.shadow_overloaded, stats.shadow_rate_limited) == (3, 1, 1)
+    assert (stats.admitted, stats.shadow_overloaded, stats.shadow_rate_limited) == (4, 1, 1)
     wait_until(lambda: shed._shedding.shadow_in_flight.value == 0)
 
 
@@ -269,3 +277,85 @@ def test_bad_arguments_are_named() -> None:
         LoadShed(lambda environ, start: [])
     with pytest.raises(TypeError, match="app must be a WSGI application"):
         LoadShed(None, gauge=Gauge(1))  # type: ignore[arg-type]
+
+
+def test_requests_refused_with_503_leave_their_clients_tokens(backend: Backend) -> None:
+    clock = ManualClock()
+    gauge = Gauge(1, max_wait=0)
+    bucket = TokenBucket(1, per=60, burst=3, max_wait=0, clock=clock, max_keys=10)
+    shed = LoadShed(backend, gauge=gauge, bucket=bucket, key=header("x-api-key"))
+    alice = {"x-api-key": "alice"}
+    with served(shed) as client:
+        gauge.acquire_blocking()  # the server is full
+        refused = [client.get("/ok", headers=alice) for _ in range(5)]
+        assert bucket.tokens("alice") == 3
+        gauge.release()
+        admitted = [client.get("/ok", headers=alice).status_code for _ in range(3)]
+        over = client.get("/ok", headers=alice)
+        wait_until(lambda: gauge.in_flight == 0)
+    assert [r.status_code for r in refused] == [503] * 5
+    assert {r.headers["ratelimit"] for r in refused} == {'"default";r=3;t=0'}
+    assert admitted == [200] * 3 and over.status_code == 429
+    stats = shed.stats()
+    assert (stats.admitted, stats.overloaded, stats.rate_limited) == (3, 5, 1)
+    assert bucket.stats().acquired == 3 == gauge.stats().acquired - 1
+
+
+def test_a_request_that_gives_up_waiting_for_a_slot_keeps_its_token(backend: Backend) -> None:
+    gauge = Gauge(1, max_wait=0.01)
+    bucket = TokenBucket(1, per=60, burst=2, max_wait=0, clock=ManualClock())
+    with served(LoadShed(backend, gauge=gauge, bucket=bucket)) as client:
+        gauge.acquire_blocking()
+        refused = client.get("/ok")
+        gauge.release()
+    assert refused.status_code == 503 and gauge.stats().timed_out == 1
+    assert bucket.tokens() == 2
+
+
+def test_a_bucket_that_fails_while_the_request_holds_a_slot_gives_the_slot_back(
+    backend: Backend,
+) -> None:
+    unreachable = RedisBackend("redis://127.0.0.1:1", on_error="raise")
+    bucket = TokenBucket(1, per=60, burst=2, max_wait=0, backend=unreachable, name="api")
+    gauge = Gauge(1, max_wait=0)
+    with served(LoadShed(backend, gauge=gauge, bucket=bucket)) as client:
+        assert client.get("/ok").status_code == 500
+    assert gauge.stats().acquired == 1 and gauge.in_flight == 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "json"),
+    [("application/json", True), ("*/*", False), ("text/html,*/*;q=0.8", False)],
+)
+def test_a_refusal_answers_json_to_a_request_that_prefers_it(
+    backend: Backend, accept: str, json: bool
+) -> None:
+    gauge = Gauge(1, max_wait=0)
+    bucket = TokenBucket(1, per=30, burst=1, max_wait=0)
+    with served(LoadShed(backend, gauge=gauge, bucket=bucket)) as client:
+        gauge.acquire_blocking()
+        overloaded = client.get("/ok", headers={"accept": accept})
+        gauge.release()
+        client.get("/ok")
+        limited = client.get("/ok", headers={"accept": accept})
+    for response, detail, status in (
+        (overloaded, "Service Unavailable", 503),
+        (limited, "Too Many Requests", 429),
+    ):
+        assert response.status_code == status and response.headers["vary"] == "accept"
+        assert "retry-after" in response.headers and "ratelimit" in response.headers
+        if json:
+            assert response.headers["content-type"] == "application/json"
+            assert response.json() == {"detail": detail}
+        else:
+            assert response.text == detail + "\n"
+    assert limited.headers["retry-after"] == "30"
+
+
+def test_named_finds_a_live_middleware_by_its_name(backend: Backend) -> None:
+    shed = LoadShed(backend, gauge=Gauge(1, max_wait=0), name="wsgi-under-test")
+    assert LoadShed.named("wsgi-under-test") is shed
+    with pytest.raises(LookupError, match=r"no live brakes\.wsgi\.LoadShed named 'other'"):
+        LoadShed.named("other")
+    newer = LoadShed(backend, gauge=Gauge(1, max_wait=0), name="wsgi-under-test")
+    assert LoadShed.named("wsgi-under-test") is newer

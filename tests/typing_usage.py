@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, Literal, assert_type
 
 import brakes
 from brakes import (
@@ -119,6 +122,17 @@ queue.task_done()
 queue.join_blocking(timeout=1.0)
 queue.shutdown(immediate=True)
 errors: tuple[type[Exception], ...] = (brakes.QueueFull, brakes.QueueEmpty, brakes.QueueShutDown)
+view: brakes.SyncQueue[int] = queue.sync
+view.put(4, block=True, timeout=0.5)
+first += view.get(False) + view.get(timeout=None)
+view.put_nowait(5)
+first += view.get_nowait()
+view.task_done(2)
+view.join()
+view_state: int = view.qsize() + view.maxsize + view.unfinished_tasks
+view_flags: bool = view.empty() or view.full() or view.is_shutdown or view.is_shut_down
+same: brakes.Queue[int] = brakes.SyncQueue(queue).brakes_queue
+view.shutdown(immediate=False)
 for item in queue:
     first += item
 
@@ -136,7 +150,7 @@ async def use_queues() -> None:
 def pipelines_and_pools() -> None:
     import asyncio as _asyncio
 
-    from brakes import Pipeline, StageStats, WorkerPool
+    from brakes import Pipeline, PoolStats, StageStats, WorkerPool
 
     async def fetch(n: int) -> str:
         return str(n)
@@ -147,11 +161,46 @@ def pipelines_and_pools() -> None:
     with WorkerPool(2) as pool:
         doubled = list(pool.map(lambda x: x * 2, range(3)))
     _ = (stats, doubled, _asyncio)
+    assert_type(doubled, list[int])
+
+    def resize(image_id: int, *, size: int = 64) -> bytes:
+        return bytes(size)
+
+    # The mode is in the type: a thread pool's submit gives a Future (of what
+    # an async function returns, awaited on the pool's loop) ...
+    with WorkerPool(2, queue_size=4, overflow="reject", name="io") as threads:
+        assert_type(threads, WorkerPool[Literal["thread"]])
+        assert_type(threads.mode, Literal["thread"])
+        assert_type(threads.submit(resize, 1, size=8), concurrent.futures.Future[bytes])
+        assert_type(threads.submit(fetch, 1), concurrent.futures.Future[str])
+        assert_type(threads.map(resize, range(3)), Iterator[bytes])
+        assert_type(threads.map(fetch, range(3), ordered=False, window=8), Iterator[str])
+        pool_stats: PoolStats = threads.stats()
+
+    # ... an async pool's is awaited, and its map is an async iterator.
+    async def numbers() -> AsyncIterator[int]:
+        yield 1
+
+    async def use_async_pool() -> None:
+        async with WorkerPool(2, mode="async") as tasks:
+            assert_type(tasks, WorkerPool[Literal["async"]])
+            assert_type(await tasks.submit(fetch, 1), str)
+            assert_type(await tasks.submit(resize, 1), bytes)  # in a thread
+            assert_type(tasks.map(fetch, range(3)), AsyncIterator[str])
+            thumbs = [thumb async for thumb in tasks.map(resize, numbers())]
+            assert_type(thumbs, list[bytes])
+
+    # A pool whose mode is not known where it is used gives Any, as before.
+    def any_pool(pool: WorkerPool, mode: Literal["thread", "async"]) -> None:
+        assert_type(pool.submit(resize, 1), Any)
+        assert_type(pool.map(resize, range(3)), Any)
+        assert_type(WorkerPool(1, mode=mode), WorkerPool[Any])
+
+    _ = (pool_stats, use_async_pool, any_pool)
 
 
 def http_middleware() -> None:
     from collections.abc import Iterable
-    from typing import Any
 
     from brakes.asgi import LoadShed as AsgiLoadShed
     from brakes.asgi import exception_handlers
@@ -171,3 +220,56 @@ def http_middleware() -> None:
     stats: LoadShedStats = shed.stats()
     wsgi = WsgiLoadShed(wsgi_app, bucket=TokenBucket(5, max_wait=0), key=header("x-api-key"))
     _ = (stats, wsgi, exception_handlers)
+
+
+def framework_wiring() -> None:
+    """The wiring the README and the docstrings show, on the frameworks' own types."""
+    from fastapi import FastAPI
+    from flask import Flask
+    from starlette.applications import Starlette
+
+    import brakes.asgi
+    import brakes.http
+    import brakes.wsgi
+
+    api = FastAPI(exception_handlers=brakes.asgi.exception_handlers)
+    api.add_middleware(brakes.asgi.LoadShed, gauge=Gauge(4), bucket=TokenBucket(5))
+    api.add_exception_handler(Overloaded, brakes.asgi.exception_handlers[Overloaded])
+    site = Starlette(exception_handlers=brakes.asgi.exception_handlers)
+    site.add_middleware(brakes.asgi.LoadShed, gauge=Gauge(4), key=brakes.http.client_ip())
+    shed = brakes.asgi.LoadShed(site, gauge=Gauge(2))
+    web = Flask(__name__)
+    # mypy refuses any assignment to a method; Flask documents this one.
+    web.wsgi_app = brakes.wsgi.LoadShed(web.wsgi_app, gauge=Gauge(4))  # type: ignore[method-assign]
+    _ = (api, shed)
+
+
+def refusals(error: RateLimited, overloaded: Overloaded) -> None:
+    # A rate limiter always knows when to come back; other refusals may not.
+    assert_type(error.retry_after, float)
+    assert_type(overloaded.retry_after, float | None)
+
+
+def per_key() -> None:
+    hosts = Gauge(4, max_keys=10_000)
+    assert_type(hosts.try_acquire(key="example.com"), bool)
+    hosts.release(key="example.com")
+    assert_type(hosts(key="example.com"), brakes.GaugeKey)
+    with hosts(key=b"10.0.0.1"):
+        pass
+    keys: int = hosts.stats().keys + hosts.stats(key=7).in_flight
+    bucket = TokenBucket(10)
+    assert_type(bucket(key="alice"), brakes.BucketKey)
+
+    @hosts(key=lambda host, *args, **kwargs: host)
+    async def fetch(host: str, path: str = "/") -> bytes:
+        async with hosts(key=host), bucket(key=host):
+            return path.encode()
+
+    @bucket(key="alice")
+    def once(x: int) -> int:
+        return x + keys
+
+    fetched: Coroutine[Any, Any, bytes] = fetch("example.com")
+    fetched.close()
+    assert_type(once(1), int)

@@ -16,10 +16,12 @@ from brakes._brakes import (
     AdaptiveGaugeStats,
     BackendError,
     BrakesError,
+    BucketKey,
     BucketStats,
     CircuitBreakerStats,
     CircuitOpen,
     Gauge,
+    GaugeKey,
     GaugeStats,
     Histogram,
     LeakyBucket,
@@ -38,6 +40,7 @@ from brakes._brakes import (
 )
 from brakes._breaker import CircuitBreaker
 from brakes._pacer import Pacer, PacerStats
+from brakes._queue_sync import SyncQueue
 from brakes.pipeline import Pipeline, StageStats
 from brakes.pool import PoolStats, WorkerPool
 
@@ -46,11 +49,13 @@ __all__ = [
     "AdaptiveGaugeStats",
     "BackendError",
     "BrakesError",
+    "BucketKey",
     "BucketStats",
     "CircuitBreaker",
     "CircuitBreakerStats",
     "CircuitOpen",
     "Gauge",
+    "GaugeKey",
     "GaugeStats",
     "Histogram",
     "LeakyBucket",
@@ -70,6 +75,7 @@ __all__ = [
     "RetryBudget",
     "RetryBudgetStats",
     "StageStats",
+    "SyncQueue",
     "TokenBucket",
     "WorkerPool",
 ]

@@ -9,7 +9,7 @@ from brakes import demo
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m brakes")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser(
         "demo", help="a web server past its capacity, with and without brakes.asgi.LoadShed"
     )
@@ -18,7 +18,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     run.add_argument("--plot", metavar="FILE", help="also draw the result as a PNG (matplotlib)")
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    if args.command is None:
+        # Asked for nothing: say what there is, as `git` does; not an error.
+        parser.print_help()
+    elif args.command == "demo":
         if not args.step_seconds > 0:
             parser.error(f"--step-seconds must be more than 0, got {args.step_seconds}")
         demo.main(step_seconds=args.step_seconds, plot_path=args.plot)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,101 +60,66 @@ def called(limiter: Any, func: Any = None, /, **kwargs: Any) -> Any:
                 "function of each call's arguments that returns one)"
             )
         return limit_calls(limiter, func)
-    keyed = Keyed(limiter, kwargs["key"])
+    key = kwargs["key"]
+    if not callable(key):
+        # A key value is served natively; here only a wrong type arrives.
+        raise TypeError(
+            "key must be str, bytes, int, None, or a function of the call's "
+            f"arguments that returns one, got {type(key).__name__}"
+        )
+    keyed = Keyed(limiter, key)
     return keyed if func is None else keyed(func)
 
 
-def _holds(limiter: Any) -> bool:
-    from brakes import Gauge
-
-    return isinstance(limiter, Gauge)
-
-
 class Keyed:
-    """`limiter(key=...)`: the limiter's `with`, `async with` and decorator
-    forms for one key's permits or tokens.
+    """`limiter(key=func)`: a decorator whose calls each hold the permit (or
+    take the token) of the key `func` returns, given the call's arguments.
 
-    `key` is a key (str, bytes, int or None), or a function given each
-    decorated call's arguments that returns one. A key function is only for
-    decorating: `with` and `async with` need the key itself.
+    A key given as a value (`gauge(key="alice")`) is a native `GaugeKey` or
+    `BucketKey` instead, which also serves `with` and `async with`.
     """
 
-    __slots__ = ("_holds", "key", "limiter")
+    __slots__ = ("key", "limiter")
 
-    def __init__(self, limiter: Any, key: Any) -> None:
-        if not (key is None or callable(key) or isinstance(key, str | bytes | int)):
-            raise TypeError(
-                "key must be str, bytes, int, None, or a function of the call's "
-                f"arguments that returns one, got {type(key).__name__}"
-            )
+    def __init__(self, limiter: Any, key: Callable[..., Any]) -> None:
         self.limiter = limiter
         self.key = key
-        self._holds = _holds(limiter)
 
-    def _fixed_key(self) -> Any:
-        if callable(self.key):
-            cls = type(self.limiter).__name__
-            raise TypeError(
-                f"{cls}(key=<function>) decorates a function, whose calls give the "
-                f"key function its arguments; `with` needs a key, as in {cls}(key='alice')"
-            )
-        return self.key
+    def _no_block(self) -> TypeError:
+        cls = type(self.limiter).__name__
+        return TypeError(
+            f"{cls}(key=<function>) decorates a function, whose calls give the "
+            f"key function its arguments; `with` needs a key, as in {cls}(key='alice')"
+        )
 
     def __enter__(self) -> None:
-        limiter = self.limiter
-        limiter.acquire_blocking(timeout=limiter.max_wait, key=self._fixed_key())
+        raise self._no_block()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._holds:
-            self.limiter.release(key=self.key)
+    def __exit__(self, *exc_info: object) -> None:
+        return None
 
     async def __aenter__(self) -> None:
-        limiter = self.limiter
-        await limiter.acquire(timeout=limiter.max_wait, key=self._fixed_key())
+        raise self._no_block()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._holds:
-            self.limiter.release(key=self.key)
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
 
     def __call__(self, func: F) -> F:
-        limiter, key, holds = self.limiter, self.key, self._holds
+        limiter, key_of = self.limiter, self.key
         _check_decorates(limiter, func)
-        key_of: Callable[..., Any] = key if callable(key) else (lambda *a, **kw: key)
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def call_async(*args: Any, **kwargs: Any) -> Any:
-                k = key_of(*args, **kwargs)
-                await limiter.acquire(timeout=limiter.max_wait, key=k)
-                if not holds:
+                async with limiter(key=key_of(*args, **kwargs)):
                     return await func(*args, **kwargs)
-                try:
-                    return await func(*args, **kwargs)
-                finally:
-                    limiter.release(key=k)
 
             return call_async  # type: ignore[return-value]
 
         @functools.wraps(func)
         def call(*args: Any, **kwargs: Any) -> Any:
-            k = key_of(*args, **kwargs)
-            limiter.acquire_blocking(timeout=limiter.max_wait, key=k)
-            if not holds:
+            with limiter(key=key_of(*args, **kwargs)):
                 return func(*args, **kwargs)
-            try:
-                return func(*args, **kwargs)
-            finally:
-                limiter.release(key=k)
 
         return call  # type: ignore[return-value]
 

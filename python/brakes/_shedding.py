@@ -5,9 +5,11 @@ they speak to the server."""
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Self, cast
 
 from brakes._brakes import (
     Gauge,
@@ -138,6 +140,7 @@ class Shedding:
         "key",
         "on_reject",
         "overloaded",
+        "peek_first",
         "policy_field",
         "rate_limited",
         "seconds_per_token",
@@ -182,6 +185,8 @@ class Shedding:
         self.gauge_wait = gauge.max_wait if gauge is not None else 0.0
         self.bucket_wait = bucket.max_wait if bucket is not None else 0.0
         self.token_bucket = isinstance(bucket, TokenBucket)
+        # A local bucket answers a peek in a fraction of a microsecond.
+        self.peek_first = bucket is not None and bucket.backend is None
         self.seconds_per_token = 0.0
         self.policy_field = b""
         if bucket is not None:
@@ -242,44 +247,106 @@ class Shedding:
         )
 
     def admission(self, request: Any, *, rate: bool = True) -> Verdict | Admission:
-        """Admits a request: a token of its key from the bucket (unless
-        `rate` is false), then a slot of the gauge. Decided at once, it is
-        the verdict; else the admission that waits (`_waiting`)."""
-        fields: Fields | None = None
-        key: Key = None
-        bucket = self.bucket
-        if bucket is not None and rate:
-            key = self.key(request) if self.key is not None else None
-            if not bucket.try_acquire(key=key):
-                return self._waiting(key, for_token=True)
-            if self.headers:
-                fields = self.rate_fields(key)
-        gauge = self.gauge
-        if gauge is not None and not gauge.try_acquire():
-            return self._waiting(key, for_token=False, fields=fields)
-        self.admitted.add()
-        return Verdict(None, fields, gauge is not None)
+        """Admits a request: a slot of the gauge and a token of its key from
+        the bucket (unless `rate` is false). Decided at once, it is the
+        verdict; else the admission that waits.
 
-    def _waiting(self, key: Key, *, for_token: bool, fields: Fields | None = None) -> Admission:
-        """The rest of an admission that found no token (`for_token`) or no
-        slot free: each waited for as long as the limiter's `max_wait`
-        allows, counting what it decides."""
+        The token is taken only once the request holds a slot, so that a
+        request the gauge refuses (503) leaves its client's tokens alone. The
+        bucket is peeked at first: a request over the rate is refused (429)
+        before it takes or waits for a slot, and one that a bucket with
+        `max_wait` paces waits for its token holding no slot. A Redis bucket
+        is not peeked at while the gauge has a slot free (a peek would cost a
+        round trip): the slot is taken, then given back if the bucket says no.
+        """
+        bucket = self.bucket if rate else None
+        key: Key = None
+        if bucket is not None and self.key is not None:
+            key = self.key(request)
         gauge = self.gauge
-        if for_token:
-            if self.bucket_wait == 0:
-                refusal: Overloaded | None = self.bucket_refusal(key)
-            else:
-                bucket = cast("TokenBucket | LeakyBucket", self.bucket)
-                refusal = yield Wait(bucket, key, self.bucket_wait)
-            if refusal is not None:
-                self.rate_limited.add()
-                return Verdict(refusal, self.rate_fields(key) if self.headers else [])
-            if self.headers:
-                fields = self.rate_fields(key)
-            if gauge is None or gauge.try_acquire():
+        if gauge is None:
+            assert bucket is not None
+            if bucket.try_acquire(key=key):
                 self.admitted.add()
-                return Verdict(None, fields, gauge is not None)
-        assert gauge is not None
+                return Verdict(None, self.rate_fields(key) if self.headers else None)
+            return self._paced(key, asked=True)
+        if bucket is None:
+            if gauge.try_acquire():
+                self.admitted.add()
+                return Verdict(None, None, True)
+            return self._slot_first(key, rate=False)
+        peeked = self.peek_first
+        if peeked and bucket.retry_after(key=key) > 0:
+            return self._paced(key, asked=False)
+        if gauge.try_acquire():
+            verdict = self._token_for_slot(key)
+            return verdict if verdict is not None else self._paced(key, asked=True)
+        if not peeked and bucket.retry_after(key=key) > 0:
+            return self._paced(key, asked=False)
+        return self._slot_first(key, rate=True)
+
+    def _token_for_slot(self, key: Key) -> Verdict | None:
+        """With a slot of the gauge held: takes the request's token and
+        returns the admitted verdict, or gives the slot back and returns None
+        when the bucket has no token now."""
+        gauge = cast(Gauge, self.gauge)
+        bucket = cast("TokenBucket | LeakyBucket", self.bucket)
+        try:
+            took = bucket.try_acquire(key=key)
+            fields = self.rate_fields(key) if took and self.headers else None
+        except BaseException:
+            gauge.release()
+            raise
+        if not took:
+            gauge.release()
+            return None
+        self.admitted.add()
+        return Verdict(None, fields, True)
+
+    def _slot_first(self, key: Key, *, rate: bool) -> Admission:
+        """The rest of an admission that found the gauge full (and, with
+        `rate`, a token there): waits for a slot as long as the gauge's
+        `max_wait` allows, then takes the token."""
+        gauge = cast(Gauge, self.gauge)
+        if self.gauge_wait == 0:
+            refusal: Overloaded | None = self.gauge_refusal()
+        else:
+            refusal = yield Wait(gauge, None, self.gauge_wait)
+        if refusal is not None:
+            self.overloaded.add()
+            return Verdict(refusal, self.rate_fields(key) if rate and self.headers else [])
+        if not rate:
+            self.admitted.add()
+            return Verdict(None, None, True)
+        verdict = self._token_for_slot(key)
+        if verdict is not None:
+            return verdict
+        # Another request of the key took the token while this one waited.
+        return (yield from self._paced(key, asked=True))
+
+    def _paced(self, key: Key, *, asked: bool) -> Admission:
+        """The rest of an admission whose client had no token and holds no
+        slot: refused (429) unless the bucket may wait for one; then a slot
+        of the gauge, waited for as its `max_wait` allows. A request the
+        gauge then refuses has spent its token: a bucket takes none back.
+        Unless `asked`, the bucket is asked first, so that it counts its
+        own refusal (and grants a token that came since the peek)."""
+        bucket = cast("TokenBucket | LeakyBucket", self.bucket)
+        refusal: Overloaded | None = None
+        if not asked and bucket.try_acquire(key=key):
+            pass
+        elif self.bucket_wait == 0:
+            refusal = self.bucket_refusal(key)
+        else:
+            refusal = yield Wait(bucket, key, self.bucket_wait)
+        if refusal is not None:
+            self.rate_limited.add()
+            return Verdict(refusal, self.rate_fields(key) if self.headers else [])
+        fields = self.rate_fields(key) if self.headers else None
+        gauge = self.gauge
+        if gauge is None or gauge.try_acquire():
+            self.admitted.add()
+            return Verdict(None, fields, gauge is not None)
         if self.gauge_wait == 0:
             refusal = self.gauge_refusal()
         else:
@@ -298,22 +365,37 @@ class Shedding:
         return self.bucket.retry_after(key=key) > wait  # type: ignore[union-attr]
 
     def shadow_admit(self, request: Any, *, rate: bool = True) -> Fields:
-        """In shadow mode: takes the request's token (unless `rate` is false),
-        counts it in flight when there is a gauge (the caller calls
-        `shadow_leave` once it is done), counts what would have refused it,
-        and returns its response fields."""
+        """In shadow mode: counts the request in flight when there is a gauge
+        (the caller calls `shadow_leave` once it is done, unless this raises),
+        takes its token (unless `rate` is false) where a real `LoadShed`
+        would, counts what would have refused it, and returns its response
+        fields."""
         fields: Fields = []
         would_refuse = b""
-        bucket = self.bucket
-        if bucket is not None and rate:
-            key = self.key(request) if self.key is not None else None
-            if not bucket.try_acquire(key=key) and self._would_wait_too_long(key):
-                self.shadow_rate_limited.add()
-                would_refuse = b"429"
-            if self.headers:
-                fields = self.rate_fields(key)
+        bucket = self.bucket if rate else None
+        key: Key = None
+        if bucket is not None and self.key is not None:
+            key = self.key(request)
         gauge = self.gauge
-        if gauge is not None and self.shadow_in_flight.add() > gauge.limit and not would_refuse:
+        full = gauge is not None and self.shadow_in_flight.add() > gauge.limit
+        try:
+            if bucket is not None:
+                if full:
+                    # A real LoadShed takes no token for a request the gauge
+                    # refuses: this one would get 429 without a token, else 503.
+                    if self._would_wait_too_long(key):
+                        would_refuse = b"429"
+                elif not bucket.try_acquire(key=key) and self._would_wait_too_long(key):
+                    would_refuse = b"429"
+                if self.headers:
+                    fields = self.rate_fields(key)
+        except BaseException:
+            if gauge is not None:
+                self.shadow_leave()
+            raise
+        if would_refuse:
+            self.shadow_rate_limited.add()
+        elif full:
             self.shadow_overloaded.add()
             would_refuse = b"503"
         if would_refuse:
@@ -350,21 +432,37 @@ def retry_after_field(error: Overloaded) -> tuple[bytes, bytes]:
     return (b"retry-after", b"%d" % retry_after_seconds(error))
 
 
-def refusal_fields(error: Overloaded) -> tuple[int, bytes, Fields]:
-    """Status, body and fields of the default refusal."""
-    if isinstance(error, RateLimited):
-        status, body = 429, b"Too Many Requests\n"
+_REASONS = {429: "Too Many Requests", 503: "Service Unavailable"}
+
+
+def refusal_fields(error: Overloaded, *, json: bool = False) -> tuple[int, bytes, Fields]:
+    """Status, body and fields of the default refusal: plain text, or
+    FastAPI's `{"detail": ...}` when the request prefers JSON (`json`)."""
+    status = 429 if isinstance(error, RateLimited) else 503
+    reason = _REASONS[status]
+    if json:
+        body = b'{"detail":"%s"}' % reason.encode()
+        content_type = b"application/json"
     else:
-        status, body = 503, b"Service Unavailable\n"
+        body = reason.encode() + b"\n"
+        content_type = b"text/plain; charset=utf-8"
     return (
         status,
         body,
         [
-            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-type", content_type),
             (b"content-length", b"%d" % len(body)),
+            # The body follows Accept: a cache must not answer one with the other.
+            (b"vary", b"accept"),
             retry_after_field(error),
         ],
     )
+
+
+# The live middleware made with a name=, by (class, name): the handle a user
+# has on one the framework made (Starlette's add_middleware, Django's MIDDLEWARE).
+_NAMED: weakref.WeakValueDictionary[tuple[type, str], LoadShedBase] = weakref.WeakValueDictionary()
+_NAMED_LOCK = threading.Lock()
 
 
 class LoadShedBase:
@@ -390,6 +488,25 @@ class LoadShedBase:
         self._name = check_name(name)
         self.app = app
         self._shedding = Shedding(gauge, bucket, key, shadow, exempt, headers, on_reject)
+        if self._name is not None:
+            with _NAMED_LOCK:
+                _NAMED[type(self), self._name] = self
+
+    @classmethod
+    def named(cls, name: str) -> Self:
+        """The live middleware of this class made with `name=`, the one made
+        last if there are several: a handle on one that a framework built
+        (`app.add_middleware(LoadShed, ..., name="api")` builds it at the
+        app's first request or startup). Raises `LookupError` if there is none.
+        """
+        with _NAMED_LOCK:
+            found = _NAMED.get((cls, name))
+        if found is None:
+            raise LookupError(
+                f"no live {cls.__module__}.{cls.__qualname__} named {name!r}: it takes name=, "
+                "and a framework makes it at the first request or at startup"
+            )
+        return cast(Self, found)
 
     @property
     def gauge(self) -> Gauge | None:
@@ -413,4 +530,5 @@ class LoadShedBase:
     def __repr__(self) -> str:
         named = f"name={self._name!r} " if self._name is not None else ""
         shedding = self._shedding.describe()
-        return f"<{type(self).__module__}.LoadShed {named}{shedding} app={self.app!r}>"
+        kind = f"{type(self).__module__}.{type(self).__qualname__}"
+        return f"<{kind} {named}{shedding} app={self.app!r}>"

@@ -29,9 +29,10 @@ and `RateLimited` with 429, with `Retry-After`::
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, MutableMapping
 from typing import Any, cast
 
+from brakes._accept import prefers_json
 from brakes._brakes import Gauge, LeakyBucket, Overloaded, RateLimited, TokenBucket
 from brakes._shedding import (
     Fields,
@@ -41,7 +42,7 @@ from brakes._shedding import (
     refusal_fields,
     retry_after_field,
 )
-from brakes.http import KeyFunction
+from brakes.http import KeyFunction, _asgi_header
 
 __all__ = ["LoadShed", "exception_handlers"]
 
@@ -62,7 +63,8 @@ class LoadShed(LoadShedBase):
     - `bucket` (a `TokenBucket` or `LeakyBucket`), asked first: a request
       over the rate gets **429** with `Retry-After` (whole seconds, rounded up,
       at least 1). With `key=` (see `brakes.http`) each client draws from its
-      own tokens; the bucket's `max_keys` bounds how many it remembers.
+      own tokens; the bucket's `max_keys` bounds how many it remembers. A
+      token is taken once the request has its slot: a 503 spends none.
     - `gauge` (a `Gauge`): at most `gauge.limit` requests run at once. The
       slot is held until the app has returned or raised, the whole
       response and streaming included: a client that disconnects does not
@@ -82,8 +84,12 @@ class LoadShed(LoadShedBase):
     - `on_reject(scope, error)`: called with the `RateLimited` or `Overloaded`
       error of a refusal; it may return an ASGI app to answer with (a
       Starlette `Response` is one), or an awaitable of one, or None for the
-      default plain-text answer. `Retry-After` and the RateLimit fields are
+      default answer: plain text, or `{"detail": ...}` JSON when the request's
+      `Accept` prefers `application/json`. `Retry-After` and the RateLimit fields are
       added to its response unless it sets them itself.
+
+    With `name=`, `LoadShed.named(name)` returns the instance, for one that
+    `app.add_middleware(LoadShed, ...)` built.
 
     Lifespan scopes pass through. A websocket connection takes a gauge slot
     for as long as it is open; one that gets none is accepted and closed at
@@ -162,7 +168,6 @@ class LoadShed(LoadShedBase):
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, error: Overloaded, fields: Fields
     ) -> None:
-        status, body, default_fields = refusal_fields(error)
         on_reject = self._shedding.on_reject
         if on_reject is not None:
             response = on_reject(scope, error)
@@ -172,6 +177,8 @@ class LoadShed(LoadShedBase):
                 own = [retry_after_field(error), *fields]
                 await response(scope, receive, _adding(send, own, keep_existing=True))
                 return
+        json = prefers_json(_asgi_header(scope, b"accept"))
+        status, body, default_fields = refusal_fields(error, json=json)
         await send(
             {"type": "http.response.start", "status": status, "headers": default_fields + fields}
         )
@@ -243,25 +250,24 @@ async def _holding_slot(
         release()
 
 
-def _handler_response(error: Overloaded) -> Any:
-    from starlette.responses import PlainTextResponse
+def _handler_response(error: Overloaded, accept: str | None) -> Any:
+    from starlette.responses import Response
 
-    status, body, _ = refusal_fields(error)
-    name, value = retry_after_field(error)
-    return PlainTextResponse(
-        body.decode(), status_code=status, headers={name.decode(): value.decode()}
-    )
+    status, body, fields = refusal_fields(error, json=prefers_json(accept))
+    headers = {name.decode(): value.decode() for name, value in fields}
+    return Response(body, status_code=status, headers=headers)
 
 
 async def _overloaded_handler(request: Any, error: Exception) -> Any:
     """Starlette/FastAPI exception handler: `Overloaded` -> 503, `RateLimited`
-    -> 429, with `Retry-After`."""
+    -> 429, with `Retry-After`; JSON when the request prefers it."""
     if not isinstance(error, Overloaded):
         raise error
-    return _handler_response(error)
+    return _handler_response(error, request.headers.get("accept"))
 
 
-exception_handlers: dict[Any, Callable[[Any, Exception], Awaitable[Any]]] = {
+# A coroutine function, as FastAPI's annotation asks (Starlette's takes any awaitable).
+exception_handlers: dict[Any, Callable[[Any, Exception], Coroutine[Any, Any, Any]]] = {
     Overloaded: _overloaded_handler,
     RateLimited: _overloaded_handler,
 }

@@ -8,6 +8,7 @@ import threading
 import weakref
 from collections.abc import (
     AsyncIterable,
+    AsyncIterator,
     Awaitable,
     Callable,
     Coroutine,
@@ -17,7 +18,18 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    Never,
+    ParamSpec,
+    Self,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from brakes import _workers_async, _workers_sync
 from brakes._brakes import Channel, Gauge, QueueEmpty, QueueFull, QueueShutDown, Reorder, Tally
@@ -29,6 +41,19 @@ __all__ = ["PoolStats", "WorkerPool"]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
+_P = ParamSpec("_P")
+_ThreadOrAsync = Literal["thread", "async"]
+# The pool's mode, for type checkers: `WorkerPool(4)` is a
+# `WorkerPool[Literal["thread"]]`, whose `submit` returns a
+# `concurrent.futures.Future`; `WorkerPool(4, mode="async")` a
+# `WorkerPool[Literal["async"]]`, whose `submit` is awaited. A bare
+# `WorkerPool` may be either: its `submit` and `map` are `Any`.
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar as TypeVarWithDefault
+
+    _Mode = TypeVarWithDefault("_Mode", bound=_ThreadOrAsync, covariant=True, default=Any)
+else:  # Python 3.11's TypeVar takes no default, which only type checkers read.
+    _Mode = TypeVar("_Mode", bound=_ThreadOrAsync, covariant=True)
 
 # What Reorder.pop returns when the next result is not there yet.
 _NOT_YET = object()
@@ -65,7 +90,7 @@ class _Finished:
         yield
 
 
-class WorkerPool:
+class WorkerPool(Generic[_Mode]):
     """`workers` workers that run the functions given to them, at most
     `workers` at a time.
 
@@ -83,6 +108,39 @@ class WorkerPool:
     ...     list(pool.map(lambda x: x * 2, range(5)))
     [0, 2, 4, 6, 8]
     """
+
+    @overload
+    def __init__(
+        self: WorkerPool[Literal["thread"]],
+        workers: int,
+        *,
+        queue_size: int = 0,
+        overflow: Literal["block", "reject"] = "block",
+        mode: Literal["thread"] = "thread",
+        name: str | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: WorkerPool[Literal["async"]],
+        workers: int,
+        *,
+        queue_size: int = 0,
+        overflow: Literal["block", "reject"] = "block",
+        mode: Literal["async"],
+        name: str | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: WorkerPool[Any],
+        workers: int,
+        *,
+        queue_size: int = 0,
+        overflow: Literal["block", "reject"] = "block",
+        mode: _ThreadOrAsync,
+        name: str | None = None,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -131,8 +189,8 @@ class WorkerPool:
         return self._workers
 
     @property
-    def mode(self) -> Literal["thread", "async"]:
-        return self._mode
+    def mode(self) -> _Mode:
+        return cast(_Mode, self._mode)
 
     # Workers
 
@@ -196,14 +254,59 @@ class WorkerPool:
             "(overflow='reject')"
         )
 
-    def submit(self, fn: Callable[..., _R], /, *args: Any, **kwargs: Any) -> Any:
+    # A pool of unknown mode, `WorkerPool[Any]` (a bare `WorkerPool`
+    # annotation), matches only `self: WorkerPool[Never]`: its result is Any.
+    # A thread pool's future holds what an async function returns once
+    # awaited (it runs on the pool's loop), as an async pool's await does.
+    @overload
+    def submit(
+        self: WorkerPool[Never], fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Any: ...
+
+    @overload
+    def submit(
+        self: WorkerPool[Literal["thread"]],
+        fn: Callable[_P, Coroutine[Any, Any, _R]],
+        /,
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> concurrent.futures.Future[_R]: ...
+
+    @overload
+    def submit(
+        self: WorkerPool[Literal["thread"]],
+        fn: Callable[_P, _R],
+        /,
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> concurrent.futures.Future[_R]: ...
+
+    @overload
+    def submit(
+        self: WorkerPool[Literal["async"]],
+        fn: Callable[_P, Coroutine[Any, Any, _R]],
+        /,
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Coroutine[Any, Any, _R]: ...
+
+    @overload
+    def submit(
+        self: WorkerPool[Literal["async"]],
+        fn: Callable[_P, _R],
+        /,
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Coroutine[Any, Any, _R]: ...
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Runs `fn(*args, **kwargs)` on a worker. A thread pool returns a
         `concurrent.futures.Future` once a worker (or a place in the queue)
         took the job; an async pool returns an awaitable of the result."""
         check_callable("fn", fn)
         if self._mode == "async":
             return self._submit_async(fn, args, kwargs)
-        future: concurrent.futures.Future[_R] = concurrent.futures.Future()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         _workers_sync.put_job_sync(self, _Submitted(future, fn, args, kwargs))
         return future
 
@@ -216,10 +319,60 @@ class WorkerPool:
         # is then skipped.
         return await future
 
+    @overload
+    def map(
+        self: WorkerPool[Never],
+        fn: Callable[[Any], Any],
+        iterable: Iterable[Any] | AsyncIterable[Any],
+        *,
+        ordered: bool = True,
+        window: int | None = None,
+    ) -> Any: ...
+
+    @overload
+    def map(
+        self: WorkerPool[Literal["thread"]],
+        fn: Callable[[_T], Coroutine[Any, Any, _R]],
+        iterable: Iterable[_T],
+        *,
+        ordered: bool = True,
+        window: int | None = None,
+    ) -> Iterator[_R]: ...
+
+    @overload
+    def map(
+        self: WorkerPool[Literal["thread"]],
+        fn: Callable[[_T], _R],
+        iterable: Iterable[_T],
+        *,
+        ordered: bool = True,
+        window: int | None = None,
+    ) -> Iterator[_R]: ...
+
+    @overload
+    def map(
+        self: WorkerPool[Literal["async"]],
+        fn: Callable[[_T], Coroutine[Any, Any, _R]],
+        iterable: Iterable[_T] | AsyncIterable[_T],
+        *,
+        ordered: bool = True,
+        window: int | None = None,
+    ) -> AsyncIterator[_R]: ...
+
+    @overload
+    def map(
+        self: WorkerPool[Literal["async"]],
+        fn: Callable[[_T], _R],
+        iterable: Iterable[_T] | AsyncIterable[_T],
+        *,
+        ordered: bool = True,
+        window: int | None = None,
+    ) -> AsyncIterator[_R]: ...
+
     def map(
         self,
-        fn: Callable[[_T], _R] | Callable[[_T], Awaitable[_R]],
-        iterable: Iterable[_T] | AsyncIterable[_T],
+        fn: Callable[[Any], Any],
+        iterable: Iterable[Any] | AsyncIterable[Any],
         *,
         ordered: bool = True,
         window: int | None = None,
@@ -290,7 +443,7 @@ class WorkerPool:
         if wait and self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def __enter__(self) -> WorkerPool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -303,7 +456,7 @@ class WorkerPool:
             raise RuntimeError("use 'async with' with an async WorkerPool")
         self.shutdown()
 
-    async def __aenter__(self) -> WorkerPool:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

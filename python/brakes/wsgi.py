@@ -19,9 +19,10 @@ Waits happen in the server's worker thread, with the GIL released.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+from brakes._accept import prefers_json
 from brakes._brakes import Gauge, LeakyBucket, Overloaded, TokenBucket
 from brakes._shedding import (
     Fields,
@@ -32,20 +33,15 @@ from brakes._shedding import (
 )
 from brakes.http import KeyFunction
 
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+
 __all__ = ["LoadShed"]
 
-Environ = dict[str, Any]
+# The standard library's WSGI types, which Flask and Werkzeug annotate with too.
+Environ = WSGIEnvironment
 Headers = list[tuple[str, str]]
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-
-
-class StartResponse(Protocol):
-    def __call__(
-        self, status: str, headers: Headers, exc_info: ExcInfo | None = ..., /
-    ) -> Callable[[bytes], object]: ...
-
-
-WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+WSGIApp = WSGIApplication
 
 _REASONS = {429: "429 Too Many Requests", 503: "503 Service Unavailable"}
 
@@ -63,8 +59,9 @@ class LoadShed(LoadShedBase):
     and the gauge a slot, and answers it otherwise.
 
     It takes the options of `brakes.asgi.LoadShed` and behaves the same way:
-    the bucket is asked first and answers 429, the gauge answers 503, each
-    with `Retry-After`; `RateLimit-Policy`/`RateLimit` fields when
+    the bucket is asked first and answers 429, the gauge answers 503 (and
+    a request it refuses spends no token), each with `Retry-After`, in JSON
+    when the request's `Accept` prefers it; `RateLimit-Policy`/`RateLimit` fields when
     `headers=True`; `shadow`, `exempt` and `on_reject` alike (`on_reject`
     gets the `environ` and may return a WSGI app to answer with, such as a
     Flask or Werkzeug `Response`).
@@ -135,13 +132,14 @@ class LoadShed(LoadShedBase):
         error: Overloaded,
         fields: Fields,
     ) -> Iterable[bytes]:
-        status, body, default_fields = refusal_fields(error)
         on_reject = self._shedding.on_reject
         if on_reject is not None:
             response = on_reject(environ, error)
             if response is not None:
                 own = _text([retry_after_field(error), *fields])
                 return response(environ, _adding(start_response, own, keep_existing=True))  # type: ignore[no-any-return]
+        json = prefers_json(environ.get("HTTP_ACCEPT"))
+        status, body, default_fields = refusal_fields(error, json=json)
         start_response(_REASONS[status], _text(default_fields + fields))
         return [body]
 
@@ -150,7 +148,7 @@ def _adding(start_response: StartResponse, fields: Headers, *, keep_existing: bo
     """`start_response`, adding `fields` to the response's headers."""
 
     def start_with_fields(
-        status: str, headers: Headers, exc_info: ExcInfo | None = None
+        status: str, headers: Headers, exc_info: OptExcInfo | None = None
     ) -> Callable[[bytes], object]:
         if keep_existing:
             present = {name.lower() for name, _ in headers}

@@ -109,6 +109,12 @@ pub enum Enqueued {
 #[must_use = "granted waiters must be woken"]
 pub struct Granted(Vec<Arc<Waiter>>);
 
+impl Granted {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverRelease {
     pub held: u64,
@@ -366,6 +372,40 @@ impl Gauge {
         drop(state);
         self.wake(granted);
         Ok(held)
+    }
+
+    /// `release`, for a caller holding a lock of its own: returns the waiters
+    /// admitted, to be woken with `wake_granted` once that lock is dropped,
+    /// and whether the gauge is idle now.
+    pub fn release_granting(&self, n: u64) -> Result<(Granted, bool), OverRelease> {
+        let mut state = self.state.lock();
+        let held = state.in_flight;
+        if n > held {
+            return Err(OverRelease { held });
+        }
+        state.in_flight -= n;
+        let granted = state.grant_waiters();
+        let idle = state.in_flight == 0 && state.waiters.is_empty() && state.resuming == 0;
+        Ok((Granted(granted), idle))
+    }
+
+    /// Adds this gauge's counters and wait histogram to `total` (a gauge
+    /// being forgotten). Its hold histogram is not read: keyed blocks are
+    /// not timed.
+    pub fn add_counters_to(&self, total: &mut Snapshot) {
+        let state = self.state.lock();
+        let c = &self.counters;
+        total.acquired += state.acquired;
+        total.waited += state.waited;
+        total.rejected += c.rejected.load(Ordering::Relaxed);
+        total.timed_out += c.timed_out.load(Ordering::Relaxed);
+        total.cancelled += c.cancelled.load(Ordering::Relaxed);
+        let zeros = state.acquired - state.waited;
+        if state.waited == 0 {
+            total.wait.counts[0] += zeros;
+        } else {
+            total.wait = total.wait.merged(&self.waits.snapshot(zeros));
+        }
     }
 
     /// Raising the limit admits waiters at once; lowering it takes effect as

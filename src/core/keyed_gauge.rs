@@ -88,19 +88,24 @@ impl KeyedGauges {
     /// in use already (a refusal is counted).
     fn checkout(&self, key: &Key) -> Option<Arc<Gauge>> {
         let mut table = self.table.lock();
-        if let Some(gauge) = table.keys.get(key) {
-            return Some(Arc::clone(gauge));
+        self.entry(&mut table, key).map(Arc::clone)
+    }
+
+    /// The key's entry in `table`, made if the key is new and there is room.
+    fn entry<'t>(&self, table: &'t mut Table, key: &Key) -> Option<&'t Arc<Gauge>> {
+        // Looked up first, so that a key in use is neither cloned nor hashed twice.
+        if !table.keys.contains_key(key) {
+            if self.max_keys.is_some_and(|max| table.keys.len() >= max) {
+                table.refused_keys += 1;
+                return None;
+            }
+            let gauge = Arc::new(Gauge::with_clock(
+                self.limit.load(Ordering::Relaxed),
+                Arc::clone(&self.clock),
+            ));
+            table.keys.insert(key.clone(), gauge);
         }
-        if self.max_keys.is_some_and(|max| table.keys.len() >= max) {
-            table.refused_keys += 1;
-            return None;
-        }
-        let gauge = Arc::new(Gauge::with_clock(
-            self.limit.load(Ordering::Relaxed),
-            Arc::clone(&self.clock),
-        ));
-        table.keys.insert(key.clone(), Arc::clone(&gauge));
-        Some(gauge)
+        table.keys.get(key)
     }
 
     /// The key's gauge if it is in use.
@@ -109,21 +114,26 @@ impl KeyedGauges {
     }
 
     /// Forgets the key if nobody else holds its gauge and it is idle. Called
-    /// by whoever made it idle, once it let go of its own clone.
+    /// by whoever may have made it idle, once it let go of its own clone.
     fn forget_if_idle(&self, key: &Key) {
         let mut table = self.table.lock();
-        let Some(gauge) = table.keys.get(key) else {
+        let idle = table
+            .keys
+            .get(key)
+            .is_some_and(|gauge| Arc::strong_count(gauge) == 1 && gauge.is_idle());
+        if idle {
+            self.forget(&mut table, key);
+        }
+    }
+
+    /// Removes an idle key, its counters folded into the totals.
+    fn forget(&self, table: &mut Table, key: &Key) {
+        let Some(gauge) = table.keys.remove(key) else {
             return;
         };
-        if Arc::strong_count(gauge) > 1 || !gauge.is_idle() {
-            return;
-        }
-        let snapshot = gauge.snapshot();
-        table.keys.remove(key);
         let limit = self.limit.load(Ordering::Relaxed);
-        let mut retired = table.retired.unwrap_or_else(|| empty(limit));
-        add(&mut retired, &snapshot);
-        table.retired = Some(retired);
+        let retired = table.retired.get_or_insert_with(|| empty(limit));
+        gauge.add_counters_to(retired);
         if table.keys.capacity() > 64 && table.keys.capacity() > 4 * table.keys.len() {
             let len = table.keys.len();
             table.keys.shrink_to(2 * len);
@@ -132,30 +142,48 @@ impl KeyedGauges {
 
     /// Takes `n` of the key's permits if they are free and nobody is queued.
     pub fn try_acquire(&self, key: &Key, n: u64) -> KeyedAdmission {
-        let Some(gauge) = self.checkout(key) else {
+        let mut table = self.table.lock();
+        let Some(gauge) = self.entry(&mut table, key) else {
             return KeyedAdmission::KeysFull;
         };
         let admission = gauge.try_acquire(n, Patience::FailFast);
-        if admission == Admission::Busy {
-            gauge.count_rejected();
-        }
-        drop(gauge);
         if admission != Admission::Acquired {
-            self.forget_if_idle(key);
+            if admission == Admission::Busy {
+                gauge.count_rejected();
+            }
+            // A new key refused (too much asked, or a limit of 0) holds nothing.
+            if Arc::strong_count(gauge) == 1 && gauge.is_idle() {
+                self.forget(&mut table, key);
+            }
         }
         KeyedAdmission::Gauge(admission)
     }
 
     /// Gives back `n` of the key's permits; more than it holds is an error.
     pub fn release(&self, key: &Key, n: u64) -> Result<(), OverRelease> {
-        let Some(gauge) = self.find(key) else {
-            return Err(OverRelease { held: 0 });
+        let woken = {
+            let mut table = self.table.lock();
+            let Some(gauge) = table.keys.get(key) else {
+                return Err(OverRelease { held: 0 });
+            };
+            let (granted, idle) = gauge.release_granting(n)?;
+            if granted.is_empty() {
+                if idle && Arc::strong_count(gauge) == 1 {
+                    self.forget(&mut table, key);
+                }
+                None
+            } else {
+                Some((Arc::clone(gauge), granted))
+            }
         };
-        // Waiters are woken here, with the table's lock not held.
-        let released = gauge.release(n).map(|_| ());
-        drop(gauge);
-        self.forget_if_idle(key);
-        released
+        // Waiters are woken with the table's lock not held.
+        if let Some((gauge, granted)) = woken {
+            gauge.wake_granted(granted);
+            drop(gauge);
+            // A granted waiter that could not be reached gave its grant back.
+            self.forget_if_idle(key);
+        }
+        Ok(())
     }
 
     /// Sets every key's limit, and the limit of keys to come.
@@ -278,6 +306,11 @@ impl Wait for KeyedAcquire {
         let polled = self.wait.as_mut().map(|wait| wait.poll(waker));
         match polled {
             Some(Poll::Pending(sleep)) => Poll::Pending(sleep),
+            Some(Poll::Ready(Ok(()))) => {
+                // It holds permits: the key stays, no need to look.
+                self.wait = None;
+                Poll::Ready(Ok(()))
+            }
             Some(Poll::Ready(outcome)) => {
                 self.finish();
                 Poll::Ready(outcome)

@@ -461,13 +461,40 @@ impl Bucket {
     /// bucket(key="alice"):`, `async with`, or `@bucket(key=lambda request,
     /// *a, **kw: request.client.host)`, whose function is given each call's
     /// arguments.
-    #[pyo3(signature = (func = None, /, **kwargs))]
+    #[pyo3(signature = (func = None, /, *, key = None, **kwargs))]
     fn __call__(
         slf: &Bound<'_, Self>,
         func: Option<&Bound<'_, PyAny>>,
+        key: Option<&Bound<'_, PyAny>>,
         kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        limit_calls(slf.as_any(), func, kwargs)
+        let py = slf.py();
+        if kwargs.is_some() || key.is_some_and(PyAnyMethods::is_callable) {
+            // A wrong keyword, or a key function: Python's side.
+            let all = kwargs.map_or_else(|| pyo3::types::PyDict::new(py), Clone::clone);
+            if let Some(key) = key {
+                all.set_item("key", key)?;
+            }
+            return limit_calls(slf.as_any(), func, Some(&all));
+        }
+        if let (Some(func), None) = (func, key) {
+            return limit_calls(slf.as_any(), Some(func), None);
+        }
+        // A key value (or none: the limiter's own).
+        let key_value = key_argument(key)?;
+        let key_object = key.map_or_else(|| py.None(), |k| k.clone().unbind());
+        let keyed = Py::new(
+            py,
+            BucketKey {
+                bucket: slf.clone().unbind(),
+                key: key_value,
+                key_object,
+            },
+        )?;
+        match func {
+            None => Ok(keyed.into_any()),
+            Some(func) => limit_calls(keyed.bind(py).as_any(), Some(func), None),
+        }
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -493,6 +520,65 @@ impl Bucket {
             stats.keys,
             stats.waiting,
             wait_repr(this.max_wait)
+        ))
+    }
+}
+
+/// `bucket(key="alice")`: the bucket's `with`, `async with` and decorator
+/// forms for one key's tokens, waiting as the bucket's `max_wait` allows.
+#[pyclass(frozen, module = "brakes")]
+pub struct BucketKey {
+    bucket: Py<Bucket>,
+    key: Key,
+    key_object: Py<PyAny>,
+}
+
+#[pymethods]
+impl BucketKey {
+    /// The bucket.
+    #[getter]
+    fn bucket(&self, py: Python<'_>) -> Py<PyAny> {
+        self.bucket.clone_ref(py).into_any()
+    }
+
+    /// The key.
+    #[getter]
+    fn key(&self, py: Python<'_>) -> Py<PyAny> {
+        self.key_object.clone_ref(py)
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        let bucket = self.bucket.get();
+        bucket.block(py, self.key.clone(), 1, bucket.max_wait)
+    }
+
+    /// Nothing to give back: a token taken is spent.
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) {}
+
+    fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let bucket = self.bucket.get();
+        enter::<BucketAcquire>(
+            py,
+            bucket.call(self.key.clone(), 1, bucket.max_wait, || Value::None),
+        )
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<Py<Ready>> {
+        ready(py)
+    }
+
+    /// `@bucket(key="alice")`: each call takes one of the key's tokens first.
+    fn __call__(slf: &Bound<'_, Self>, func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        limit_calls(slf.as_any(), Some(func), None)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "<brakes.BucketKey key={} of {}>",
+            self.key.describe(),
+            self.bucket.bind(py).repr()?
         ))
     }
 }
@@ -709,6 +795,7 @@ stats_class!(
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Bucket>()?;
     module.add_class::<TokenBucket>()?;
+    module.add_class::<BucketKey>()?;
     module.add_class::<LeakyBucket>()?;
     module.add_class::<BucketStats>()?;
     super::awaitable::register::<BucketAcquire>(module)

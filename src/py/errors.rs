@@ -45,6 +45,8 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
     py.get_type::<Overloaded>()
         .setattr("retry_after", py.None())?;
+    // Always a number for a rate limit, even one raised by user code.
+    py.get_type::<RateLimited>().setattr("retry_after", 0.0)?;
     module.add("BrakesError", py.get_type::<BrakesError>())?;
     module.add("Overloaded", py.get_type::<Overloaded>())?;
     module.add("RateLimited", py.get_type::<RateLimited>())?;
@@ -140,7 +142,7 @@ pub fn overloaded(message: String) -> PyErr {
 pub fn rate_limited(py: Python<'_>, message: String, retry_after: f64) -> PyErr {
     let err = RateLimited::new_err(message);
     // Setting an attribute on a fresh exception instance cannot fail in practice;
-    // if it did, the class default (None) would still answer.
+    // if it did, the class default (0.0) would still answer.
     let _ = err.value(py).setattr("retry_after", retry_after);
     err
 }

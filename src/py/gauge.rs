@@ -645,13 +645,40 @@ impl Gauge {
     /// `gauge(key=...)` is the same for one key's permits: `with
     /// gauge(key="alice"):`, `async with`, or `@gauge(key=lambda user, *a,
     /// **kw: user.id)`, whose function is given each call's arguments.
-    #[pyo3(signature = (func = None, /, **kwargs))]
+    #[pyo3(signature = (func = None, /, *, key = None, **kwargs))]
     fn __call__(
         slf: &Bound<'_, Self>,
         func: Option<&Bound<'_, PyAny>>,
+        key: Option<&Bound<'_, PyAny>>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        limit_calls(slf.as_any(), func, kwargs)
+        let py = slf.py();
+        if kwargs.is_some() || key.is_some_and(PyAnyMethods::is_callable) {
+            // A wrong keyword, or a key function: Python's side.
+            let all = kwargs.map_or_else(|| PyDict::new(py), Clone::clone);
+            if let Some(key) = key {
+                all.set_item("key", key)?;
+            }
+            return limit_calls(slf.as_any(), func, Some(&all));
+        }
+        if let (Some(func), None) = (func, key) {
+            return limit_calls(slf.as_any(), Some(func), None);
+        }
+        // A key value (or none: the limiter's own).
+        let key_value = slf.get().key_of(key)?;
+        let key_object = key.map_or_else(|| py.None(), |k| k.clone().unbind());
+        let keyed = Py::new(
+            py,
+            GaugeKey {
+                gauge: slf.clone().unbind(),
+                key: key_value,
+                key_object,
+            },
+        )?;
+        match func {
+            None => Ok(keyed.into_any()),
+            Some(func) => limit_calls(keyed.bind(py).as_any(), Some(func), None),
+        }
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -672,6 +699,67 @@ impl Gauge {
             s.limit,
             s.in_flight,
             s.waiting
+        ))
+    }
+}
+
+/// `gauge(key="alice")`: the gauge's `with`, `async with` and decorator forms
+/// for one key's permits, waiting as the gauge's `max_wait` allows.
+#[pyclass(frozen, module = "brakes")]
+pub struct GaugeKey {
+    gauge: Py<Gauge>,
+    key: Key,
+    key_object: Py<PyAny>,
+}
+
+#[pymethods]
+impl GaugeKey {
+    /// The gauge.
+    #[getter]
+    fn gauge(&self, py: Python<'_>) -> Py<Gauge> {
+        self.gauge.clone_ref(py)
+    }
+
+    /// The key.
+    #[getter]
+    fn key(&self, py: Python<'_>) -> Py<PyAny> {
+        self.key_object.clone_ref(py)
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        let gauge = self.gauge.get();
+        gauge.block_for(py, self.key.clone(), 1, gauge.max_wait)
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, _exc_info: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.gauge.get().release_key(&self.key, 1)
+    }
+
+    fn __aenter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let gauge = self.gauge.get();
+        enter::<GaugeAcquire>(
+            py,
+            gauge.call_for(self.key.clone(), 1, gauge.max_wait, || Value::None),
+        )
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<Py<Ready>> {
+        self.gauge.get().release_key(&self.key, 1)?;
+        ready(py)
+    }
+
+    /// `@gauge(key="alice")`: each call holds one of the key's permits.
+    fn __call__(slf: &Bound<'_, Self>, func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        limit_calls(slf.as_any(), Some(func), None)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "<brakes.GaugeKey key={} of {}>",
+            self.key.describe(),
+            self.gauge.bind(py).repr()?
         ))
     }
 }
@@ -758,6 +846,7 @@ stats_class!(
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Gauge>()?;
     module.add_class::<GaugeStats>()?;
+    module.add_class::<GaugeKey>()?;
     module.add_class::<Histogram>()?;
     super::awaitable::register::<GaugeAcquire>(module)
 }
