@@ -315,6 +315,12 @@ def test_a_wrong_keyword_names_the_public_class() -> None:
         wrong = rf"^{name}\(\) got an unexpected keyword argument 'kye'"
         with pytest.raises(TypeError, match=wrong):
             limiter(kye=1)  # type: ignore[call-overload]
+        for method in ("try_acquire", "acquire", "acquire_blocking"):
+            wrong = rf"^{name}\.{method}\(\) got an unexpected keyword argument 'kye'"
+            with pytest.raises(TypeError, match=wrong):
+                getattr(limiter, method)(kye=1)
+        with pytest.raises(TypeError, match=rf"^{name}\.stats\(\)"):
+            limiter.stats(kye=1)
         # No key is the limiter's own permits or tokens.
         with limiter():
             pass

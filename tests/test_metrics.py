@@ -381,6 +381,20 @@ def test_a_scrape_reports_what_a_gauge_did(scrape: Any) -> None:
     assert _value(values, "brakes_wait_seconds_bucket", le="+Inf", **labels) == 4
 
 
+def test_a_scrape_reports_a_keyed_gauges_totals_and_keys_in_use(scrape: Any) -> None:
+    registry, read = scrape
+    hosts = prometheus.register(brakes.Gauge(1, name="hosts"), registry=registry)
+    for host in ("a", "b", "c"):
+        assert hosts.try_acquire(key=host)
+    assert not hosts.try_acquire(key="a")
+    hosts.release(key="c")
+    values = read()
+    assert _value(values, "brakes_gauge_keys", name="hosts") == 2
+    assert _value(values, "brakes_gauge_in_flight", name="hosts") == 2
+    assert _value(values, "brakes_gauge_acquisitions_total", name="hosts", outcome="immediate") == 3
+    assert _value(values, "brakes_gauge_acquisitions_total", name="hosts", outcome="rejected") == 1
+
+
 def test_a_scrape_reports_buckets_queues_and_breakers(scrape: Any) -> None:
     registry, read = scrape
     bucket = prometheus.register(brakes.TokenBucket(1, burst=3, name="api"), registry=registry)

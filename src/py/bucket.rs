@@ -292,6 +292,99 @@ impl Bucket {
         wait_here(py, &mut call)?
             .map_err(|failure| remote_error(RemoteError::Backend(failure.message()), &remote.name))
     }
+
+    /// Takes `n` tokens if they are there now and nobody is queued; never waits.
+    fn try_acquire_impl(
+        &self,
+        py: Python<'_>,
+        n: i64,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let n = weight(n)?;
+        let key = key_argument(key)?;
+        if self.remote.is_some() {
+            return match self.block(py, key, n, Some(0.0)) {
+                Ok(taken) => Ok(taken),
+                Err(err) if err.is_instance_of::<super::errors::RateLimited>(py) => Ok(false),
+                Err(err) => Err(err),
+            };
+        }
+        match self.core.try_acquire(key, n) {
+            Attempt::Acquired => Ok(true),
+            Attempt::TooLarge { most } => Err(weight_error(n, most)),
+            Attempt::Later { .. } => {
+                self.core.count_rejected();
+                Ok(false)
+            }
+        }
+    }
+
+    /// Waits on the running event loop for `n` tokens and returns True. If
+    /// the wait needed is longer than `timeout`, raises `RateLimited` at once.
+    fn acquire_impl(
+        &self,
+        py: Python<'_>,
+        n: i64,
+        timeout: Option<f64>,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<BucketAcquire>> {
+        let n = weight(n)?;
+        let timeout = wait_seconds("timeout", timeout)?;
+        let key = key_argument(key)?;
+        BucketAcquire::new(py, self.call(key, n, timeout, || Value::True))
+    }
+
+    /// Waits in this thread, with the GIL released, for `n` tokens and returns
+    /// True. If the wait needed is longer than `timeout`, raises `RateLimited`
+    /// at once.
+    fn acquire_blocking_impl(
+        &self,
+        py: Python<'_>,
+        n: i64,
+        timeout: Option<f64>,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let n = weight(n)?;
+        let timeout = wait_seconds("timeout", timeout)?;
+        let key = key_argument(key)?;
+        self.block(py, key, n, timeout)
+    }
+
+    /// Seconds until `n` tokens could be granted (behind anyone queued), 0.0
+    /// if now. Rounded up: waiting this long always suffices.
+    fn retry_after_impl(
+        &self,
+        py: Python<'_>,
+        n: i64,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<f64> {
+        let n = weight(n)?;
+        let key = key_argument(key)?;
+        if let Some(remote) = &self.remote {
+            if let Some(most) = remote.most().filter(|&most| n > most) {
+                return Err(weight_error(n, most));
+            }
+            return self
+                .peek(py, remote, key, n)
+                .map(|(wait_ns, _)| seconds(wait_ns));
+        }
+        self.core
+            .retry_after_ns(&key, n)
+            .map(seconds)
+            .map_err(|most| weight_error(n, most))
+    }
+
+    /// A frozen snapshot of the bucket's counters (with a backend: this
+    /// process's calls).
+    fn stats_impl(&self) -> BucketStats {
+        let local = self.core.snapshot();
+        match &self.remote {
+            None => BucketStats::local(&local),
+            Some(remote) => {
+                BucketStats::shared(&remote.snapshot(), remote.remembered() as u64, &local)
+            }
+        }
+    }
 }
 
 #[pymethods]
@@ -328,91 +421,6 @@ impl Bucket {
         self.remote.as_ref().and_then(|r| r.last_redis_now_ns())
     }
 
-    /// Takes `n` tokens if they are there now and nobody is queued; never waits.
-    #[pyo3(signature = (n = 1, *, key = None))]
-    fn try_acquire(
-        &self,
-        py: Python<'_>,
-        #[pyo3(from_py_with = arg::n)] n: i64,
-        key: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        let n = weight(n)?;
-        let key = key_argument(key)?;
-        if self.remote.is_some() {
-            return match self.block(py, key, n, Some(0.0)) {
-                Ok(taken) => Ok(taken),
-                Err(err) if err.is_instance_of::<super::errors::RateLimited>(py) => Ok(false),
-                Err(err) => Err(err),
-            };
-        }
-        match self.core.try_acquire(key, n) {
-            Attempt::Acquired => Ok(true),
-            Attempt::TooLarge { most } => Err(weight_error(n, most)),
-            Attempt::Later { .. } => {
-                self.core.count_rejected();
-                Ok(false)
-            }
-        }
-    }
-
-    /// Waits on the running event loop for `n` tokens and returns True. If
-    /// the wait needed is longer than `timeout`, raises `RateLimited` at once.
-    #[pyo3(signature = (n = 1, *, timeout = None, key = None))]
-    fn acquire(
-        &self,
-        py: Python<'_>,
-        #[pyo3(from_py_with = arg::n)] n: i64,
-        #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
-        key: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<BucketAcquire>> {
-        let n = weight(n)?;
-        let timeout = wait_seconds("timeout", timeout)?;
-        let key = key_argument(key)?;
-        BucketAcquire::new(py, self.call(key, n, timeout, || Value::True))
-    }
-
-    /// Waits in this thread, with the GIL released, for `n` tokens and returns
-    /// True. If the wait needed is longer than `timeout`, raises `RateLimited`
-    /// at once.
-    #[pyo3(signature = (n = 1, *, timeout = None, key = None))]
-    fn acquire_blocking(
-        &self,
-        py: Python<'_>,
-        #[pyo3(from_py_with = arg::n)] n: i64,
-        #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
-        key: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        let n = weight(n)?;
-        let timeout = wait_seconds("timeout", timeout)?;
-        let key = key_argument(key)?;
-        self.block(py, key, n, timeout)
-    }
-
-    /// Seconds until `n` tokens could be granted (behind anyone queued), 0.0
-    /// if now. Rounded up: waiting this long always suffices.
-    #[pyo3(signature = (n = 1, *, key = None))]
-    fn retry_after(
-        &self,
-        py: Python<'_>,
-        #[pyo3(from_py_with = arg::n)] n: i64,
-        key: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<f64> {
-        let n = weight(n)?;
-        let key = key_argument(key)?;
-        if let Some(remote) = &self.remote {
-            if let Some(most) = remote.most().filter(|&most| n > most) {
-                return Err(weight_error(n, most));
-            }
-            return self
-                .peek(py, remote, key, n)
-                .map(|(wait_ns, _)| seconds(wait_ns));
-        }
-        self.core
-            .retry_after_ns(&key, n)
-            .map(seconds)
-            .map_err(|most| weight_error(n, most))
-    }
-
     /// The limit's name (in Redis, with a backend), or None.
     #[getter]
     fn name(&self) -> Option<&str> {
@@ -423,18 +431,6 @@ impl Bucket {
     #[getter]
     fn backend(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.backend_object.as_ref().map(|b| b.clone_ref(py))
-    }
-
-    /// A frozen snapshot of the bucket's counters (with a backend: this
-    /// process's calls).
-    fn stats(&self) -> BucketStats {
-        let local = self.core.snapshot();
-        match &self.remote {
-            None => BucketStats::local(&local),
-            Some(remote) => {
-                BucketStats::shared(&remote.snapshot(), remote.remembered() as u64, &local)
-            }
-        }
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -510,7 +506,7 @@ impl Bucket {
             ),
             None => String::new(),
         };
-        let stats = this.stats();
+        let stats = this.stats_impl();
         Ok(format!(
             "<{}.{}{shared} rate={:?} per={:?} {shape} keys={} waiting={} max_wait={}>",
             slf.get_type().module()?,
@@ -522,6 +518,69 @@ impl Bucket {
             wait_repr(this.max_wait)
         ))
     }
+}
+
+/// The protocol's methods with arguments, defined on each bucket class so
+/// that an argument error names it (`TokenBucket.acquire()`), not the base.
+macro_rules! bucket_pymethods {
+    ($class:ident { $($body:tt)* }) => {
+        #[pymethods]
+        impl $class {
+            $($body)*
+
+            /// Takes `n` tokens if they are there now and nobody is queued; never waits.
+            #[pyo3(signature = (n = 1, *, key = None))]
+            fn try_acquire(
+                slf: &Bound<'_, Self>,
+                #[pyo3(from_py_with = arg::n)] n: i64,
+                key: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<bool> {
+                slf.as_super().get().try_acquire_impl(slf.py(), n, key)
+            }
+
+            /// Waits on the running event loop for `n` tokens and returns True. If
+            /// the wait needed is longer than `timeout`, raises `RateLimited` at once.
+            #[pyo3(signature = (n = 1, *, timeout = None, key = None))]
+            fn acquire(
+                slf: &Bound<'_, Self>,
+                #[pyo3(from_py_with = arg::n)] n: i64,
+                #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
+                key: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<Py<BucketAcquire>> {
+                slf.as_super().get().acquire_impl(slf.py(), n, timeout, key)
+            }
+
+            /// Waits in this thread, with the GIL released, for `n` tokens and returns
+            /// True. If the wait needed is longer than `timeout`, raises `RateLimited`
+            /// at once.
+            #[pyo3(signature = (n = 1, *, timeout = None, key = None))]
+            fn acquire_blocking(
+                slf: &Bound<'_, Self>,
+                #[pyo3(from_py_with = arg::n)] n: i64,
+                #[pyo3(from_py_with = arg::timeout)] timeout: Option<f64>,
+                key: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<bool> {
+                slf.as_super().get().acquire_blocking_impl(slf.py(), n, timeout, key)
+            }
+
+            /// Seconds until `n` tokens could be granted (behind anyone queued), 0.0
+            /// if now. Rounded up: waiting this long always suffices.
+            #[pyo3(signature = (n = 1, *, key = None))]
+            fn retry_after(
+                slf: &Bound<'_, Self>,
+                #[pyo3(from_py_with = arg::n)] n: i64,
+                key: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<f64> {
+                slf.as_super().get().retry_after_impl(slf.py(), n, key)
+            }
+
+            /// A frozen snapshot of the bucket's counters (with a backend: this
+            /// process's calls).
+            fn stats(slf: &Bound<'_, Self>) -> BucketStats {
+                slf.as_super().get().stats_impl()
+            }
+        }
+    };
 }
 
 /// `bucket(key="alice")`: the bucket's `with`, `async with` and decorator
@@ -604,8 +663,7 @@ pub struct TokenBucket {
     burst: u64,
 }
 
-#[pymethods]
-impl TokenBucket {
+bucket_pymethods!(TokenBucket {
     #[new]
     #[pyo3(signature = (rate, *, per = 1.0, burst = None, max_wait = None, clock = None, max_keys = None, backend = None, name = None))]
     #[allow(clippy::too_many_arguments)]
@@ -674,7 +732,7 @@ impl TokenBucket {
         }
         Ok(base.core.tokens(&key))
     }
-}
+});
 
 /// A leaky bucket: grants exactly `per / rate` seconds apart, with no
 /// bursts; `n` books n consecutive slots. At most `capacity` callers may wait
@@ -691,8 +749,7 @@ pub struct LeakyBucket {
     capacity: Option<u64>,
 }
 
-#[pymethods]
-impl LeakyBucket {
+bucket_pymethods!(LeakyBucket {
     #[new]
     #[pyo3(signature = (rate, *, per = 1.0, capacity = None, max_wait = None, clock = None, max_keys = None, backend = None, name = None))]
     #[allow(clippy::too_many_arguments)]
@@ -733,7 +790,7 @@ impl LeakyBucket {
     fn capacity(&self) -> Option<u64> {
         self.capacity
     }
-}
+});
 
 impl BucketStats {
     fn local(s: &BucketSnapshot) -> Self {

@@ -86,6 +86,7 @@ GAUGE_WAITING = _m(
     "Callers queued for a permit.",
     otel="brakes.gauge.queued_requests",
 )
+GAUGE_KEYS = _m("gauge", "keys", "gauge", "{key}", "Keys in use (with key=).")
 GAUGE_ACQUISITIONS = _m(
     "gauge",
     "acquisitions",
@@ -266,6 +267,9 @@ def _gauge(obj: Any) -> Iterator[Reading]:
     yield GAUGE_LIMIT, (), s.limit
     yield GAUGE_IN_FLIGHT, (), s.in_flight
     yield GAUGE_WAITING, (), s.waiting
+    keys = getattr(s, "keys", None)
+    if keys is not None and obj.backend is None:
+        yield GAUGE_KEYS, (), keys
     yield GAUGE_ACQUISITIONS, ("immediate",), s.acquired - s.waited
     yield GAUGE_ACQUISITIONS, ("waited",), s.waited
     yield GAUGE_ACQUISITIONS, ("rejected",), s.rejected
