@@ -179,9 +179,12 @@ impl KeyedGauges {
         // Waiters are woken with the table's lock not held.
         if let Some((gauge, granted)) = woken {
             gauge.wake_granted(granted);
-            drop(gauge);
             // A granted waiter that could not be reached gave its grant back.
-            self.forget_if_idle(key);
+            let idle = gauge.is_idle();
+            drop(gauge);
+            if idle {
+                self.forget_if_idle(key);
+            }
         }
         Ok(())
     }
