@@ -350,3 +350,71 @@ def test_decorator_order_bucket_outside_waits_for_a_token_without_holding_a_slot
     clock.advance(1.0)
     caller.join(timeout=10)
     assert inside.is_set()
+
+
+def test_odd_keys_are_refused_clearly_or_kept_apart() -> None:
+    gauge = brakes.Gauge(1)
+
+    class UserId(int):
+        def __str__(self) -> str:
+            return "user"
+
+    assert gauge.try_acquire(key=UserId(2**70))
+    assert gauge.try_acquire(key=UserId(2**71)), "a big int is keyed by its value"
+    with pytest.raises(ValueError, match="key must be a str that encodes to UTF-8"):
+        gauge.try_acquire(key="\ud800")
+    with pytest.raises(ValueError, match="key is an int too large to use"):
+        gauge.try_acquire(key=10**5000)
+    assert gauge.try_acquire(key="x" * 10_000)
+    with pytest.raises(brakes.Overloaded) as refused:
+        gauge.acquire_blocking(key="x" * 10_000, timeout=0)
+    assert len(str(refused.value)) < 300, "a long key is cut in messages"
+
+
+def test_n_is_checked_even_when_max_keys_are_in_use() -> None:
+    gauge = brakes.Gauge(1, max_keys=1)
+    assert gauge.try_acquire(key="a")
+    for call in (
+        lambda: gauge.try_acquire(5, key="b"),
+        lambda: gauge.acquire_blocking(5, key="b"),
+    ):
+        with pytest.raises(ValueError, match="n=5 is more than the gauge's limit of 1"):
+            call()
+
+
+def test_a_reference_cycle_through_a_keyed_block_is_collected() -> None:
+    import gc
+    import weakref
+
+    class MyGauge(brakes.Gauge):
+        pass
+
+    class MyBucket(brakes.TokenBucket):
+        pass
+
+    class Key(str):
+        pass
+
+    def cycle(make: Any) -> weakref.ref[Any]:
+        limiter = make(1)
+        limiter.for_alice = limiter(key="alice")  # limiter -> view -> limiter
+        key = Key("bob")
+        key.view = limiter(key=key)  # key -> view -> key
+        limiter.bob = key
+        return weakref.ref(limiter)
+
+    for make in (MyGauge, MyBucket):
+        ref = cycle(make)
+        gc.collect()
+        assert ref() is None
+
+
+def test_a_key_function_that_returns_a_function_is_a_type_error() -> None:
+    gauge = brakes.Gauge(1)
+
+    @gauge(key=lambda *a, **kw: print)
+    def call() -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"the key function returned .*not a function"):
+        call()

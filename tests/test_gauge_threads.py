@@ -100,6 +100,31 @@ def test_keyboard_interrupt_stops_a_blocking_wait_and_leaves_the_queue() -> None
     assert gauge.stats().cancelled == 1
 
 
+def test_ctrl_c_that_came_before_a_grant_wins_and_the_grant_goes_back() -> None:
+    # Ctrl-C, then a grant, both while the main thread is parked: the wait is
+    # interrupted and the permit goes back, rather than taken and lost to the
+    # exception raised as the call returns.
+    import _thread
+
+    gauge = Gauge(1)
+    gauge.acquire_blocking()
+
+    def interrupt_then_grant() -> None:
+        wait_until(lambda: gauge.waiting == 1)
+        _thread.interrupt_main()
+        gauge.release()
+
+    helper = threading.Thread(target=interrupt_then_grant)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            gauge.acquire_blocking()
+    finally:
+        helper.join()
+    assert gauge.in_flight == 0 and gauge.waiting == 0
+    assert gauge.try_acquire()
+
+
 def test_with_holds_one_permit_and_releases_on_exception() -> None:
     gauge = Gauge(2)
     with gauge as entered:

@@ -71,6 +71,16 @@ def called(limiter: Any, func: Any = None, /, **kwargs: Any) -> Any:
     return keyed if func is None else keyed(func)
 
 
+def _checked(key: Any) -> Any:
+    """What a key function returned, refused if it is a function itself."""
+    if callable(key):
+        raise TypeError(
+            f"the key function returned {key!r}: it must return the key "
+            "(str, bytes, int or None), not a function"
+        )
+    return key
+
+
 class Keyed:
     """`limiter(key=func)`: a decorator whose calls each hold the permit (or
     take the token) of the key `func` returns, given the call's arguments.
@@ -111,14 +121,14 @@ class Keyed:
 
             @functools.wraps(func)
             async def call_async(*args: Any, **kwargs: Any) -> Any:
-                async with limiter(key=key_of(*args, **kwargs)):
+                async with limiter(key=_checked(key_of(*args, **kwargs))):
                     return await func(*args, **kwargs)
 
             return call_async  # type: ignore[return-value]
 
         @functools.wraps(func)
         def call(*args: Any, **kwargs: Any) -> Any:
-            with limiter(key=key_of(*args, **kwargs)):
+            with limiter(key=_checked(key_of(*args, **kwargs))):
                 return func(*args, **kwargs)
 
         return call  # type: ignore[return-value]

@@ -499,6 +499,8 @@ class LoadShedBase:
         (`app.add_middleware(LoadShed, ..., name="api")` builds it at the
         app's first request or startup). Raises `LookupError` if there is none.
         """
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
         with _NAMED_LOCK:
             found = _NAMED.get((cls, name))
         if found is None:

@@ -64,7 +64,9 @@ class LoadShed(LoadShedBase):
       over the rate gets **429** with `Retry-After` (whole seconds, rounded up,
       at least 1). With `key=` (see `brakes.http`) each client draws from its
       own tokens; the bucket's `max_keys` bounds how many it remembers. A
-      token is taken once the request has its slot: a 503 spends none.
+      token is taken once the request has its slot: a 503 spends none. (A
+      bucket with `max_wait` paces a request before it takes a slot, so one
+      that waited for its token and then finds the gauge full has spent it.)
     - `gauge` (a `Gauge`): at most `gauge.limit` requests run at once. The
       slot is held until the app has returned or raised, the whole
       response and streaming included: a client that disconnects does not

@@ -60,7 +60,8 @@ class LoadShed(LoadShedBase):
 
     It takes the options of `brakes.asgi.LoadShed` and behaves the same way:
     the bucket is asked first and answers 429, the gauge answers 503 (and
-    a request it refuses spends no token), each with `Retry-After`, in JSON
+    a request it refuses spends no token, unless a bucket with `max_wait`
+    paced it first), each with `Retry-After`, in JSON
     when the request's `Accept` prefers it; `RateLimit-Policy`/`RateLimit` fields when
     `headers=True`; `shadow`, `exempt` and `on_reject` alike (`on_reject`
     gets the `environ` and may return a WSGI app to answer with, such as a

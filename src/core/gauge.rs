@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 
 use super::clock::{Clock, OnAdvance};
-use super::histogram::{Histogram, HistogramSnapshot};
+use super::histogram::{HistogramSnapshot, LazyHistogram};
 use super::wait::{Deadline, Outcome, Poll, Refusal, Wait, Waker};
 use super::waiter::Waiter;
 use super::waitlist::Waitlist;
@@ -19,7 +19,7 @@ pub struct Gauge {
     counters: Counters,
     /// How long callers that queued waited (those that did not are the
     /// zeros, `acquired - waited`).
-    waits: Histogram,
+    waits: LazyHistogram,
     holds: HoldSampler,
 }
 
@@ -40,7 +40,7 @@ struct HoldSampler {
     /// one, on the same thread or task, must not end the sample).
     depth: AtomicU64,
     start_ns: AtomicU64,
-    holds: Histogram,
+    holds: LazyHistogram,
 }
 
 /// A sample held longer than this is presumed abandoned (its task was
@@ -189,7 +189,7 @@ impl Gauge {
             }),
             clock,
             counters: Counters::default(),
-            waits: Histogram::default(),
+            waits: LazyHistogram::default(),
             holds: HoldSampler::default(),
         }
     }

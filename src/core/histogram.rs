@@ -85,6 +85,27 @@ impl Histogram {
     }
 }
 
+/// A histogram allocated at its first observation: a gauge per key keeps
+/// one for its waits, and most keys never wait.
+#[derive(Default)]
+pub struct LazyHistogram(std::sync::OnceLock<Box<Histogram>>);
+
+impl LazyHistogram {
+    pub fn record(&self, ns: u64) {
+        self.0.get_or_init(Box::default).record(ns);
+    }
+
+    /// As `Histogram::snapshot`.
+    pub fn snapshot(&self, zeros: u64) -> HistogramSnapshot {
+        if let Some(histogram) = self.0.get() {
+            return histogram.snapshot(zeros);
+        }
+        let mut snapshot = HistogramSnapshot::default();
+        snapshot.counts[0] = zeros;
+        snapshot
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct HistogramSnapshot {
     /// Observations per bucket (not cumulative).

@@ -4,33 +4,41 @@
 //! for is forgotten at once; its counters are folded into the totals.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use super::clock::Clock;
-use super::gauge::{Acquire, Admission, Gauge, OverRelease, Patience, Snapshot};
+use super::gauge::{Acquire, Admission, Gauge, Granted, OverRelease, Patience, Snapshot};
 use super::histogram::HistogramSnapshot;
-use super::keys::Key;
+use super::keys::{part_of, Key};
 use super::wait::{Outcome, Poll, Refusal, Wait, Waker};
 
 pub struct KeyedGauges {
     limit: AtomicU64,
     max_keys: Option<usize>,
     clock: Arc<dyn Clock>,
-    table: Mutex<Table>,
+    /// The keys, split by hash so that no growth or shrink of one map holds
+    /// every caller up for long (a map rehashes all it holds as it grows).
+    parts: Box<[Mutex<Table>]>,
+    /// Keys in use, over every part.
+    in_use: AtomicUsize,
+    /// Callers refused because `max_keys` keys were in use.
+    refused_keys: AtomicU64,
 }
+
+const PARTS: usize = 64;
 
 #[derive(Default)]
 struct Table {
-    /// The keys in use. An entry whose `Arc` is held only here is reached by
-    /// nobody else: callers take their clone under this lock.
+    /// The keys in use. A gauge's `Arc` is cloned only by a wait (which
+    /// looks again once it lets go of it) and by a release or a limit
+    /// change that wakes waiters (which does too), so an entry held only
+    /// here and idle may be forgotten.
     keys: HashMap<Key, Arc<Gauge>>,
     /// What forgotten keys did (their state was idle when forgotten).
     retired: Option<Snapshot>,
-    /// Callers refused because `max_keys` keys were in use.
-    refused_keys: u64,
 }
 
 /// The totals over every key, with the number of keys in use.
@@ -76,7 +84,9 @@ impl KeyedGauges {
             limit: AtomicU64::new(limit),
             max_keys,
             clock,
-            table: Mutex::new(Table::default()),
+            parts: (0..PARTS).map(|_| Mutex::new(Table::default())).collect(),
+            in_use: AtomicUsize::new(0),
+            refused_keys: AtomicU64::new(0),
         }
     }
 
@@ -84,10 +94,20 @@ impl KeyedGauges {
         self.max_keys
     }
 
+    fn part(&self, key: &Key) -> &Mutex<Table> {
+        &self.parts[part_of(key, PARTS)]
+    }
+
+    /// `n` above a non-zero limit could never be granted.
+    fn too_large(&self, n: u64) -> Option<u64> {
+        let limit = self.limit.load(Ordering::Relaxed);
+        (limit > 0 && n > limit).then_some(limit)
+    }
+
     /// The key's gauge, made if the key is new; None when `max_keys` keys are
     /// in use already (a refusal is counted).
     fn checkout(&self, key: &Key) -> Option<Arc<Gauge>> {
-        let mut table = self.table.lock();
+        let mut table = self.part(key).lock();
         self.entry(&mut table, key).map(Arc::clone)
     }
 
@@ -95,8 +115,10 @@ impl KeyedGauges {
     fn entry<'t>(&self, table: &'t mut Table, key: &Key) -> Option<&'t Arc<Gauge>> {
         // Looked up first, so that a key in use is neither cloned nor hashed twice.
         if !table.keys.contains_key(key) {
-            if self.max_keys.is_some_and(|max| table.keys.len() >= max) {
-                table.refused_keys += 1;
+            let before = self.in_use.fetch_add(1, Ordering::Relaxed);
+            if self.max_keys.is_some_and(|max| before >= max) {
+                self.in_use.fetch_sub(1, Ordering::Relaxed);
+                self.refused_keys.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
             let gauge = Arc::new(Gauge::with_clock(
@@ -108,15 +130,10 @@ impl KeyedGauges {
         table.keys.get(key)
     }
 
-    /// The key's gauge if it is in use.
-    fn find(&self, key: &Key) -> Option<Arc<Gauge>> {
-        self.table.lock().keys.get(key).map(Arc::clone)
-    }
-
     /// Forgets the key if nobody else holds its gauge and it is idle. Called
     /// by whoever may have made it idle, once it let go of its own clone.
     fn forget_if_idle(&self, key: &Key) {
-        let mut table = self.table.lock();
+        let mut table = self.part(key).lock();
         let idle = table
             .keys
             .get(key)
@@ -131,18 +148,22 @@ impl KeyedGauges {
         let Some(gauge) = table.keys.remove(key) else {
             return;
         };
+        self.in_use.fetch_sub(1, Ordering::Relaxed);
         let limit = self.limit.load(Ordering::Relaxed);
         let retired = table.retired.get_or_insert_with(|| empty(limit));
         gauge.add_counters_to(retired);
-        if table.keys.capacity() > 64 && table.keys.capacity() > 4 * table.keys.len() {
-            let len = table.keys.len();
+        let (len, capacity) = (table.keys.len(), table.keys.capacity());
+        if capacity > 64 && capacity > 8 * len {
             table.keys.shrink_to(2 * len);
         }
     }
 
     /// Takes `n` of the key's permits if they are free and nobody is queued.
     pub fn try_acquire(&self, key: &Key, n: u64) -> KeyedAdmission {
-        let mut table = self.table.lock();
+        if let Some(limit) = self.too_large(n) {
+            return KeyedAdmission::Gauge(Admission::TooLarge { limit });
+        }
+        let mut table = self.part(key).lock();
         let Some(gauge) = self.entry(&mut table, key) else {
             return KeyedAdmission::KeysFull;
         };
@@ -162,7 +183,7 @@ impl KeyedGauges {
     /// Gives back `n` of the key's permits; more than it holds is an error.
     pub fn release(&self, key: &Key, n: u64) -> Result<(), OverRelease> {
         let woken = {
-            let mut table = self.table.lock();
+            let mut table = self.part(key).lock();
             let Some(gauge) = table.keys.get(key) else {
                 return Err(OverRelease { held: 0 });
             };
@@ -192,15 +213,29 @@ impl KeyedGauges {
     /// Sets every key's limit, and the limit of keys to come.
     pub fn set_limit(&self, limit: u64) {
         self.limit.store(limit, Ordering::Relaxed);
-        let gauges: Vec<Arc<Gauge>> = self.table.lock().keys.values().map(Arc::clone).collect();
-        for gauge in gauges {
-            gauge.set_limit(limit);
+        for part in &*self.parts {
+            let woken: Vec<(Key, Arc<Gauge>, Granted)> = {
+                let table = part.lock();
+                table
+                    .keys
+                    .iter()
+                    .filter_map(|(key, gauge)| {
+                        let granted = gauge.set_limit_granting(limit);
+                        (!granted.is_empty()).then(|| (key.clone(), Arc::clone(gauge), granted))
+                    })
+                    .collect()
+            };
+            for (key, gauge, granted) in woken {
+                gauge.wake_granted(granted);
+                drop(gauge);
+                self.forget_if_idle(&key);
+            }
         }
     }
 
     /// One key's state; a key not in use answers as a new one.
     pub fn snapshot_of(&self, key: &Key) -> Snapshot {
-        if let Some(gauge) = self.find(key) {
+        if let Some(gauge) = self.part(key).lock().keys.get(key) {
             return gauge.snapshot();
         }
         let limit = self.limit.load(Ordering::Relaxed);
@@ -210,33 +245,32 @@ impl KeyedGauges {
         }
     }
 
-    /// The totals over every key, past and present.
+    /// The totals over every key, past and present (read part by part).
     pub fn snapshot(&self) -> KeyedSnapshot {
-        let (gauges, retired, refused_keys) = {
-            let table = self.table.lock();
-            let gauges: Vec<Arc<Gauge>> = table.keys.values().map(Arc::clone).collect();
-            (gauges, table.retired, table.refused_keys)
-        };
         let limit = self.limit.load(Ordering::Relaxed);
-        let mut totals = retired.unwrap_or_else(|| empty(limit));
-        totals.limit = limit;
-        totals.in_flight = 0;
-        totals.available = 0;
-        totals.waiting = 0;
-        for gauge in &gauges {
-            add(&mut totals, &gauge.snapshot());
+        let mut totals = empty(limit);
+        let mut keys = 0;
+        for part in &*self.parts {
+            let table = part.lock();
+            if let Some(retired) = &table.retired {
+                add(&mut totals, retired);
+            }
+            for gauge in table.keys.values() {
+                add(&mut totals, &gauge.snapshot());
+            }
+            keys += table.keys.len() as u64;
         }
         KeyedSnapshot {
             totals,
-            keys: gauges.len() as u64,
-            refused_keys,
+            keys,
+            refused_keys: self.refused_keys.load(Ordering::Relaxed),
         }
     }
 
     /// Keys in use now.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.table.lock().keys.len()
+        self.in_use.load(Ordering::Relaxed)
     }
 }
 
@@ -298,6 +332,10 @@ impl Wait for KeyedAcquire {
 
     fn poll(&mut self, waker: Option<&Waker>) -> Poll<Outcome<()>> {
         if self.wait.is_none() {
+            // Checked before a key is made: `n` is checked however full.
+            if let Some(most) = self.gauges.too_large(self.n) {
+                return Poll::Ready(Err(Refusal::TooLarge { most }));
+            }
             let Some(gauge) = self.gauges.checkout(&self.key) else {
                 self.keys_full = true;
                 return Poll::Ready(Err(Refusal::Busy {

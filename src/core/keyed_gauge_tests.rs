@@ -133,3 +133,72 @@ fn threads_on_many_keys_never_exceed_a_key_limit_and_leave_nothing() {
     assert_eq!(g.len(), 0);
     assert_eq!(g.snapshot().totals.acquired, 8 * 2000);
 }
+
+#[test]
+fn a_snapshot_taken_while_a_wait_ends_never_keeps_an_idle_key() {
+    // A wait that ends idle (a closed gauge, a timeout) while another
+    // thread reads the totals: the key must still be forgotten.
+    let g = Arc::new(KeyedGauges::new(0, Some(2), monotonic()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (g, stop) = (Arc::clone(&g), Arc::clone(&stop));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = g.snapshot();
+                let _ = g.snapshot_of(&Key::Int(1));
+            }
+        })
+    };
+    for i in 0..2000 {
+        let key = Key::Int(i % 4);
+        assert!(acquire_blocking(&g, &key, Some(10_000)).is_err());
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    assert_eq!(g.len(), 0);
+    g.set_limit(1);
+    assert_eq!(
+        g.try_acquire(&Key::Int(9), 1),
+        KeyedAdmission::Gauge(Admission::Acquired)
+    );
+}
+
+#[test]
+fn n_is_checked_even_when_max_keys_are_in_use() {
+    let g = gauges(1, Some(1));
+    assert_eq!(
+        g.try_acquire(&Key::Int(1), 1),
+        KeyedAdmission::Gauge(Admission::Acquired)
+    );
+    assert_eq!(
+        g.try_acquire(&Key::Int(2), 5),
+        KeyedAdmission::Gauge(Admission::TooLarge { limit: 1 })
+    );
+    let mut wait = KeyedAcquire::new(Arc::clone(&g), Key::Int(2), 5, None);
+    assert!(matches!(
+        wait.poll(None),
+        Poll::Ready(Err(Refusal::TooLarge { most: 1 }))
+    ));
+}
+
+#[test]
+fn keys_spread_over_the_parts_and_all_are_counted() {
+    let g = gauges(1, None);
+    for i in 0..10_000 {
+        assert_eq!(
+            g.try_acquire(&Key::Int(i), 1),
+            KeyedAdmission::Gauge(Admission::Acquired)
+        );
+    }
+    assert!(g.parts.iter().all(|part| !part.lock().keys.is_empty()));
+    let s = g.snapshot();
+    assert_eq!((s.keys, s.totals.in_flight), (10_000, 10_000));
+    for i in 0..10_000 {
+        g.release(&Key::Int(i), 1).unwrap();
+    }
+    let s = g.snapshot();
+    assert_eq!(
+        (s.keys, s.totals.in_flight, s.totals.acquired),
+        (0, 0, 10_000)
+    );
+}

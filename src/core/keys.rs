@@ -46,8 +46,17 @@ impl Key {
         Key::BigInt(Box::new(digits.to_owned()))
     }
 
-    /// The key as messages show it: 'alice', b'ip', 42.
+    /// The key as messages show it: 'alice', b'ip', 42; a long one cut.
     pub fn describe(&self) -> String {
+        const MOST: usize = 80;
+        let full = self.describe_all();
+        match full.char_indices().nth(MOST) {
+            Some((at, _)) => format!("{}...", &full[..at]),
+            None => full,
+        }
+    }
+
+    fn describe_all(&self) -> String {
         fn trimmed(bytes: &[u8]) -> &[u8] {
             let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
             &bytes[..end]
@@ -267,6 +276,15 @@ impl std::hash::Hasher for Mix {
     }
 }
 
+/// Which of `parts` parts `key` belongs in, by a hash of its own (the
+/// maps inside hash on theirs).
+pub fn part_of(key: &Key, parts: usize) -> usize {
+    let mut mix = Mix(0);
+    std::hash::Hash::hash(key, &mut mix);
+    // The high bits are the best mixed.
+    ((mix.0 >> 32) as usize) % parts
+}
+
 /// Per-key entries, split into parts by the key's hash so that no single
 /// growth or sweep of the table holds its lock for long. Each part sweeps
 /// its idle entries when it is touched and due; under `max_keys` each part
@@ -298,10 +316,7 @@ impl<V> KeyTable<V> {
         if self.shards.len() == 1 {
             return 0;
         }
-        let mut mix = Mix(0);
-        std::hash::Hash::hash(key, &mut mix);
-        // The high bits are the best mixed.
-        ((mix.0 >> 32) as usize) % self.shards.len()
+        part_of(key, self.shards.len())
     }
 
     pub fn len(&self) -> usize {

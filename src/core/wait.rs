@@ -161,18 +161,24 @@ pub fn block_on<W: Wait>(
     let waker: Waker = Arc::new(std::thread::current());
     let mut parked = false;
     loop {
+        // Every wake looks for an interruption before the wait looks for its
+        // grant: an interruption that came while parked wins over a grant
+        // that came after it, which goes back (as Ctrl-C in `queue.Queue.get`
+        // leaves the item in the queue). A grant must not be taken and then
+        // lost to the exception raised as the call returns.
+        if parked {
+            if let Some((check, _)) = interrupted.as_mut() {
+                if check() {
+                    wait.abandon();
+                    return None;
+                }
+            }
+        }
         let sleep = match wait.poll(Some(&waker)) {
             Poll::Ready(output) => return Some(output),
             Poll::Pending(sleep) => sleep,
         };
-        // Only a wake that did not end the wait looks for an interruption:
-        // for a Python thread that takes the GIL, which the wake then waits
-        // for once, not twice.
-        if let Some((check, every)) = interrupted.as_mut() {
-            if parked && check() {
-                wait.abandon();
-                return None;
-            }
+        if let Some((_, every)) = interrupted.as_ref() {
             park(earliest(sleep, Some(*every)));
         } else {
             park(sleep);

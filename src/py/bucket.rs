@@ -633,6 +633,11 @@ impl BucketKey {
         limit_calls(slf.as_any(), Some(func), None)
     }
 
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.bucket)?;
+        visit.call(&self.key_object)
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
             "<brakes.BucketKey key={} of {}>",

@@ -755,6 +755,11 @@ impl GaugeKey {
         limit_calls(slf.as_any(), Some(func), None)
     }
 
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.gauge)?;
+        visit.call(&self.key_object)
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
             "<brakes.GaugeKey key={} of {}>",
