@@ -6,6 +6,7 @@ import _thread
 import asyncio
 import contextlib
 import functools
+import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -35,6 +36,22 @@ async def wait_until_async(condition: Callable[[], bool], timeout: float = 5.0) 
 
 
 @contextlib.contextmanager
+def ctrl_c_raises() -> Iterator[None]:
+    """Makes Ctrl-C raise KeyboardInterrupt in the main thread meanwhile.
+
+    A process started in the background by a shell that has no job control
+    starts with SIGINT ignored, and then Python installs no handler for it:
+    `_thread.interrupt_main()` would do nothing, and a test waiting for it
+    would wait for ever.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def ctrl_c_when(condition: Callable[[], bool]) -> Iterator[None]:
     """Sends Ctrl-C (KeyboardInterrupt) to the main thread once `condition` holds."""
 
@@ -42,12 +59,13 @@ def ctrl_c_when(condition: Callable[[], bool]) -> Iterator[None]:
         wait_until(condition)
         _thread.interrupt_main()
 
-    helper = threading.Thread(target=interrupt)
-    helper.start()
-    try:
-        yield
-    finally:
-        helper.join()
+    with ctrl_c_raises():
+        helper = threading.Thread(target=interrupt)
+        helper.start()
+        try:
+            yield
+        finally:
+            helper.join()
 
 
 class LoopThread:

@@ -9,7 +9,7 @@ import pytest
 
 from brakes import Gauge, Overloaded
 
-from .conftest import LoopThread, ctrl_c_when, wait_until
+from .conftest import LoopThread, ctrl_c_raises, ctrl_c_when, wait_until
 
 
 def test_acquire_blocking_returns_true_and_holds_the_permits() -> None:
@@ -114,13 +114,14 @@ def test_ctrl_c_that_came_before_a_grant_wins_and_the_grant_goes_back() -> None:
         _thread.interrupt_main()
         gauge.release()
 
-    helper = threading.Thread(target=interrupt_then_grant)
-    helper.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            gauge.acquire_blocking()
-    finally:
-        helper.join()
+    with ctrl_c_raises():
+        helper = threading.Thread(target=interrupt_then_grant)
+        helper.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                gauge.acquire_blocking()
+        finally:
+            helper.join()
     assert gauge.in_flight == 0 and gauge.waiting == 0
     assert gauge.try_acquire()
 

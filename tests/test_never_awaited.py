@@ -13,6 +13,8 @@ import pytest
 
 import brakes
 
+from .conftest import ctrl_c_raises
+
 CALLS: list[tuple[str, Callable[[], Coroutine[Any, Any, Any]]]] = [
     ("Gauge.acquire", lambda: brakes.Gauge(1).acquire()),
     ("TokenBucket.acquire", lambda: brakes.TokenBucket(1).acquire()),
@@ -71,3 +73,27 @@ def test_a_warning_turned_into_an_error_is_reported_as_unraisable(
     assert len(seen) == 1
     assert isinstance(seen[0].exc_value, RuntimeWarning)
     assert "was never awaited" in str(seen[0].exc_value)
+
+
+def test_ctrl_c_that_meets_the_warning_is_delivered_again() -> None:
+    import _thread
+
+    raised_in_hook: list[bool] = []
+
+    def show(*args: Any, **kwargs: Any) -> None:
+        try:
+            _thread.interrupt_main()
+            for _ in range(100):  # Python code: Ctrl-C is raised here
+                pass
+        except KeyboardInterrupt:
+            raised_in_hook.append(True)
+            raise
+
+    with ctrl_c_raises(), warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        with pytest.raises(KeyboardInterrupt):
+            brakes.Gauge(1).acquire()  # dropped at once, unawaited: warns
+            for _ in range(100):
+                pass
+    assert raised_in_hook == [True], "it met the warning first, and came again"

@@ -646,7 +646,8 @@ impl<O: Operation> Drop for Driver<O> {
 
 /// `RuntimeWarning: coroutine 'Queue.put' was never awaited`, as CPython
 /// warns for its own coroutines; an error the warning raises (a filter set
-/// to "error") is reported as unraisable, and one already set is kept.
+/// to "error") is reported as unraisable, a Ctrl-C is delivered again, and
+/// an error already set is kept.
 fn warn_never_awaited(py: Python<'_>, name: &str) {
     let saved = PyErr::take(py);
     let message = format!(
@@ -660,7 +661,15 @@ fn warn_never_awaited(py: Python<'_>, name: &str) {
         &std::ffi::CString::new(message).unwrap_or_default(),
         1,
     ) {
-        err.write_unraisable(py, None);
+        if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+            // Ctrl-C came while the warning ran Python code, where it could
+            // not be raised: it is delivered again, to whoever looks next
+            // (a blocking wait looks for it before taking a grant).
+            // SAFETY: the GIL is held.
+            unsafe { ffi::PyErr_SetInterrupt() };
+        } else {
+            err.write_unraisable(py, None);
+        }
     }
     if let Some(saved) = saved {
         saved.restore(py);
