@@ -111,3 +111,18 @@ def test_a_file_using_every_public_name_passes_mypy_strict() -> None:
 def test_stubs_match_the_native_module() -> None:
     result = _run("mypy.stubtest", "brakes._brakes")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_version_is_cargos_and_the_metadata_carries_the_licence() -> None:
+    import importlib.metadata
+    import re
+    import tomllib
+
+    root = pathlib.Path(__file__).parent.parent
+    cargo = tomllib.loads((root / "Cargo.toml").read_text())
+    assert brakes.__version__ == cargo["package"]["version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", brakes.__version__)
+    meta = importlib.metadata.metadata("brakes")
+    assert meta["License-Expression"] == "MIT" or meta["License"] == "MIT"
+    assert "backpressure" in (meta["Keywords"] or "")
+    assert (root / "LICENSE").read_text().startswith("MIT License")

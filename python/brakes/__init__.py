@@ -10,6 +10,8 @@ on bounded channels, so that a slow stage slows its source. All of them work
 from threads and asyncio tasks alike.
 """
 
+from importlib.metadata import version as _version
+
 import brakes._log  # noqa: F401  (creates the loggers)
 from brakes._brakes import (
     AdaptiveGauge,
@@ -43,6 +45,9 @@ from brakes._pacer import Pacer, PacerStats
 from brakes._queue_sync import SyncQueue
 from brakes.pipeline import Pipeline, StageStats
 from brakes.pool import PoolStats, WorkerPool
+
+__version__: str = _version("brakes")
+"""The installed version (from the package metadata: Cargo.toml's version)."""
 
 __all__ = [
     "AdaptiveGauge",
