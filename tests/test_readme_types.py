@@ -1,4 +1,4 @@
-"""Every Python example in the README passes `mypy --strict`, against the
+"""Every Python example in the README and on the site passes `mypy --strict`, against the
 real types of the frameworks it wires brakes into.
 
 One mypy process checks every block, each as a module of its own, with the
@@ -21,7 +21,7 @@ import tomllib
 
 import pytest
 
-from .test_readme import BLOCKS, README
+from .test_readme import BLOCKS, IDS, README
 
 PYPROJECT = README.parent / "pyproject.toml"
 ALLOWED_CODE = "method-assign"
@@ -46,20 +46,10 @@ def _missing(source: str) -> str | None:
     return None
 
 
-def _first_lines() -> list[int]:
-    """The README line of each block's first line of code."""
-    text = README.read_text()
-    return [
-        text.count("\n", 0, match.start(1)) + 1
-        for match in re.finditer(r"```python\n(.*?)```", text, flags=re.S)
-    ]
-
-
-IDS = [f"block{i}" for i in range(len(BLOCKS))]
 
 
 def _module(index: int) -> str:
-    return f"readme_block_{index:02d}"
+    return f"doc_block_{index:03d}"
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +57,9 @@ def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]
     """mypy's lines for each block it checked, by module name."""
     folder = tmp_path_factory.mktemp("readme_blocks")
     names = []
-    for index, source in enumerate(BLOCKS):
-        if _missing(source) is None:
-            (folder / f"{_module(index)}.py").write_text(source)
+    for index, block in enumerate(BLOCKS):
+        if _missing(block.source) is None:
+            (folder / f"{_module(index)}.py").write_text(block.source)
             names.append(_module(index))
     result = subprocess.run(
         [
@@ -106,12 +96,11 @@ def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(BLOCKS)), ids=IDS)
 def test_readme_example_passes_mypy_strict(index: int, mypy_errors: dict[str, list[str]]) -> None:
-    missing = _missing(BLOCKS[index])
+    missing = _missing(BLOCKS[index].source)
     if missing is not None:
         pytest.skip(f"{missing} is not installed")
     lines = mypy_errors[_module(index)]
-    first = _first_lines()[index]
-    assert not lines, f"the block at README.md line {first}:\n" + "\n".join(lines)
+    assert not lines, f"the block at {BLOCKS[index].name}:\n" + "\n".join(lines)
 
 
 def test_what_the_blocks_import_is_in_the_test_extra() -> None:
@@ -122,8 +111,8 @@ def test_what_the_blocks_import_is_in_the_test_extra() -> None:
         for requirement in pyproject["project"]["optional-dependencies"]["test"]
     }
     distributions = importlib.metadata.packages_distributions()
-    for source in BLOCKS:
-        for top in _imported(source):
+    for block in BLOCKS:
+        for top in _imported(block.source):
             if top in sys.stdlib_module_names or top == "brakes":
                 continue
             provided_by = {d.lower().replace("_", "-") for d in distributions.get(top, [top])}
