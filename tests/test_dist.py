@@ -13,6 +13,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tomllib
 import venv
@@ -37,10 +38,40 @@ def _one(pattern: str) -> pathlib.Path:
     return found[0]
 
 
-def _fresh_venv(folder: pathlib.Path) -> pathlib.Path:
-    """A new virtualenv with pip and nothing else; its interpreter."""
-    venv.EnvBuilder(with_pip=True, clear=True).create(folder)
+def _fresh_venv(folder: pathlib.Path, base: str = sys.executable) -> pathlib.Path:
+    """A new virtualenv of the interpreter `base`, with pip and nothing else."""
+    if base == sys.executable:
+        venv.EnvBuilder(with_pip=True, clear=True).create(folder)
+    else:
+        made = subprocess.run(
+            [base, "-m", "venv", "--clear", str(folder)], capture_output=True, timeout=300
+        )
+        assert made.returncode == 0, made.stderr
     return folder / "bin" / "python"
+
+
+def _cpython(minor: int) -> str | None:
+    """An interpreter of CPython 3.minor on this machine, or None."""
+    if sys.version_info[:2] == (3, minor):
+        return sys.executable
+    candidates = [shutil.which(f"python3.{minor}")]
+    pyenv = pathlib.Path(os.environ.get("PYENV_ROOT", pathlib.Path.home() / ".pyenv"))
+    candidates += [str(p) for p in sorted(pyenv.glob(f"versions/3.{minor}.*/bin/python3"))]
+    for candidate in filter(None, candidates):
+        # A pyenv shim of a version not selected fails; so does a broken one.
+        probe = subprocess.run(
+            [
+                candidate,
+                "-c",
+                "import sys, venv; print(sys.implementation.name, *sys.version_info[:2])",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if probe.returncode == 0 and probe.stdout.split() == ["cpython", "3", str(minor)]:
+            return candidate
+    return None
 
 
 def _smoke(python: pathlib.Path, env: dict[str, str], cwd: pathlib.Path) -> str:
@@ -97,27 +128,50 @@ def test_auditwheel_finds_the_wheel_consistent_with_its_tag() -> None:
     assert match.group(1) == "manylinux_2_17_x86_64", said
 
 
-@pytest.mark.slow
-def test_the_wheel_installs_and_works_with_no_compiler_on_path(
-    tmp_path: pathlib.Path,
-) -> None:
-    wheel = _one("brakes-*.whl")
-    python = _fresh_venv(tmp_path / "venv")
-    # Only the virtualenv's own programs: no compiler, no cargo.
-    env = {"PATH": str(python.parent), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
-    assert not [c for c in COMPILERS if shutil.which(c, path=env["PATH"])]
+def _install_wheel(python: pathlib.Path, wheel: pathlib.Path, env: dict[str, str]) -> str:
+    """pip's output; an assertion error if pip fails."""
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "--no-index", "--only-binary=:all:", str(wheel)],
         capture_output=True,
         text=True,
         env=env,
-        cwd=tmp_path,
+        cwd=python.parent,
         timeout=300,
     )
     assert install.returncode == 0, install.stdout + install.stderr
+    return install.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("minor", [11, 12, 13, 14])
+def test_the_wheel_installs_and_works_with_no_compiler_on_path(
+    tmp_path: pathlib.Path, minor: int
+) -> None:
+    """The one abi3 wheel serves every CPython from 3.11 this machine has."""
+    wheel = _one("brakes-*.whl")
+    base = _cpython(minor)
+    if base is None:
+        pytest.skip(f"no CPython 3.{minor} on this machine")
+    python = _fresh_venv(tmp_path / "venv", base)
+    # Only the virtualenv's own programs: no compiler, no cargo.
+    env = {"PATH": str(python.parent), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    assert not [c for c in COMPILERS if shutil.which(c, path=env["PATH"])]
+    _install_wheel(python, wheel, env)
     out = _smoke(python, env, tmp_path)
     assert f"brakes {VERSION} from {tmp_path / 'venv'}" in out
     assert "smoke test passed" in out
+
+
+@pytest.mark.slow
+def test_the_wheel_refuses_cpython_before_3_11(tmp_path: pathlib.Path) -> None:
+    wheel = _one("brakes-*.whl")
+    base = _cpython(10)
+    if base is None:
+        pytest.skip("no CPython 3.10 on this machine")
+    python = _fresh_venv(tmp_path / "venv", base)
+    env = {"PATH": str(python.parent), "HOME": str(tmp_path)}
+    with pytest.raises(AssertionError, match="is not a supported wheel on this platform"):
+        _install_wheel(python, wheel, env)
 
 
 def test_the_sdist_holds_what_a_build_needs_and_nothing_built() -> None:
@@ -159,4 +213,3 @@ def test_the_sdist_builds_and_installs_in_a_clean_venv(tmp_path: pathlib.Path) -
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     out = _smoke(python, {"PATH": str(python.parent), "HOME": str(tmp_path)}, tmp_path)
     assert f"brakes {VERSION} from {tmp_path / 'venv'}" in out
-

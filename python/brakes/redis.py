@@ -15,8 +15,9 @@ limiter with that name on the same Redis shares one limit::
 The limiters keep their whole protocol (`try_acquire`, `await acquire`,
 `acquire_blocking`, `with`, `async with`, `@decorator`, `key=`, `max_wait`,
 `stats()`), and their arithmetic: Redis keeps the same exact bucket state as
-a local bucket, on Redis's own clock. See the README for what each
-`on_error` mode does, the order waiters are served in, and what a lease is.
+a local bucket, on Redis's own clock. The documentation's page "Several
+worker processes" says what each `on_error` mode does, the order waiters are
+served in, and what a lease is.
 """
 
 from brakes._brakes import Backend, BackendError

@@ -320,7 +320,8 @@ awaitable!(
 /// the call on the gauge's clock themselves; an exception listed in
 /// `drop_on` counts as a drop, another `Exception` as a measured call, and a
 /// cancellation as nothing. `algorithm` is "aimd", "vegas" or "gradient2",
-/// with their published options (see the README); the limit stays within
+/// with their published options (listed on the AdaptiveGauge page of the
+/// documentation); the limit stays within
 /// [`min_limit`, `max_limit`].
 ///
 /// >>> from brakes import AdaptiveGauge
