@@ -38,7 +38,12 @@ def main() -> None:
     assert bucket.try_acquire()
 
     queue: brakes.Queue[int] = brakes.Queue(4)
-    producer = threading.Thread(target=lambda: [queue.put_blocking(i) for i in range(100)])
+
+    def produce() -> None:
+        for i in range(100):
+            queue.put_blocking(i)
+
+    producer = threading.Thread(target=produce)
     producer.start()
 
     async def consume() -> list[int]:

@@ -46,8 +46,6 @@ def _missing(source: str) -> str | None:
     return None
 
 
-
-
 def _module(index: int) -> str:
     return f"doc_block_{index:03d}"
 

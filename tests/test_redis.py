@@ -277,6 +277,62 @@ def test_a_redis_that_cannot_be_reached_follows_on_error(
     assert 1 <= len(lines) <= 6
 
 
+def test_reads_while_redis_cannot_answer_follow_on_error() -> None:
+    """`retry_after()` and `tokens()` answer as a decision would: LoadShed
+    reads them for its headers, and must not fail where decisions do not."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+
+    def bucket(on_error: str) -> brakes.TokenBucket:
+        backend = Backend(url, on_error=on_error)  # type: ignore[arg-type]
+        return brakes.TokenBucket(2, per=10, backend=backend, name=f"reads-{on_error}")
+
+    raising = bucket("raise")
+    with pytest.raises(brakes.BackendError, match="could not be reached"):
+        raising.retry_after()
+    with pytest.raises(brakes.BackendError, match="could not be reached"):
+        raising.tokens()
+    allowing = bucket("allow")
+    assert (allowing.retry_after(), allowing.tokens(key="k")) == (0.0, 2.0)
+    denying = bucket("deny")
+    # A refusal made without Redis hints at one refill interval.
+    assert (denying.retry_after(), denying.tokens()) == (5.0, 0.0)
+    local = bucket("local")
+    assert (local.retry_after(key="k"), local.tokens(key="k")) == (0.0, 2.0)
+    assert local.try_acquire(2, key="k")
+    assert local.tokens(key="k") == pytest.approx(0.0, abs=0.01)
+    assert 4.9 < local.retry_after(key="k") <= 5.0
+    assert local.retry_after(key="other") == 0.0
+    with pytest.raises(ValueError, match="n"):
+        local.retry_after(3)
+    # Each read that met the failure is counted, as a decision is.
+    assert allowing.stats().backend_errors == 2
+    assert local.stats().backend_errors == 6
+
+
+@pytest.mark.parametrize("on_error", ["allow", "deny", "local"])
+def test_loadshed_with_a_shared_bucket_answers_while_redis_is_down(on_error: str) -> None:
+    """No 500: the headers come from the reads above, on the same rules."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from brakes.asgi import LoadShed
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    backend = Backend(url, on_error=on_error)  # type: ignore[arg-type]
+    shared = brakes.TokenBucket(1, per=60, max_wait=0, backend=backend, name=f"shed-{on_error}")
+
+    async def hello(request: object) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    app = LoadShed(Starlette(routes=[Route("/", hello)]), bucket=shared)
+    with TestClient(app) as client:
+        statuses = [client.get("/").status_code for _ in range(3)]
+    expected = {"allow": [200, 200, 200], "deny": [429, 429, 429], "local": [200, 429, 429]}
+    assert statuses == expected[on_error]
+
+
 def test_a_gauge_is_shared_and_a_release_wakes_a_waiter_elsewhere(
     backend: Backend, server: RedisServer
 ) -> None:

@@ -20,8 +20,9 @@ use super::stats::{stats_class, Histogram};
 use crate::core::bucket::{Acquire, Attempt, Bucket as CoreBucket, BucketSnapshot, Shape};
 use crate::core::keys::Key;
 use crate::core::pace::{decimal_fraction, Pace};
+use crate::core::redis::backend::OnError;
 use crate::core::redis::bucket::{
-    RemoteAcquire, RemoteBucket, RemoteError, RemoteSnapshot,
+    PeekFailure, RemoteAcquire, RemoteBucket, RemoteError, RemoteSnapshot,
     MAX_TICKS_PER_NS as MAX_SHARED_TICKS_PER_NS,
 };
 use crate::core::redis::call::Call;
@@ -280,17 +281,39 @@ impl Bucket {
     }
 
     /// The shared bucket's wait for `n` tokens and its debt, in one round trip.
+    /// Reads `key`'s state on Redis: the wait for `n` tokens and the ticks
+    /// in debt. `Ok(None)` when Redis cannot answer and `on_error` is not
+    /// "raise": the caller answers as a decision would. A read that fails is
+    /// counted and logged as a decision's failure is.
     fn peek(
         &self,
         py: Python<'_>,
         remote: &Arc<RemoteBucket>,
         key: Key,
         n: u64,
-    ) -> PyResult<(u64, u128)> {
+    ) -> PyResult<Option<(u64, u128)>> {
         let work = Arc::clone(remote).peek(key, n);
         let mut call = Call::new(work, |_| {});
-        wait_here(py, &mut call)?
-            .map_err(|failure| remote_error(RemoteError::Backend(failure.message()), &remote.name))
+        match wait_here(py, &mut call)? {
+            Ok(found) => {
+                log_reached_again(py, &remote.backend, &remote.name);
+                Ok(Some(found))
+            }
+            Err(PeekFailure::Conflict(message)) => {
+                Err(remote_error(RemoteError::Backend(message), &remote.name))
+            }
+            Err(PeekFailure::Failed(failure)) => {
+                remote.count_failure();
+                log_failure(py, &remote.backend, &remote.name, &failure);
+                match remote.backend.on_error {
+                    OnError::Raise => Err(remote_error(
+                        RemoteError::Backend(failure.message()),
+                        &remote.name,
+                    )),
+                    OnError::Allow | OnError::Deny | OnError::Local => Ok(None),
+                }
+            }
+        }
     }
 
     /// Takes `n` tokens if they are there now and nobody is queued; never waits.
@@ -364,9 +387,19 @@ impl Bucket {
             if let Some(most) = remote.most().filter(|&most| n > most) {
                 return Err(weight_error(n, most));
             }
-            return self
-                .peek(py, remote, key, n)
-                .map(|(wait_ns, _)| seconds(wait_ns));
+            // While Redis cannot answer: what a decision would do now.
+            return match self.peek(py, remote, key.clone(), n)? {
+                Some((wait_ns, _)) => Ok(seconds(wait_ns)),
+                None => match remote.backend.on_error {
+                    OnError::Deny => Ok(seconds(remote.interval_ns())),
+                    OnError::Local => remote
+                        .fallback
+                        .retry_after_ns(&key, n)
+                        .map(seconds)
+                        .map_err(|most| weight_error(n, most)),
+                    OnError::Raise | OnError::Allow => Ok(0.0),
+                },
+            };
         }
         self.core
             .retry_after_ns(&key, n)
@@ -732,8 +765,16 @@ bucket_pymethods!(TokenBucket {
         let key = key_argument(key)?;
         let base = slf.as_super().get();
         if let Some(remote) = &base.remote {
-            let (_, debt) = base.peek(slf.py(), remote, key, 1)?;
-            return Ok(remote.tokens_from_debt(debt));
+            // While Redis cannot answer: full if decisions allow, empty if
+            // they refuse, the local fallback's tokens if it decides.
+            return Ok(match base.peek(slf.py(), remote, key.clone(), 1)? {
+                Some((_, debt)) => remote.tokens_from_debt(debt),
+                None => match remote.backend.on_error {
+                    OnError::Deny => 0.0,
+                    OnError::Local => remote.fallback.tokens(&key),
+                    OnError::Raise | OnError::Allow => remote.tokens_from_debt(0),
+                },
+            });
         }
         Ok(base.core.tokens(&key))
     }

@@ -58,6 +58,21 @@ pub enum RemoteError {
     Conflict { stored: String, ours: String },
 }
 
+/// Why a read of a key's state (`peek`) found nothing.
+#[derive(Debug)]
+pub enum PeekFailure {
+    /// Redis could not answer; the limiter's `on_error` says what to answer.
+    Failed(Failure),
+    /// A limit of this name exists with other settings: always an error.
+    Conflict(String),
+}
+
+impl From<super::call::NoRuntime> for PeekFailure {
+    fn from(gone: super::call::NoRuntime) -> Self {
+        Self::Failed(Failure::from(gone))
+    }
+}
+
 /// What the script said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -374,16 +389,19 @@ impl RemoteBucket {
     }
 
     /// The wait for `n` tokens now, and the ticks the key is in debt.
-    pub async fn peek(self: Arc<Self>, key: Key, n: u64) -> Result<(u64, u128), Failure> {
+    pub async fn peek(self: Arc<Self>, key: Key, n: u64) -> Result<(u64, u128), PeekFailure> {
         let args = self.args("peek", n, None, "");
-        let ((status, a, b), _) = self.ask(self.redis_key(&key), args).await?;
+        let ((status, a, b), _) = self
+            .ask(self.redis_key(&key), args)
+            .await
+            .map_err(PeekFailure::Failed)?;
         if status == -1 {
-            return Err(Failure::Server(self.conflict_message(&a)));
+            return Err(PeekFailure::Conflict(self.conflict_message(&a)));
         }
-        let debt = b
-            .parse::<u128>()
-            .map_err(|_| Failure::Server(format!("unexpected tick count {b:?}")))?;
-        Ok((self.ns(&a)?, debt))
+        let debt = b.parse::<u128>().map_err(|_| {
+            PeekFailure::Failed(Failure::Server(format!("unexpected tick count {b:?}")))
+        })?;
+        Ok((self.ns(&a).map_err(PeekFailure::Failed)?, debt))
     }
 
     /// Tokens there now, from the ticks the key is in debt.
@@ -463,7 +481,7 @@ impl RemoteBucket {
     }
 
     /// The refill interval, as the retry hint of a refusal made without Redis.
-    fn interval_ns(&self) -> u64 {
+    pub fn interval_ns(&self) -> u64 {
         self.pace.ns_ceil(self.pace.tokens(1))
     }
 }
