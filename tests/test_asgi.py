@@ -156,6 +156,27 @@ def test_a_request_over_the_rate_gets_429_and_one_over_capacity_gets_503(
     assert gauge.in_flight == 0
 
 
+def test_ratelimit_remaining_is_never_negative_while_callers_are_booked(
+    backend: Backend,
+) -> None:
+    """tokens() goes below 0 while callers wait for booked tokens; the
+    field's remaining count stops at 0, as the draft requires."""
+    clock = ManualClock()
+    bucket = TokenBucket(1, per=4, burst=1, max_wait=0, clock=clock)
+    assert bucket.try_acquire()
+    waiter = threading.Thread(target=bucket.acquire_blocking)
+    waiter.start()
+    wait_until(lambda: bucket.stats().waiting == 1)
+    assert bucket.tokens() == -1.0
+    with served(LoadShed(backend.app, bucket=bucket)) as client:
+        refused = client.get("/ok")
+        assert refused.status_code == 429
+        # The booked token comes in 4 s; the burst is whole again 4 s later.
+        assert refused.headers["ratelimit"] == '"default";r=0;t=8'
+    clock.advance(4)
+    waiter.join()
+
+
 def test_retry_after_and_ratelimit_fields_follow_the_bucket_clock(backend: Backend) -> None:
     clock = ManualClock()
     # A token every 4 s, bursts of 2: the policy refills its burst in 8 s.

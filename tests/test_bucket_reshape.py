@@ -94,6 +94,79 @@ def test_queued_callers_are_re_booked_at_the_new_rate(faster: bool) -> None:
     assert bucket.stats().waited == 4 and bucket.stats().waiting == 0
 
 
+@pytest.mark.parametrize("kind", ["token", "leaky"])
+def test_a_slower_rate_refuses_a_waiter_its_timeout_no_longer_covers(kind: str) -> None:
+    """A timeout holds through a rate change: the waiter whose re-booked turn
+    lies past its deadline is refused at once, with the wait it would need;
+    its turn goes to those behind it, and none is granted late."""
+    clock = ManualClock()
+    bucket: TokenBucket | LeakyBucket = (
+        TokenBucket(10, burst=1, clock=clock) if kind == "token" else LeakyBucket(10, clock=clock)
+    )
+    assert bucket.try_acquire()
+    outcomes: dict[str, object] = {}
+
+    def wait(name: str, timeout: float | None) -> None:
+        try:
+            bucket.acquire_blocking(timeout=timeout)
+            outcomes[name] = ("granted", clock.now())
+        except RateLimited as refused:
+            outcomes[name] = ("refused", clock.now(), refused.retry_after)
+
+    short = threading.Thread(target=wait, args=("short", 0.5))
+    short.start()
+    wait_until(lambda: bucket.stats().waiting == 1)
+    patient = threading.Thread(target=wait, args=("patient", None))
+    patient.start()
+    wait_until(lambda: bucket.stats().waiting == 2)
+    bucket.rate = 1  # the short one's turn moves from 0.1 s to 1 s: past 0.5 s
+    short.join(timeout=60)  # on the manual clock, nothing else would end it
+    assert not short.is_alive(), "the waiter was not refused"
+    assert outcomes["short"] == ("refused", 0.0, pytest.approx(1.0))
+    assert bucket.stats().waiting == 1 and bucket.stats().rejected == 1
+    clock.advance(0.999)
+    assert "patient" not in outcomes
+    clock.advance(0.001)  # the refused turn went to the one behind
+    patient.join()
+    assert outcomes["patient"] == ("granted", pytest.approx(1.0))
+
+
+def test_a_waiter_whose_new_turn_still_fits_its_timeout_keeps_it() -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(10, burst=1, clock=clock)
+    assert bucket.try_acquire()
+
+    async def main() -> float:
+        waiter = asyncio.ensure_future(bucket.acquire(timeout=0.5))
+        await asyncio.sleep(0)
+        bucket.rate = 4  # due at 0.25 s now: within 0.5 s
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        clock.advance(0.25)
+        await waiter
+        return clock.now()
+
+    assert asyncio.run(main()) == pytest.approx(0.25)
+    assert bucket.stats().rejected == 0
+
+
+def test_an_async_waiter_is_refused_too_when_a_slower_rate_passes_its_timeout() -> None:
+    clock = ManualClock()
+    bucket = LeakyBucket(10, clock=clock)
+    assert bucket.try_acquire()
+
+    async def main() -> float:
+        waiter = asyncio.ensure_future(bucket.acquire(timeout=0.2))
+        await asyncio.sleep(0)
+        bucket.rate = 2
+        with pytest.raises(RateLimited) as refused:
+            await waiter
+        return refused.value.retry_after
+
+    assert asyncio.run(main()) == pytest.approx(0.5)
+    assert bucket.try_acquire() is False and bucket.retry_after() == pytest.approx(0.5)
+
+
 def test_a_faster_rate_wakes_a_thread_sleeping_on_the_real_clock() -> None:
     bucket = LeakyBucket(0.01)  # one every 100 s
     assert bucket.try_acquire()

@@ -300,3 +300,17 @@ async def test_an_async_pool_dropped_without_shutdown_ends_its_tasks() -> None:
     gc.collect()
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
     assert all(t.done() and t.exception() is None for t in tasks)
+
+
+def test_with_on_an_async_pool_is_refused_before_its_block_runs() -> None:
+    async def main() -> list[int]:
+        pool = WorkerPool(2, mode="async")
+        ran = []
+        with pytest.raises(RuntimeError, match="use 'async with'"):
+            with pool:
+                ran.append("body")  # pragma: no cover - must not run
+        assert ran == []
+        async with pool:  # the pool is whole, and still shuts down
+            return [await pool.submit(abs, -n) for n in range(3)]
+
+    assert asyncio.run(main()) == [0, 1, 2]

@@ -220,7 +220,8 @@ class Shedding:
         bucket = self.bucket
         if self.token_bucket:
             tokens = bucket.tokens(key)  # type: ignore[union-attr]
-            left = int(tokens)
+            # Below 0 while callers wait for booked tokens; the field is >= 0.
+            left = max(0, int(tokens))
             until_full = whole_seconds((bucket.burst - tokens) * self.seconds_per_token)  # type: ignore[union-attr]
         else:
             wait = bucket.retry_after(key=key)  # type: ignore[union-attr]

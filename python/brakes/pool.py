@@ -444,6 +444,10 @@ class WorkerPool(Generic[_Mode]):
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def __enter__(self) -> Self:
+        # Refused on the way in, so that the block does not run on a pool
+        # that its exit could not shut down.
+        if self._mode == "async":
+            raise RuntimeError("use 'async with' with an async WorkerPool")
         return self
 
     def __exit__(
@@ -452,8 +456,6 @@ class WorkerPool(Generic[_Mode]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._mode == "async":
-            raise RuntimeError("use 'async with' with an async WorkerPool")
         self.shutdown()
 
     async def __aenter__(self) -> Self:

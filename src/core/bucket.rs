@@ -73,10 +73,12 @@ pub enum Attempt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Booking {
     Acquired,
-    /// Queued; its turn comes `due_in_ns` from now unless those ahead leave.
+    /// Queued; its turn comes `due_in_ns` from now unless those ahead leave
+    /// or the rate changes (`reshapes`: the changes made so far).
     Queued {
         id: u64,
         due_in_ns: u64,
+        reshapes: u64,
     },
     /// The wait needed is longer than allowed, or the queue is full.
     Refused {
@@ -322,10 +324,10 @@ impl Bucket {
         for (key, granted) in woken {
             self.wake(&key, granted);
         }
-        if self.clock.as_manual().is_none() {
-            for waiter in others {
-                waiter.kick();
-            }
+        // On a manual clock too: a caller whose turn moved past its deadline
+        // must be told at once, not when the clock next moves.
+        for waiter in others {
+            waiter.kick();
         }
         generation
     }
@@ -435,7 +437,11 @@ impl Bucket {
         let id = *next_id;
         *next_id += 1;
         queue.waiters.push_as(id, n, Arc::clone(waiter));
-        Booking::Queued { id, due_in_ns }
+        Booking::Queued {
+            id,
+            due_in_ns,
+            reshapes: table.reshapes,
+        }
     }
 
     /// Grants, in order, the queued callers of `key` whose turn has come.
@@ -483,7 +489,13 @@ impl Bucket {
 
     /// How long until the queued caller `id` of `key` is due, or None if it
     /// is no longer queued (granted, or gone).
+    #[cfg(test)]
     pub fn due_in_ns(&self, key: &Key, id: u64) -> Option<u64> {
+        self.due_since(key, id).map(|(due, _)| due)
+    }
+
+    /// `due_in_ns`, and how many times the rate has changed so far.
+    fn due_since(&self, key: &Key, id: u64) -> Option<(u64, u64)> {
         let now_ns = self.clock.now_ns();
         let table = self.table.lock();
         let rate = table.rate;
@@ -494,7 +506,7 @@ impl Bucket {
         let tat = table.cells.get(key).map_or(0, Cell::tat);
         let start = rate.start(tat, ahead, now);
         let ready = start.saturating_sub(rate.slack(n));
-        Some(rate.pace.ns_ceil(ready.saturating_sub(now)))
+        Some((rate.pace.ns_ceil(ready.saturating_sub(now)), table.reshapes))
     }
 
     pub fn take_granted(&self, waiter: &Waiter) -> bool {
@@ -510,6 +522,17 @@ impl Bucket {
     /// behind it move up.
     pub fn abandon(&self, key: &Key, id: u64, waiter: &Waiter) {
         self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+        self.leave(key, id, waiter);
+    }
+
+    /// A queued caller whose turn a new rate moved past its deadline leaves,
+    /// refused: its booking goes back as an abandoned one does.
+    fn refuse_queued(&self, key: &Key, id: u64, waiter: &Waiter) {
+        self.count_rejected();
+        self.leave(key, id, waiter);
+    }
+
+    fn leave(&self, key: &Key, id: u64, waiter: &Waiter) {
         let now_ns = self.clock.now_ns();
         let mut table = self.table.lock();
         let now = table.rate.pace.ticks(now_ns);
@@ -643,8 +666,9 @@ pub struct Acquire<B: Deref<Target = Bucket>> {
     key: Key,
     n: u64,
     max_wait_ns: Option<u64>,
-    /// The waiter's id in its key's line, the waiter, and when it queued.
-    queued: Option<(u64, Arc<Waiter>, u64)>,
+    /// The waiter's id in its key's line, the waiter, when it queued, and
+    /// the bucket's count of rate changes then.
+    queued: Option<(u64, Arc<Waiter>, u64, u64)>,
 }
 
 impl<B: Deref<Target = Bucket>> Acquire<B> {
@@ -670,8 +694,16 @@ impl<B: Deref<Target = Bucket>> Acquire<B> {
     }
 
     /// A queued caller looks where its turn stands, and grants whoever is
-    /// due (itself included) once its own time has come.
-    fn look(&mut self, id: u64, waiter: &Waiter, since_ns: u64) -> Poll<Outcome<()>> {
+    /// due (itself included) once its own time has come. If the rate changed
+    /// since it queued and its turn now lies past its deadline, it leaves,
+    /// refused, with the wait it would need.
+    fn look(
+        &mut self,
+        id: u64,
+        waiter: &Waiter,
+        since_ns: u64,
+        reshapes: u64,
+    ) -> Poll<Outcome<()>> {
         let bucket = &*self.bucket;
         for _ in 0..2 {
             if waiter.is_granted() && bucket.take_granted(waiter) {
@@ -680,12 +712,24 @@ impl<B: Deref<Target = Bucket>> Acquire<B> {
                 self.queued = None;
                 return Poll::Ready(Ok(()));
             }
+            let due = bucket.due_since(&self.key, id);
+            if let (Some((due, now_reshapes)), Some(most)) = (due, self.max_wait_ns) {
+                let so_far = bucket.clock.now_ns().saturating_sub(since_ns);
+                if now_reshapes != reshapes && so_far.saturating_add(due) > most {
+                    // A grant made in the same instant goes back with it.
+                    bucket.refuse_queued(&self.key, id, waiter);
+                    self.queued = None;
+                    return Poll::Ready(Err(Refusal::Busy {
+                        retry_after_ns: Some(due),
+                    }));
+                }
+            }
             if bucket.clock.is_manual() {
                 return Poll::Pending(None);
             }
-            match bucket.due_in_ns(&self.key, id) {
-                Some(0) => bucket.poll(&self.key),
-                Some(due) => return self.sleep(due),
+            match due {
+                Some((0, _)) => bucket.poll(&self.key),
+                Some((due, _)) => return self.sleep(due),
                 // Granted since the first look.
                 None => {}
             }
@@ -698,8 +742,8 @@ impl<B: Deref<Target = Bucket>> Wait for Acquire<B> {
     type Output = Outcome<()>;
 
     fn poll(&mut self, waker: Option<&Waker>) -> Poll<Outcome<()>> {
-        if let Some((id, waiter, since_ns)) = self.queued.clone() {
-            return self.look(id, &waiter, since_ns);
+        if let Some((id, waiter, since_ns, reshapes)) = self.queued.clone() {
+            return self.look(id, &waiter, since_ns, reshapes);
         }
         let bucket = &*self.bucket;
         let Some(waker) = waker else {
@@ -725,15 +769,19 @@ impl<B: Deref<Target = Bucket>> Wait for Acquire<B> {
                 retry_after_ns: Some(retry_after_ns),
             })),
             Booking::TooLarge { most } => Poll::Ready(Err(Refusal::TooLarge { most })),
-            Booking::Queued { id, due_in_ns } => {
-                self.queued = Some((id, waiter, bucket.clock.now_ns()));
+            Booking::Queued {
+                id,
+                due_in_ns,
+                reshapes,
+            } => {
+                self.queued = Some((id, waiter, bucket.clock.now_ns(), reshapes));
                 self.sleep(due_in_ns)
             }
         }
     }
 
     fn abandon(&mut self) {
-        if let Some((id, waiter, _)) = self.queued.take() {
+        if let Some((id, waiter, _, _)) = self.queued.take() {
             self.bucket.abandon(&self.key, id, &waiter);
         }
     }
