@@ -131,6 +131,60 @@ def test_a_slower_rate_refuses_a_waiter_its_timeout_no_longer_covers(kind: str) 
     assert outcomes["patient"] == ("granted", pytest.approx(1.0))
 
 
+def _refusal_round() -> None:
+    clock = ManualClock()
+    bucket = LeakyBucket(10, clock=clock)
+    assert bucket.try_acquire()
+    outcomes: dict[str, object] = {}
+
+    def wait(name: str, timeout: float) -> None:
+        try:
+            bucket.acquire_blocking(timeout=timeout)
+            outcomes[name] = ("granted", clock.now())
+        except RateLimited as refused:
+            outcomes[name] = ("refused", refused.retry_after)
+
+    first = threading.Thread(target=wait, args=("first", 0.15))  # due at 0.1 s
+    first.start()
+    wait_until(lambda: bucket.stats().waiting == 1)
+    second = threading.Thread(target=wait, args=("second", 0.25))  # due at 0.2 s
+    second.start()
+    wait_until(lambda: bucket.stats().waiting == 2)
+    bucket.rate = 5  # first: 0.2 s, past 0.15; second, once first has gone: 0.2 s
+    first.join(timeout=60)
+    assert outcomes["first"] == ("refused", pytest.approx(0.2))
+    clock.advance(0.2)
+    second.join(timeout=60)
+    assert outcomes["second"] == ("granted", pytest.approx(0.2))
+    assert bucket.stats().rejected == 1
+
+
+def test_a_refused_waiter_makes_room_for_those_behind_whoever_looks_first() -> None:
+    """Refusals are settled in queue order at the change: the one behind a
+    refused waiter is judged with that waiter gone, not by its stale place."""
+    for _ in range(20):
+        _refusal_round()
+
+
+def test_a_waiter_late_to_look_after_a_faster_rate_takes_its_turn() -> None:
+    """A new rate judges turns when it is set: a waiter whose turn came in
+    time is granted even if its task runs only after its deadline."""
+    clock = ManualClock()
+    bucket = TokenBucket(10, burst=1, clock=clock)
+    assert bucket.try_acquire()
+
+    async def main() -> float:
+        waiter = asyncio.ensure_future(bucket.acquire(timeout=0.2))  # due at 0.1 s
+        await asyncio.sleep(0)
+        bucket.rate = 20  # due at 0.05 s
+        clock.advance(0.3)  # past the deadline before the task runs again
+        await waiter
+        return clock.now()
+
+    assert asyncio.run(main()) == pytest.approx(0.3)
+    assert bucket.stats().rejected == 0 and bucket.stats().waited == 1
+
+
 def test_a_waiter_whose_new_turn_still_fits_its_timeout_keeps_it() -> None:
     clock = ManualClock()
     bucket = TokenBucket(10, burst=1, clock=clock)

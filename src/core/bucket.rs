@@ -17,7 +17,7 @@ use super::histogram::{Histogram, HistogramSnapshot};
 use super::keys::{Key, KeyTable};
 use super::pace::Pace;
 use super::wait::{Outcome, Poll, Refusal, Wait, Waker};
-use super::waiter::Waiter;
+use super::waiter::{Waiter, NEVER};
 use super::waitlist::Waitlist;
 
 /// Idle keys are swept no more often than this, whatever the refill time.
@@ -73,12 +73,10 @@ pub enum Attempt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Booking {
     Acquired,
-    /// Queued; its turn comes `due_in_ns` from now unless those ahead leave
-    /// or the rate changes (`reshapes`: the changes made so far).
+    /// Queued; its turn comes `due_in_ns` from now unless those ahead leave.
     Queued {
         id: u64,
         due_in_ns: u64,
-        reshapes: u64,
     },
     /// The wait needed is longer than allowed, or the queue is full.
     Refused {
@@ -315,6 +313,10 @@ impl Bucket {
         let mut others = Vec::new();
         for (key, granted) in &mut woken {
             granted.extend(self.grant_due(&mut table, key, to_now));
+            // In queue order, so that those behind a refused caller move up
+            // before their own turns are judged.
+            self.refuse_past_deadline(&mut table, key, now_ns, to_now);
+            granted.extend(self.grant_due(&mut table, key, to_now));
             // The others look again: their turn may have moved either way.
             if let Some(queue) = table.queues.get(key) {
                 others.extend(queue.waiters.all());
@@ -324,12 +326,47 @@ impl Bucket {
         for (key, granted) in woken {
             self.wake(&key, granted);
         }
-        // On a manual clock too: a caller whose turn moved past its deadline
-        // must be told at once, not when the clock next moves.
-        for waiter in others {
-            waiter.kick();
+        // Refused callers were woken as they left; the others look again
+        // (on a manual clock they are granted as the clock moves).
+        if self.clock.as_manual().is_none() {
+            for waiter in others {
+                waiter.kick();
+            }
         }
         generation
+    }
+
+    /// After a new rate: the queued callers of `key` whose turn now lies past
+    /// their deadline leave the queue, refused with the wait they would need,
+    /// and those behind them move up. A turn within a microsecond of its
+    /// deadline is kept: a change of rate can round a turn booked at exactly
+    /// its deadline by a tick.
+    fn refuse_past_deadline(&self, table: &mut Table, key: &Key, now_ns: u64, now: u128) {
+        const ROUNDING_NS: u64 = 1_000;
+        let rate = table.rate;
+        let tat = table.cells.get(key).map_or(0, Cell::tat);
+        let Some(queue) = table.queues.get_mut(key) else {
+            return;
+        };
+        let mut ahead = 0;
+        for (id, n, waiter) in queue.waiters.entries() {
+            let ready = rate.start(tat, ahead, now).saturating_sub(rate.slack(n));
+            let due_ns = rate.pace.ns_ceil(ready.saturating_sub(now));
+            let deadline = waiter.deadline_ns();
+            if deadline != NEVER
+                && now_ns.saturating_add(due_ns) > deadline.saturating_add(ROUNDING_NS)
+            {
+                queue.waiters.remove(id);
+                queue.weight -= n;
+                self.count_rejected();
+                waiter.refuse(due_ns);
+            } else {
+                ahead += n;
+            }
+        }
+        if queue.waiters.is_empty() {
+            table.queues.remove(key);
+        }
     }
 
     /// Takes `key` by value: on this hot path a new key moves into the table
@@ -434,14 +471,13 @@ impl Bucket {
             weight: 0,
         });
         queue.weight += n;
+        if let Some(most) = max_wait_ns {
+            waiter.set_deadline_ns(now_ns.saturating_add(most));
+        }
         let id = *next_id;
         *next_id += 1;
         queue.waiters.push_as(id, n, Arc::clone(waiter));
-        Booking::Queued {
-            id,
-            due_in_ns,
-            reshapes: table.reshapes,
-        }
+        Booking::Queued { id, due_in_ns }
     }
 
     /// Grants, in order, the queued callers of `key` whose turn has come.
@@ -489,13 +525,7 @@ impl Bucket {
 
     /// How long until the queued caller `id` of `key` is due, or None if it
     /// is no longer queued (granted, or gone).
-    #[cfg(test)]
     pub fn due_in_ns(&self, key: &Key, id: u64) -> Option<u64> {
-        self.due_since(key, id).map(|(due, _)| due)
-    }
-
-    /// `due_in_ns`, and how many times the rate has changed so far.
-    fn due_since(&self, key: &Key, id: u64) -> Option<(u64, u64)> {
         let now_ns = self.clock.now_ns();
         let table = self.table.lock();
         let rate = table.rate;
@@ -506,7 +536,7 @@ impl Bucket {
         let tat = table.cells.get(key).map_or(0, Cell::tat);
         let start = rate.start(tat, ahead, now);
         let ready = start.saturating_sub(rate.slack(n));
-        Some((rate.pace.ns_ceil(ready.saturating_sub(now)), table.reshapes))
+        Some(rate.pace.ns_ceil(ready.saturating_sub(now)))
     }
 
     pub fn take_granted(&self, waiter: &Waiter) -> bool {
@@ -522,17 +552,6 @@ impl Bucket {
     /// behind it move up.
     pub fn abandon(&self, key: &Key, id: u64, waiter: &Waiter) {
         self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
-        self.leave(key, id, waiter);
-    }
-
-    /// A queued caller whose turn a new rate moved past its deadline leaves,
-    /// refused: its booking goes back as an abandoned one does.
-    fn refuse_queued(&self, key: &Key, id: u64, waiter: &Waiter) {
-        self.count_rejected();
-        self.leave(key, id, waiter);
-    }
-
-    fn leave(&self, key: &Key, id: u64, waiter: &Waiter) {
         let now_ns = self.clock.now_ns();
         let mut table = self.table.lock();
         let now = table.rate.pace.ticks(now_ns);
@@ -666,9 +685,8 @@ pub struct Acquire<B: Deref<Target = Bucket>> {
     key: Key,
     n: u64,
     max_wait_ns: Option<u64>,
-    /// The waiter's id in its key's line, the waiter, when it queued, and
-    /// the bucket's count of rate changes then.
-    queued: Option<(u64, Arc<Waiter>, u64, u64)>,
+    /// The waiter's id in its key's line, the waiter, and when it queued.
+    queued: Option<(u64, Arc<Waiter>, u64)>,
 }
 
 impl<B: Deref<Target = Bucket>> Acquire<B> {
@@ -694,16 +712,8 @@ impl<B: Deref<Target = Bucket>> Acquire<B> {
     }
 
     /// A queued caller looks where its turn stands, and grants whoever is
-    /// due (itself included) once its own time has come. If the rate changed
-    /// since it queued and its turn now lies past its deadline, it leaves,
-    /// refused, with the wait it would need.
-    fn look(
-        &mut self,
-        id: u64,
-        waiter: &Waiter,
-        since_ns: u64,
-        reshapes: u64,
-    ) -> Poll<Outcome<()>> {
+    /// due (itself included) once its own time has come.
+    fn look(&mut self, id: u64, waiter: &Waiter, since_ns: u64) -> Poll<Outcome<()>> {
         let bucket = &*self.bucket;
         for _ in 0..2 {
             if waiter.is_granted() && bucket.take_granted(waiter) {
@@ -712,24 +722,19 @@ impl<B: Deref<Target = Bucket>> Acquire<B> {
                 self.queued = None;
                 return Poll::Ready(Ok(()));
             }
-            let due = bucket.due_since(&self.key, id);
-            if let (Some((due, now_reshapes)), Some(most)) = (due, self.max_wait_ns) {
-                let so_far = bucket.clock.now_ns().saturating_sub(since_ns);
-                if now_reshapes != reshapes && so_far.saturating_add(due) > most {
-                    // A grant made in the same instant goes back with it.
-                    bucket.refuse_queued(&self.key, id, waiter);
-                    self.queued = None;
-                    return Poll::Ready(Err(Refusal::Busy {
-                        retry_after_ns: Some(due),
-                    }));
-                }
+            // A new rate moved its turn past its deadline: it left, refused.
+            if let Some(retry_after_ns) = waiter.refused() {
+                self.queued = None;
+                return Poll::Ready(Err(Refusal::Busy {
+                    retry_after_ns: Some(retry_after_ns),
+                }));
             }
             if bucket.clock.is_manual() {
                 return Poll::Pending(None);
             }
-            match due {
-                Some((0, _)) => bucket.poll(&self.key),
-                Some((due, _)) => return self.sleep(due),
+            match bucket.due_in_ns(&self.key, id) {
+                Some(0) => bucket.poll(&self.key),
+                Some(due) => return self.sleep(due),
                 // Granted since the first look.
                 None => {}
             }
@@ -742,8 +747,8 @@ impl<B: Deref<Target = Bucket>> Wait for Acquire<B> {
     type Output = Outcome<()>;
 
     fn poll(&mut self, waker: Option<&Waker>) -> Poll<Outcome<()>> {
-        if let Some((id, waiter, since_ns, reshapes)) = self.queued.clone() {
-            return self.look(id, &waiter, since_ns, reshapes);
+        if let Some((id, waiter, since_ns)) = self.queued.clone() {
+            return self.look(id, &waiter, since_ns);
         }
         let bucket = &*self.bucket;
         let Some(waker) = waker else {
@@ -769,19 +774,15 @@ impl<B: Deref<Target = Bucket>> Wait for Acquire<B> {
                 retry_after_ns: Some(retry_after_ns),
             })),
             Booking::TooLarge { most } => Poll::Ready(Err(Refusal::TooLarge { most })),
-            Booking::Queued {
-                id,
-                due_in_ns,
-                reshapes,
-            } => {
-                self.queued = Some((id, waiter, bucket.clock.now_ns(), reshapes));
+            Booking::Queued { id, due_in_ns } => {
+                self.queued = Some((id, waiter, bucket.clock.now_ns()));
                 self.sleep(due_in_ns)
             }
         }
     }
 
     fn abandon(&mut self) {
-        if let Some((id, waiter, _, _)) = self.queued.take() {
+        if let Some((id, waiter, _)) = self.queued.take() {
             self.bucket.abandon(&self.key, id, &waiter);
         }
     }

@@ -155,7 +155,6 @@ fn a_cancelled_booking_moves_those_behind_it_up() {
         Booking::Queued {
             id: second_id,
             due_in_ns,
-            ..
         },
         second,
     ) = book(&bucket, 1, None)

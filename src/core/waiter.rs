@@ -24,7 +24,15 @@ pub struct Waiter {
     /// For a bucket: when the turn it was granted ends, in the clock's
     /// nanoseconds. A grant given back returns only what is still ahead.
     slot_end_ns: AtomicU64,
+    /// For a bucket: the latest time its turn may come (`NEVER`: no bound).
+    deadline_ns: AtomicU64,
+    /// For a bucket: set, with the wait it would need, when a new rate
+    /// moved its turn past its deadline and it left the queue, refused.
+    refused_ns: AtomicU64,
 }
+
+/// No deadline, or not refused.
+pub const NEVER: u64 = u64::MAX;
 
 impl Waiter {
     pub fn new(weight: u64, waker: &Waker) -> Arc<Self> {
@@ -33,7 +41,33 @@ impl Waiter {
             state: AtomicU8::new(WAITING),
             waker: Arc::clone(waker),
             slot_end_ns: AtomicU64::new(0),
+            deadline_ns: AtomicU64::new(NEVER),
+            refused_ns: AtomicU64::new(NEVER),
         })
+    }
+
+    pub fn set_deadline_ns(&self, deadline_ns: u64) {
+        self.deadline_ns.store(deadline_ns, Ordering::Release);
+    }
+
+    pub fn deadline_ns(&self) -> u64 {
+        self.deadline_ns.load(Ordering::Acquire)
+    }
+
+    /// Settles a waiter that its core took out of the wait list as refused
+    /// (it was never granted), and wakes it to learn so.
+    pub fn refuse(&self, retry_after_ns: u64) {
+        self.refused_ns
+            .store(retry_after_ns.min(NEVER - 1), Ordering::Release);
+        if self.give_back() {
+            self.waker.notify();
+        }
+    }
+
+    /// The wait a refused waiter would have needed, or None.
+    pub fn refused(&self) -> Option<u64> {
+        let ns = self.refused_ns.load(Ordering::Acquire);
+        (ns != NEVER).then_some(ns)
     }
 
     pub fn set_slot_end_ns(&self, end_ns: u64) {

@@ -145,6 +145,13 @@ impl<T: Clone> Waitlist<T> {
         self.waiting().filter_map(|e| e.item.clone()).collect()
     }
 
+    /// Every waiter with its id and weight, in order.
+    pub fn entries(&self) -> Vec<(u64, u64, T)> {
+        self.waiting()
+            .filter_map(|e| e.item.clone().map(|item| (e.id, e.weight, item)))
+            .collect()
+    }
+
     /// The waiters that arrived after `id`, in order.
     pub fn after(&self, id: u64) -> Vec<T> {
         self.waiting()
