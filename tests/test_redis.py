@@ -312,12 +312,14 @@ def test_reads_while_redis_cannot_answer_follow_on_error() -> None:
 @pytest.mark.parametrize("on_error", ["allow", "deny", "local"])
 def test_loadshed_with_a_shared_bucket_answers_while_redis_is_down(on_error: str) -> None:
     """No 500: the headers come from the reads above, on the same rules."""
+    import httpx
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
-    from starlette.testclient import TestClient
 
     from brakes.asgi import LoadShed
+
+    from .http_servers import serve_asgi
 
     url = f"redis://127.0.0.1:{free_port()}/0"
     backend = Backend(url, on_error=on_error)  # type: ignore[arg-type]
@@ -327,7 +329,7 @@ def test_loadshed_with_a_shared_bucket_answers_while_redis_is_down(on_error: str
         return PlainTextResponse("hello")
 
     app = LoadShed(Starlette(routes=[Route("/", hello)]), bucket=shared)
-    with TestClient(app) as client:
+    with serve_asgi(app) as base, httpx.Client(base_url=base, timeout=10) as client:
         statuses = [client.get("/").status_code for _ in range(3)]
     expected = {"allow": [200, 200, 200], "deny": [429, 429, 429], "local": [200, 429, 429]}
     assert statuses == expected[on_error]
