@@ -5,6 +5,7 @@ granted twice."""
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 
 import pytest
@@ -221,6 +222,31 @@ def test_an_async_waiter_is_refused_too_when_a_slower_rate_passes_its_timeout() 
     assert bucket.try_acquire() is False and bucket.retry_after() == pytest.approx(0.5)
 
 
+def test_a_refused_waiter_cancelled_before_it_looks_counts_once() -> None:
+    """A caller refused by a new rate and cancelled before its task runs
+    again gets CancelledError; the stats count it once, as rejected, and
+    the bucket is left as the refusal left it."""
+    clock = ManualClock()
+    bucket = LeakyBucket(10, clock=clock)
+    assert bucket.try_acquire()
+
+    async def main() -> None:
+        waiter = asyncio.ensure_future(bucket.acquire(timeout=0.2))
+        await asyncio.sleep(0)
+        assert bucket.stats().waiting == 1
+        bucket.rate = 2  # its turn moves to 0.5 s: refused at once
+        waiter.cancel()  # before the task has seen the refusal
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+
+    asyncio.run(main())
+    stats = bucket.stats()
+    assert (stats.rejected, stats.cancelled, stats.waiting) == (1, 0, 0)
+    assert bucket.retry_after() == pytest.approx(0.5)
+    clock.advance(0.5)
+    assert bucket.try_acquire() and not bucket.try_acquire()
+
+
 def test_a_faster_rate_wakes_a_thread_sleeping_on_the_real_clock() -> None:
     bucket = LeakyBucket(0.01)  # one every 100 s
     assert bucket.try_acquire()
@@ -271,6 +297,106 @@ def test_rate_changes_under_load_never_grant_more_than_the_rates_allow() -> None
         thread.join()
     assert taken[0] <= allowed + 10 * 20 + 5
     assert bucket.stats().waiting == 0
+
+
+def test_every_caller_is_counted_once_through_rate_changes_timeouts_and_cancels() -> None:
+    """Two event loops and two threads wait with and without timeouts while
+    the rate keeps changing and tasks are cancelled at random: each call
+    ends in exactly one of acquired, rejected and cancelled, the stats agree
+    with what the callers saw, and nothing is left queued."""
+    clock = ManualClock()
+    bucket = LeakyBucket(40, clock=clock)
+    stop = threading.Event()
+    lock = threading.Lock()
+    seen = {"calls": 0, "granted": 0, "refused": 0, "cancelled": 0}
+
+    def saw(outcome: str) -> None:
+        with lock:
+            seen["calls"] += 1
+            seen[outcome] += 1
+
+    timeouts = (None, 0.02, 0.1, 0.5)
+
+    def next_timeout(rng: random.Random, refused: bool) -> float | None:
+        # After a refusal a caller queues without a bound, so that nobody
+        # spins on refusals while the clock stands still.
+        return None if refused else rng.choice(timeouts)
+
+    async def caller(rng: random.Random) -> None:
+        refused = False
+        while not stop.is_set():
+            try:
+                await bucket.acquire(timeout=next_timeout(rng, refused))
+            except RateLimited:
+                saw("refused")
+                refused = True
+            except asyncio.CancelledError:
+                saw("cancelled")
+                return
+            else:
+                saw("granted")
+                refused = False
+
+    loops: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None], set[asyncio.Task[None]]]]
+    loops = []
+    ready = threading.Barrier(3)
+
+    async def loop_main(seed: int) -> None:
+        rng = random.Random(seed)
+        tasks = {asyncio.ensure_future(caller(rng)) for _ in range(20)}
+        stopped = asyncio.get_running_loop().create_future()
+        with lock:
+            loops.append((asyncio.get_running_loop(), stopped, tasks))
+        ready.wait()
+        await stopped
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def cancel_one(tasks: set[asyncio.Task[None]], rng: random.Random) -> None:
+        victim = rng.choice(sorted(tasks, key=id))
+        victim.cancel()
+        tasks.discard(victim)
+        tasks.add(asyncio.ensure_future(caller(rng)))
+
+    def thread_main(seed: int) -> None:
+        rng = random.Random(seed)
+        refused = False
+        while not stop.is_set():
+            try:
+                bucket.acquire_blocking(timeout=next_timeout(rng, refused))
+            except RateLimited:
+                saw("refused")
+                refused = True
+            else:
+                saw("granted")
+                refused = False
+
+    workers = [threading.Thread(target=asyncio.run, args=(loop_main(seed),)) for seed in (1, 2)]
+    workers += [threading.Thread(target=thread_main, args=(seed,)) for seed in (3, 4)]
+    for worker in workers:
+        worker.start()
+    ready.wait()
+    rng = random.Random(5)
+    rates = (40, 5, 200, 10)
+    for step in range(300):
+        bucket.rate = rates[step % 4]
+        for loop, _, tasks in loops:
+            if rng.random() < 0.5:
+                loop.call_soon_threadsafe(cancel_one, tasks, random.Random(step))
+        clock.advance(0.005)
+    stop.set()
+    for loop, stopped, _ in loops:
+        loop.call_soon_threadsafe(stopped.set_result, None)
+    while any(worker.is_alive() for worker in workers):
+        clock.advance(1)  # lets the last waiters through
+        for worker in workers:
+            worker.join(timeout=0.01)
+    stats = bucket.stats()
+    assert stats.waiting == 0
+    assert stats.acquired == seen["granted"]
+    assert stats.acquired + stats.rejected + stats.cancelled == seen["calls"]
+    # A refused caller cancelled before it saw the refusal counts as rejected.
+    assert stats.rejected >= seen["refused"] and stats.cancelled <= seen["cancelled"]
+    assert seen["refused"] > 0 and seen["cancelled"] > 0 and seen["granted"] > 0
 
 
 def test_bad_values_are_refused_and_change_nothing() -> None:

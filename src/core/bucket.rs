@@ -311,11 +311,12 @@ impl Bucket {
         }
         table.rate = new;
         let mut others = Vec::new();
+        let mut refused = Vec::new();
         for (key, granted) in &mut woken {
             granted.extend(self.grant_due(&mut table, key, to_now));
             // In queue order, so that those behind a refused caller move up
             // before their own turns are judged.
-            self.refuse_past_deadline(&mut table, key, now_ns, to_now);
+            refused.extend(self.refuse_past_deadline(&mut table, key, now_ns, to_now));
             granted.extend(self.grant_due(&mut table, key, to_now));
             // The others look again: their turn may have moved either way.
             if let Some(queue) = table.queues.get(key) {
@@ -323,11 +324,15 @@ impl Bucket {
             }
         }
         drop(table);
+        // Wakes reach Python (an event loop's caller): never under the lock.
+        for waiter in refused {
+            waiter.notify_refused();
+        }
         for (key, granted) in woken {
             self.wake(&key, granted);
         }
-        // Refused callers were woken as they left; the others look again
-        // (on a manual clock they are granted as the clock moves).
+        // The others look again (on a manual clock they are granted as the
+        // clock moves).
         if self.clock.as_manual().is_none() {
             for waiter in others {
                 waiter.kick();
@@ -340,13 +345,21 @@ impl Bucket {
     /// their deadline leave the queue, refused with the wait they would need,
     /// and those behind them move up. A turn within a microsecond of its
     /// deadline is kept: a change of rate can round a turn booked at exactly
-    /// its deadline by a tick.
-    fn refuse_past_deadline(&self, table: &mut Table, key: &Key, now_ns: u64, now: u128) {
+    /// its deadline by a tick. Returns the refused callers to wake once the
+    /// lock is released.
+    fn refuse_past_deadline(
+        &self,
+        table: &mut Table,
+        key: &Key,
+        now_ns: u64,
+        now: u128,
+    ) -> Vec<Arc<Waiter>> {
         const ROUNDING_NS: u64 = 1_000;
         let rate = table.rate;
         let tat = table.cells.get(key).map_or(0, Cell::tat);
+        let mut refused = Vec::new();
         let Some(queue) = table.queues.get_mut(key) else {
-            return;
+            return refused;
         };
         let mut ahead = 0;
         for (id, n, waiter) in queue.waiters.entries() {
@@ -359,7 +372,9 @@ impl Bucket {
                 queue.waiters.remove(id);
                 queue.weight -= n;
                 self.count_rejected();
-                waiter.refuse(due_ns);
+                if waiter.refuse(due_ns) {
+                    refused.push(waiter);
+                }
             } else {
                 ahead += n;
             }
@@ -367,6 +382,7 @@ impl Bucket {
         if queue.waiters.is_empty() {
             table.queues.remove(key);
         }
+        refused
     }
 
     /// Takes `key` by value: on this hot path a new key moves into the table
@@ -549,11 +565,16 @@ impl Bucket {
 
     /// A queued caller leaves (cancelled, dropped, interrupted): its booking
     /// goes back, even if it was granted in the same instant, and those
-    /// behind it move up.
+    /// behind it move up. One that a new rate already refused left the queue
+    /// then, counted as rejected: it is not counted again.
     pub fn abandon(&self, key: &Key, id: u64, waiter: &Waiter) {
-        self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
         let now_ns = self.clock.now_ns();
         let mut table = self.table.lock();
+        // Refusals are made under this lock, so this reads the final word.
+        if waiter.refused().is_some() {
+            return;
+        }
+        self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
         let now = table.rate.pace.ticks(now_ns);
         let mut behind = Vec::new();
         let mut removed = None;

@@ -55,13 +55,18 @@ impl Waiter {
     }
 
     /// Settles a waiter that its core took out of the wait list as refused
-    /// (it was never granted), and wakes it to learn so.
-    pub fn refuse(&self, retry_after_ns: u64) {
+    /// (it was never granted). Returns true if the caller must be woken to
+    /// learn so, with `notify_refused`, once the core's lock is released:
+    /// waking an event loop's caller calls into Python.
+    pub fn refuse(&self, retry_after_ns: u64) -> bool {
         self.refused_ns
             .store(retry_after_ns.min(NEVER - 1), Ordering::Release);
-        if self.give_back() {
-            self.waker.notify();
-        }
+        self.give_back()
+    }
+
+    /// Wakes a refused waiter to see its refusal.
+    pub fn notify_refused(&self) {
+        self.waker.notify();
     }
 
     /// The wait a refused waiter would have needed, or None.
