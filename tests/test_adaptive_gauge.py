@@ -464,3 +464,30 @@ def test_growth_in_the_meantime_never_hides_a_drop() -> None:
     # The next drop from before that decrease is the same overload: once.
     gauge.release(dropped=True, rtt=0.1)
     assert gauge.limit == 4
+
+
+def test_a_limit_that_falls_below_a_queued_caller_stalls_nobody_else() -> None:
+    """Drops lower the limit under a caller queued for 2: with nothing in
+    flight, a caller for 1 is still served, its sample raises the limit
+    again, and then the heavy caller has its turn."""
+    clock, gauge = aimd(initial=2, min_limit=1, backoff=0.5)
+    assert gauge.try_acquire() and gauge.try_acquire()
+
+    async def main() -> None:
+        heavy = asyncio.ensure_future(gauge.acquire(2, timeout=5))
+        await asyncio.sleep(0)
+        assert gauge.waiting == 1
+        gauge.release(dropped=True)
+        gauge.release(dropped=True)
+        assert (gauge.limit, gauge.in_flight, gauge.waiting) == (1, 0, 1)
+        assert gauge.try_acquire()  # behind the heavy caller, yet served
+        assert not heavy.done()
+        gauge.release(rtt=0.001)  # a good sample: the limit grows to 2
+        assert gauge.limit == 2
+        await heavy
+        assert gauge.in_flight == 2
+        gauge.release(2)
+
+    asyncio.run(main())
+    stats = gauge.stats()
+    assert (stats.in_flight, stats.waiting, stats.waited) == (0, 0, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import doctest
 import math
 import threading
@@ -203,3 +204,38 @@ def test_exception_hierarchy() -> None:
     assert issubclass(brakes.BrakesError, Exception)
     assert brakes.Overloaded("x").retry_after is None
     assert brakes.Overloaded.__module__ == "brakes"
+
+
+def test_a_caller_queued_for_more_than_a_lowered_limit_holds_up_nobody() -> None:
+    """It keeps its place for when the limit rises again; meanwhile callers
+    behind it, and new ones, take the permits it could never use."""
+    gauge = Gauge(2)
+    assert gauge.try_acquire(2)
+    heavy_done = threading.Event()
+
+    def heavy() -> None:
+        gauge.acquire_blocking(2)
+        heavy_done.set()
+
+    thread = threading.Thread(target=heavy)
+    thread.start()
+    wait_until(lambda: gauge.waiting == 1)
+
+    async def light() -> None:
+        waiter = asyncio.ensure_future(gauge.acquire(timeout=30))
+        await asyncio.sleep(0)
+        gauge.limit = 1
+        gauge.release(2)
+        await waiter  # behind the heavy caller, yet granted
+        assert (gauge.in_flight, gauge.waiting) == (1, 1)
+        assert not gauge.try_acquire()
+        gauge.release()
+        assert gauge.try_acquire()  # nobody who fits is in line
+        gauge.release()
+
+    asyncio.run(light())
+    assert not heavy_done.is_set()
+    gauge.limit = 2
+    thread.join(timeout=30)
+    assert heavy_done.is_set() and gauge.in_flight == 2
+    gauge.release(2)

@@ -138,24 +138,41 @@ pub struct Snapshot {
 impl State {
     fn admits_now(&self, n: u64, patience: Patience) -> bool {
         let in_turn = patience == Patience::FailFast || self.resuming == 0;
-        self.waiters.is_empty() && in_turn && self.in_flight + n <= self.limit
+        in_turn && self.in_flight + n <= self.limit && !self.anyone_in_line()
     }
 
     fn too_large(&self, n: u64) -> Option<u64> {
         (self.limit > 0 && n > self.limit).then_some(self.limit)
     }
 
-    /// Moves waiters from the head of the list to `in_flight` while they fit.
+    /// True if a queued waiter could be granted under the limit as it
+    /// stands. One queued for more than a lowered limit waits for the limit
+    /// to rise again, but holds up nobody meanwhile: it is passed over.
+    fn anyone_in_line(&self) -> bool {
+        let limit = self.limit;
+        match self.waiters.head_weight() {
+            None => false,
+            Some(weight) if limit == 0 || weight <= limit => true,
+            Some(_) => self.waiters.any_but(|weight| weight > limit),
+        }
+    }
+
+    /// Moves waiters from the head of the list to `in_flight` while they
+    /// fit, passing over those queued for more than a lowered limit.
     fn grant_waiters(&mut self) -> Vec<Arc<Waiter>> {
         let limit = self.limit;
         let in_flight = &mut self.in_flight;
-        let granted = self.waiters.pop_front_while(|weight| {
+        let mut admit = |weight: u64| {
             let fits = *in_flight + weight <= limit;
             if fits {
                 *in_flight += weight;
             }
             fits
-        });
+        };
+        let mut granted = self.waiters.pop_front_while(&mut admit);
+        if limit > 0 && self.waiters.head_weight().is_some_and(|w| w > limit) {
+            granted.extend(self.waiters.pop_passing_over(|w| w > limit, admit));
+        }
         self.resuming += granted.len() as u64;
         granted
     }
@@ -409,7 +426,9 @@ impl Gauge {
     }
 
     /// Raising the limit admits waiters at once; lowering it takes effect as
-    /// permits come back.
+    /// permits come back. A waiter queued for more than a lowered limit keeps
+    /// its place for when the limit rises again, and is passed over until
+    /// then.
     pub fn set_limit(&self, limit: u64) {
         let granted = self.set_limit_granting(limit);
         self.wake_granted(granted);

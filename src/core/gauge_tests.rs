@@ -138,6 +138,51 @@ fn raising_the_limit_grants_waiters_at_once_and_lowering_waits_for_releases() {
 }
 
 #[test]
+fn a_waiter_heavier_than_a_lowered_limit_is_passed_over_until_the_limit_rises() {
+    let gauge = ThreadGauge::new(2);
+    assert_eq!(gauge.try_acquire_waiting(2), Admission::Acquired);
+    let (_, heavy) = queue(&gauge, 2);
+    let (_, light) = queue(&gauge, 1);
+    gauge.set_limit(1);
+    gauge.release(2).unwrap();
+    // The heavy one could never fit a limit of 1: the light one behind it
+    // goes first, and a newcomer finds the permit taken, not the line.
+    assert!(!heavy.is_granted() && light.is_granted());
+    assert!(gauge.take_granted(&light));
+    assert_eq!(gauge.try_acquire(1, Patience::FailFast), Admission::Busy);
+    gauge.release(1).unwrap();
+    assert_eq!(
+        gauge.try_acquire(1, Patience::FailFast),
+        Admission::Acquired
+    );
+    gauge.release(1).unwrap();
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
+    let (_, later) = queue(&gauge, 1);
+    // Back to 2: the heavy one has its place again, ahead of `later`.
+    gauge.set_limit(2);
+    assert!(!heavy.is_granted() && !later.is_granted());
+    gauge.release(1).unwrap();
+    assert!(heavy.is_granted() && !later.is_granted());
+    assert!(gauge.take_granted(&heavy));
+    assert_eq!(gauge.snapshot().in_flight, 2);
+    gauge.release(2).unwrap();
+    assert!(later.is_granted());
+}
+
+#[test]
+fn a_limit_of_zero_holds_every_waiter() {
+    let gauge = ThreadGauge::new(1);
+    assert_eq!(gauge.try_acquire_waiting(1), Admission::Acquired);
+    let (_, waiter) = queue(&gauge, 1);
+    gauge.set_limit(0);
+    gauge.release(1).unwrap();
+    assert!(!waiter.is_granted());
+    assert_eq!(gauge.try_acquire(1, Patience::FailFast), Admission::Busy);
+    gauge.set_limit(1);
+    assert!(waiter.is_granted());
+}
+
+#[test]
 fn a_newcomer_queues_behind_granted_waiters_that_have_not_resumed() {
     let gauge = ThreadGauge::new(2);
     assert_eq!(gauge.try_acquire_waiting(2), Admission::Acquired);

@@ -111,6 +111,40 @@ impl<T> Waitlist<T> {
         popped
     }
 
+    /// `pop_front_while` for a list whose head may be a waiter that can
+    /// never be admitted as things stand (`passed_over` says which weights):
+    /// those stay in line, and the first one behind them that `admit` refuses
+    /// blocks the rest. Gaps are left where waiters were taken out.
+    pub fn pop_passing_over(
+        &mut self,
+        passed_over: impl Fn(u64) -> bool,
+        mut admit: impl FnMut(u64) -> bool,
+    ) -> Vec<T> {
+        let mut popped = Vec::new();
+        for entry in &mut self.entries {
+            if entry.item.is_none() || passed_over(entry.weight) {
+                continue;
+            }
+            if !admit(entry.weight) {
+                break;
+            }
+            popped.extend(entry.item.take());
+        }
+        self.live -= popped.len();
+        self.sweep();
+        popped
+    }
+
+    /// The weight of the first waiter, if any.
+    pub fn head_weight(&self) -> Option<u64> {
+        self.waiting().next().map(|e| e.weight)
+    }
+
+    /// True if some waiter's weight is not one of `passed_over`.
+    pub fn any_but(&self, passed_over: impl Fn(u64) -> bool) -> bool {
+        self.waiting().any(|e| !passed_over(e.weight))
+    }
+
     fn waiting(&self) -> impl Iterator<Item = &Entry<T>> {
         self.entries.iter().filter(|e| e.item.is_some())
     }

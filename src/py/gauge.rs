@@ -431,7 +431,9 @@ impl Gauge {
     }
 
     /// The number of permits; raising it admits waiters at once, lowering it
-    /// takes effect as permits come back. A limit of 0 closes the gauge.
+    /// takes effect as permits come back. A caller queued for more than a
+    /// lowered limit keeps its place for when it rises, passed over until
+    /// then. A limit of 0 closes the gauge.
     #[getter]
     fn get_limit(&self) -> u64 {
         self.core.limit()
