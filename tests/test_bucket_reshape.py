@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -424,3 +426,56 @@ def test_a_shared_bucket_refuses_a_new_rate() -> None:
         with pytest.raises(ValueError, match="settings in Redis"):
             setattr(bucket, attribute, 2)
     assert (bucket.rate, bucket.burst) == (1, 1)
+
+
+class _LoopWithAHook(asyncio.SelectorEventLoop):
+    """Runs `hook` once, in place of a GIL switch, when a thread named
+    `in_thread` wakes one of this loop's callers."""
+
+    hook: Callable[[], None] | None = None
+    in_thread = ""
+
+    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        hook, self.hook = self.hook, None
+        if hook is not None and threading.current_thread().name == self.in_thread:
+            hook()
+        elif hook is not None:
+            self.hook = hook
+        return super().call_soon_threadsafe(*args, **kwargs)
+
+
+def test_a_burst_set_while_a_new_rate_wakes_callers_keeps_that_rate() -> None:
+    """Setting the rate wakes event loops' callers, which runs Python: a
+    thread that sets the burst right then changes the burst only."""
+    bucket = TokenBucket(1, burst=4)
+    loop = _LoopWithAHook()
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+        assert bucket.try_acquire(4)
+
+        async def queue_five() -> list[asyncio.Future[None]]:
+            return [asyncio.ensure_future(bucket.acquire()) for _ in range(5)]
+
+        waiters = asyncio.run_coroutine_threadsafe(queue_five(), loop).result(30)
+        wait_until(lambda: bucket.stats().waiting == 5)
+
+        def set_burst() -> None:
+            other = threading.Thread(target=setattr, args=(bucket, "burst", 2))
+            other.start()
+            other.join()
+
+        loop.hook, loop.in_thread = set_burst, "rate-setter"
+        setter = threading.Thread(target=setattr, args=(bucket, "rate", 1e6), name="rate-setter")
+        setter.start()
+        setter.join()
+        assert loop.hook is None, "the rate change woke no caller"
+        for waiter in waiters:
+            asyncio.run_coroutine_threadsafe(asyncio.wait_for(waiter, 30), loop).result(60)
+        assert (bucket.rate, bucket.burst, bucket.stats().waiting) == (1e6, 2, 0)
+        wait_until(lambda: bucket.try_acquire(2))
+        assert bucket.retry_after() < 0.01  # 1e6 tokens a second, not 1
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join()
+        loop.close()

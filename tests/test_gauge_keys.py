@@ -418,3 +418,46 @@ def test_a_key_function_that_returns_a_function_is_a_type_error() -> None:
 
     with pytest.raises(TypeError, match=r"the key function returned .*not a function"):
         call()
+
+
+def test_the_last_limit_set_holds_for_every_key_when_two_threads_set_it() -> None:
+    """Setting the limit wakes event loops' callers, which runs Python: a
+    thread that sets another limit right then has the last word, for the
+    gauge, every key in use and keys to come."""
+    from .test_bucket_reshape import _LoopWithAHook
+
+    gauge = brakes.Gauge(1)
+    keys = range(200)  # over every part of the key table
+    for key in keys:
+        assert gauge.try_acquire(key=key)
+    loop = _LoopWithAHook()
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+
+        async def wait_then_release() -> None:
+            await gauge.acquire(key=0)
+            gauge.release(key=0)
+
+        done = asyncio.run_coroutine_threadsafe(wait_then_release(), loop)
+        wait_until(lambda: gauge.stats().waiting == 1)
+
+        def set_forty() -> None:
+            other = threading.Thread(target=setattr, args=(gauge, "limit", 40))
+            other.start()
+            other.join()
+
+        loop.hook, loop.in_thread = set_forty, "first-setter"
+        setter = threading.Thread(target=setattr, args=(gauge, "limit", 3), name="first-setter")
+        setter.start()
+        setter.join()
+        assert loop.hook is None, "the limit change woke no caller"
+        done.result(30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join()
+        loop.close()
+    assert gauge.limit == 40
+    assert {gauge.stats(key=key).limit for key in keys} == {40}
+    assert gauge.stats(key="new").limit == 40
+    assert sum(gauge.try_acquire(key=5) for _ in range(50)) == 39

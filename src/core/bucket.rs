@@ -287,12 +287,17 @@ impl Bucket {
     /// there have been, this one included. Each key keeps what it owes (no
     /// more than a smaller burst); queued callers keep their places and are
     /// re-booked at the new rate: their turns come by it, none is lost or
-    /// granted twice. Those whose turn had come are granted first.
-    pub fn reshape(&self, pace: Pace, shape: Shape) -> u64 {
+    /// granted twice. Those whose turn had come are granted first. `None`
+    /// keeps the pace or the shape in force, read under the lock, so that
+    /// changes of each made at once from two threads both hold.
+    pub fn reshape(&self, pace: Option<Pace>, shape: Option<Shape>) -> u64 {
         let now_ns = self.clock.now_ns();
         let mut table = self.table.lock();
         let old = table.rate;
-        let new = Rate { pace, shape };
+        let new = Rate {
+            pace: pace.unwrap_or(old.pace),
+            shape: shape.unwrap_or(old.shape),
+        };
         table.reshapes += 1;
         let generation = table.reshapes;
         if old == new {

@@ -429,6 +429,7 @@ impl Gauge {
     /// permits come back. A waiter queued for more than a lowered limit keeps
     /// its place for when the limit rises again, and is passed over until
     /// then.
+    #[cfg(test)]
     pub fn set_limit(&self, limit: u64) {
         let granted = self.set_limit_granting(limit);
         self.wake_granted(granted);
@@ -437,8 +438,19 @@ impl Gauge {
     /// Sets the limit and returns the waiters it admitted, to be woken with
     /// `wake_granted` once the caller has let go of its own locks.
     pub fn set_limit_granting(&self, limit: u64) -> Granted {
+        self.set_limit_granting_to(|| limit)
+    }
+
+    /// Sets the limit `limit` gives, read under the gauge's lock (the latest
+    /// of several set at once), and wakes the waiters it admits.
+    pub fn set_limit_to(&self, limit: impl FnOnce() -> u64) {
+        let granted = self.set_limit_granting_to(limit);
+        self.wake_granted(granted);
+    }
+
+    fn set_limit_granting_to(&self, limit: impl FnOnce() -> u64) -> Granted {
         let mut state = self.state.lock();
-        state.limit = limit;
+        state.limit = limit();
         Granted(state.grant_waiters())
     }
 

@@ -122,7 +122,7 @@ impl KeyedGauges {
                 return None;
             }
             let gauge = Arc::new(Gauge::with_clock(
-                self.limit.load(Ordering::Relaxed),
+                self.stored_limit(),
                 Arc::clone(&self.clock),
             ));
             table.keys.insert(key.clone(), gauge);
@@ -211,11 +211,31 @@ impl KeyedGauges {
     }
 
     /// Sets every key's limit, and the limit of keys to come.
+    #[cfg(test)]
     pub fn set_limit(&self, limit: u64) {
-        self.limit.store(limit, Ordering::Relaxed);
+        self.store_limit(limit);
+        self.apply_limit();
+    }
+
+    /// The limit of keys to come; `apply_limit` gives it to the keys in use.
+    pub fn store_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::SeqCst);
+    }
+
+    /// The limit last stored.
+    pub fn stored_limit(&self) -> u64 {
+        self.limit.load(Ordering::SeqCst)
+    }
+
+    /// Gives every key in use the limit last stored. Each part reads it under
+    /// its lock, so that when two threads set the limit at once (waking
+    /// waiters lets the GIL pass between parts), every key ends with the
+    /// last value stored, as keys made later do.
+    pub fn apply_limit(&self) {
         for part in &*self.parts {
             let woken: Vec<(Key, Arc<Gauge>, Granted)> = {
                 let table = part.lock();
+                let limit = self.stored_limit();
                 table
                     .keys
                     .iter()

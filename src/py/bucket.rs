@@ -193,21 +193,22 @@ impl Bucket {
                 "a shared bucket's rate and burst are part of its settings in Redis: build a bucket with another name to change them".to_owned(),
             ));
         }
-        let rate = match rate {
-            None => self.rate.lock().1,
-            Some(rate) => positive_finite("rate", rate)?,
-        };
-        let pace = pace_of(rate, self.per)?;
+        let rate = rate.map(|rate| positive_finite("rate", rate)).transpose()?;
+        let pace = rate.map(|rate| pace_of(rate, self.per)).transpose()?;
+        // A burst change leaves the rate to the core, and a rate change the
+        // burst, so that two made at once from two threads both hold.
         let shape = match (self.core.shape(), burst) {
-            (Shape::Token { .. }, Some(burst)) => Shape::Token { burst },
-            (shape, _) => shape,
+            (Shape::Token { .. }, Some(burst)) => Some(Shape::Token { burst }),
+            _ => None,
         };
         // No lock of ours is held while the core wakes waiters (which runs
         // Python); the change numbers keep the rate shown the one in force.
         let generation = self.core.reshape(pace, shape);
-        let mut shown = self.rate.lock();
-        if generation > shown.0 {
-            *shown = (generation, rate);
+        if let Some(rate) = rate {
+            let mut shown = self.rate.lock();
+            if generation > shown.0 {
+                *shown = (generation, rate);
+            }
         }
         Ok(())
     }

@@ -447,8 +447,12 @@ impl Gauge {
             ));
         }
         let limit = check_limit(limit)?;
-        self.core.set_limit(limit);
-        self.keys.set_limit(limit);
+        // Waking waiters runs Python, so another thread may set the limit
+        // meanwhile: each part reads the last value stored under its own
+        // lock, and the last one stored holds everywhere.
+        self.keys.store_limit(limit);
+        self.core.set_limit_to(|| self.keys.stored_limit());
+        self.keys.apply_limit();
         Ok(())
     }
 
