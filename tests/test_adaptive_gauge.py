@@ -470,7 +470,7 @@ def test_a_limit_that_falls_below_a_queued_caller_stalls_nobody_else() -> None:
     """Drops lower the limit under a caller queued for 2: with nothing in
     flight, a caller for 1 is still served, its sample raises the limit
     again, and then the heavy caller has its turn."""
-    clock, gauge = aimd(initial=2, min_limit=1, backoff=0.5)
+    _clock, gauge = aimd(initial=2, min_limit=1, backoff=0.5)
     assert gauge.try_acquire() and gauge.try_acquire()
 
     async def main() -> None:
