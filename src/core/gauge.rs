@@ -149,6 +149,9 @@ impl State {
     /// stands. One queued for more than a lowered limit waits for the limit
     /// to rise again, but holds up nobody meanwhile: it is passed over.
     fn anyone_in_line(&self) -> bool {
+        if self.waiters.is_empty() {
+            return false;
+        }
         let limit = self.limit;
         match self.waiters.head_weight() {
             None => false,
